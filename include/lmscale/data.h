@@ -1,0 +1,55 @@
+/* lmscale data: token arrays and the deterministic window loader.
+ *
+ * A loader hands out windows of T+1 tokens (inputs and next-token targets).
+ * Window w of the run is a pure function of (seed, w): with a global batch
+ * of G sequences, step s takes windows s·G .. s·G+G-1, so any split of the
+ * batch over micro-steps (and later over data-parallel ranks) reads the same
+ * windows, and a run can resume from a step number alone. */
+#ifndef LMSCALE_DATA_H
+#define LMSCALE_DATA_H
+
+#include "lmscale/core.h"
+#include "lmscale/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int32_t *tokens; /* owned */
+    size_t n;
+    int max_id; /* largest id present */
+} lms_tokens;
+
+/* Loads a text file through the tokenizer. Errors: missing, unreadable or
+ * empty file (naming it). */
+lms_status lms_tokens_load(const char *path, const lms_tokenizer *tok, lms_tokens *out);
+void lms_tokens_free(lms_tokens *t);
+/* Refuses data whose ids do not fit a vocabulary of V. */
+lms_status lms_tokens_check_vocab(const lms_tokens *t, int V, const char *path);
+
+typedef enum { LMS_ORDER_RANDOM = 0, LMS_ORDER_SEQUENTIAL } lms_data_order;
+lms_status lms_data_order_parse(const char *name, lms_data_order *order);
+
+typedef struct {
+    const int32_t *tokens; /* not owned */
+    size_t n;
+    int T;
+    lms_data_order order;
+    uint64_t key;
+} lms_loader;
+
+/* Errors when the data holds fewer than T+1 tokens (naming `what`). */
+lms_status lms_loader_init(lms_loader *ld, const int32_t *tokens, size_t n, int T,
+                           lms_data_order order, uint64_t seed, const char *what);
+/* Window w: x (T) inputs, y (T) targets. Random order: a start drawn by
+ * (seed, w); sequential: consecutive non-overlapping windows from the start,
+ * window w at offset (w mod count)·T. */
+void lms_loader_window(const lms_loader *ld, uint64_t w, int32_t *x, int32_t *y);
+/* Number of distinct sequential windows. */
+size_t lms_loader_num_windows(const lms_loader *ld);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,161 @@
+/* lmscale model: the GPT-2 architecture (docs/model.md).
+ *
+ * Parameters and gradients are each one flat fp32 buffer, layer-major, with
+ * named views (lms_tensor_view). Activations for a micro-batch of up to
+ * (B, T) are allocated once at init and carved into views. Forward and
+ * backward call the backend's ops explicitly, one per line, in order. */
+#ifndef LMSCALE_MODEL_H
+#define LMSCALE_MODEL_H
+
+#include "lmscale/backend.h"
+#include "lmscale/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    int L;    /* layers */
+    int NH;   /* attention heads */
+    int C;    /* channels (hidden size) */
+    int maxT; /* maximum sequence length (rows of wpe) */
+    int V;    /* vocabulary size */
+    int Vp;   /* V padded up to a multiple of 64 */
+} lms_gpt_config;
+
+/* V rounded up to a multiple of 64. */
+int lms_pad_vocab(int V);
+/* Fill cfg from a preset name (gpt2-124m, gpt2-350m, gpt2-774m, gpt2-1558m,
+ * aliases gpt2, gpt2-medium, gpt2-large, gpt2-xl; tiny sizes nano, micro,
+ * mini). V is the GPT-2 vocabulary (50257) for the gpt2 presets and the
+ * byte vocabulary (257) for the tiny ones; callers may override. */
+lms_status lms_gpt_preset(lms_gpt_config *cfg, const char *name);
+/* The preset names, comma separated, for help and error text. */
+const char *lms_gpt_preset_names(void);
+/* Checks every dimension (positive, NH divides C, ...) and sets Vp. Errors
+ * name the flag to change. */
+lms_status lms_gpt_config_validate(lms_gpt_config *cfg);
+
+typedef struct {
+    char name[48];
+    size_t offset; /* in floats, into the flat buffer */
+    size_t numel;
+    int ndim;
+    int shape[2];
+    int decay;      /* 1: weight decay applies (2-D weights) */
+    float init_std; /* >0: N(0, std); else constant init_value */
+    float init_value;
+    int valid_rows; /* rows [valid_rows, shape[0]) initialised to 0 (padded vocab) */
+} lms_tensor_view;
+
+/* Pointers to one block's tensors inside a flat buffer. */
+typedef struct {
+    float *ln1w, *ln1b, *qkvw, *qkvb, *attprojw, *attprojb;
+    float *ln2w, *ln2b, *fcw, *fcb, *fcprojw, *fcprojb;
+} lms_gpt_block;
+
+typedef struct {
+    float *wte, *wpe, *lnfw, *lnfb;
+    lms_gpt_block *h; /* L entries; owned by the lms_gpt */
+} lms_gpt_tensors;
+
+/* Activations for one micro-batch (B,T); see gpt.c for the shapes. */
+typedef struct {
+    float *encoded;                       /* (B,T,C) */
+    float *ln1, *ln1_mean, *ln1_rstd;     /* per layer */
+    float *qkv, *atty, *att_lse, *attproj, *resid2;
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fch, *fch_gelu, *fcproj, *resid3;
+    float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *xent_lse;
+    /* backward scratch */
+    float *dresid, *dln, *dqkv, *datty, *dfch, *dfch_gelu;
+} lms_gpt_acts;
+
+typedef struct {
+    lms_gpt_config cfg;
+    size_t num_params;
+    int num_tensors;
+    lms_tensor_view *tensors; /* owned */
+    float *params;            /* owned, num_params */
+    float *grads;             /* owned, num_params, or NULL for inference */
+    lms_gpt_tensors p, g;     /* views into params and grads */
+    int cap_B, cap_T;         /* activation capacity */
+    float *act_mem;           /* owned */
+    size_t act_floats;
+    lms_gpt_acts a;
+    int32_t *tokens, *targets; /* owned copies of the last forward's inputs */
+    int B, T;                  /* shape of the last forward */
+    int have_targets;
+} lms_gpt;
+
+/* Allocates parameters (zeroed; call lms_gpt_init_params), gradients when
+ * with_grads, and activations for micro-batches up to (B, T). cfg must have
+ * passed lms_gpt_config_validate. On failure everything is freed. */
+lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int with_grads);
+void lms_gpt_free(lms_gpt *m);
+
+/* Builds the named views for cfg; *out is malloc'ed (caller frees). Also
+ * used by tools that read parameters without a model (export, checkpoint). */
+lms_status lms_gpt_layout(const lms_gpt_config *cfg, lms_tensor_view **out, int *count,
+                          size_t *num_params);
+/* Binds per-tensor pointers over a flat buffer laid out as lms_gpt_layout. */
+void lms_gpt_bind(const lms_gpt_config *cfg, float *base, lms_gpt_tensors *t);
+/* Find a view by name; NULL if none. */
+const lms_tensor_view *lms_gpt_find(const lms_gpt *m, const char *name);
+
+/* GPT-2 initialisation keyed by (seed, tensor name, element index): the same
+ * values whatever the thread count or (later) parallel layout. */
+void lms_gpt_init_params(lms_gpt *m, uint64_t seed);
+
+/* Forward over tokens (B,T) (B <= cap_B, T <= cap_T). With targets, returns
+ * the mean cross-entropy over the B·T positions; without, returns 0 and only
+ * the logits are computed (a.logits, (B,T,Vp)). */
+float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const int32_t *targets,
+                      int B, int T);
+/* Backward of the last forward (which had targets). Accumulates into grads:
+ * d(loss_i)/d(params) · dloss summed over positions i, so dloss = 1/(B·T·k)
+ * gives the gradient of the mean over k accumulated micro-batches. */
+void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss);
+void lms_gpt_zero_grad(lms_gpt *m);
+
+/* Number of parameters that count for model FLOPs: all but wpe, with the
+ * unpadded vocabulary (the tied wte is the LM head matmul). */
+size_t lms_gpt_flop_params(const lms_gpt_config *cfg);
+
+/* ---- inference with a KV cache ---- */
+typedef struct {
+    int L, maxT, C, len;
+    float *k, *v; /* (L, maxT, C) each, owned */
+    float *scratch;
+} lms_kv_cache;
+
+lms_status lms_kv_cache_init(lms_kv_cache *kv, const lms_gpt_config *cfg);
+void lms_kv_cache_free(lms_kv_cache *kv);
+/* Feed one token at position kv->len (< maxT); writes logits (Vp) and
+ * advances the cache. */
+void lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t token,
+                         float *logits);
+
+/* ---- model files (weights + config; the full training checkpoint is a
+ * separate format) ---- */
+/* tokenizer: 0 = byte-level. Written atomically. */
+lms_status lms_model_save(const char *path, const lms_gpt *m, int tokenizer_kind);
+/* Reads the config first and allocates *m with activations (B,T); B or T of
+ * 0 means (1, cfg.maxT). */
+lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_grads,
+                          int *tokenizer_kind);
+
+/* ---- sampling ---- */
+typedef struct {
+    float temperature; /* 0: greedy */
+    int top_k;         /* 0: off */
+    float top_p;       /* 1: off */
+} lms_sampler;
+/* Picks a token from logits over the first V entries; u is a uniform [0,1)
+ * draw. scratch holds 2·V floats/ints. */
+int lms_sample(const float *logits, int V, const lms_sampler *s, float u, void *scratch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,52 @@
+/* lmscale optimizers: AdamW over the flat parameter buffer (weight decay on
+ * the views marked decay, i.e. 2-D weights), learning-rate schedules and
+ * global-norm gradient clipping. */
+#ifndef LMSCALE_OPTIM_H
+#define LMSCALE_OPTIM_H
+
+#include "lmscale/backend.h"
+#include "lmscale/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { LMS_SCHED_CONSTANT = 0, LMS_SCHED_COSINE, LMS_SCHED_LINEAR } lms_schedule_kind;
+
+typedef struct {
+    lms_schedule_kind kind;
+    float lr, min_lr;
+    int warmup; /* steps of linear warm-up */
+    int total;  /* total steps; decay runs from warmup to total */
+} lms_schedule;
+
+/* "constant", "cosine" or "linear"; errors name the choices. */
+lms_status lms_schedule_parse(const char *name, lms_schedule_kind *kind);
+const char *lms_schedule_name(lms_schedule_kind kind);
+/* Learning rate at 0-based step: lr·(step+1)/warmup during warm-up, then
+ * constant lr, or cosine / linear decay from lr to min_lr at step total-1. */
+float lms_schedule_lr(const lms_schedule *s, int step);
+
+typedef struct {
+    float beta1, beta2, eps, weight_decay;
+    size_t n;
+    float *m, *v; /* owned, n each */
+    int step;     /* number of updates done */
+} lms_adamw;
+
+lms_status lms_adamw_init(lms_adamw *o, size_t n, float beta1, float beta2, float eps,
+                          float weight_decay);
+void lms_adamw_free(lms_adamw *o);
+/* One update over every view of the layout; gradients are multiplied by
+ * grad_scale first (clipping). */
+void lms_adamw_step(lms_adamw *o, lms_backend *be, float *params, const float *grads,
+                    const lms_tensor_view *views, int nviews, float lr, float grad_scale);
+
+/* PyTorch's clip_grad_norm_ factor: max_norm/(norm+1e-6) when that is below
+ * 1, else 1; max_norm <= 0 disables clipping. */
+float lms_clip_scale(double norm, float max_norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

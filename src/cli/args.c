@@ -1,0 +1,151 @@
+/* The flag parser: --name VALUE, --name=VALUE, boolean --name; strict
+ * number parsing; unknown flags answered with the closest known name. */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int edit_distance(const char *a, const char *b) {
+    int la = (int)strlen(a), lb = (int)strlen(b);
+    if (la > 63 || lb > 63) return 99;
+    int d[64][64];
+    for (int i = 0; i <= la; i++) d[i][0] = i;
+    for (int j = 0; j <= lb; j++) d[0][j] = j;
+    for (int i = 1; i <= la; i++)
+        for (int j = 1; j <= lb; j++) {
+            int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+            d[i][j] = c;
+        }
+    return d[la][lb];
+}
+
+static lms_status set_value(const cli_spec *spec, const cli_opt *o, const char *v) {
+    char *end = NULL;
+    errno = 0;
+    switch (o->kind) {
+    case CLI_INT: {
+        long x = strtol(v, &end, 10);
+        if (!*v || *end || errno || x < INT_MIN || x > INT_MAX)
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--%s expects an integer, got '%s'", o->name, v);
+        *(int *)o->dst = (int)x;
+        return LMS_OK;
+    }
+    case CLI_U64: {
+        if (*v == '-')
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--%s expects a non-negative integer, got '%s'", o->name, v);
+        unsigned long long x = strtoull(v, &end, 10);
+        if (!*v || *end || errno)
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--%s expects a non-negative integer, got '%s'", o->name, v);
+        *(uint64_t *)o->dst = (uint64_t)x;
+        return LMS_OK;
+    }
+    case CLI_FLOAT: {
+        float x = strtof(v, &end);
+        if (!*v || *end || errno || x != x)
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--%s expects a number, got '%s'", o->name, v);
+        *(float *)o->dst = x;
+        return LMS_OK;
+    }
+    case CLI_STR:
+        *(const char **)o->dst = v;
+        return LMS_OK;
+    case CLI_BOOL:
+        break;
+    }
+    return lms_errorf(LMS_ERR_INTERNAL, "flag --%s of lmscale %s has no value kind", o->name, spec->cmd);
+}
+
+lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help) {
+    *help = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            *help = 1;
+            return LMS_OK;
+        }
+        if (strncmp(a, "--", 2) != 0 || !a[2])
+            return lms_errorf(LMS_ERR_INVALID_ARG, "unexpected argument '%s' (flags start with --; see "
+                              "'lmscale %s --help')", a, spec->cmd);
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+        const cli_opt *o = NULL;
+        for (int k = 0; k < spec->nopts; k++)
+            if (strlen(spec->opts[k].name) == nlen && strncmp(spec->opts[k].name, name, nlen) == 0)
+                o = &spec->opts[k];
+        if (!o) {
+            char flag[64];
+            snprintf(flag, sizeof flag, "%.*s", (int)(nlen < 60 ? nlen : 60), name);
+            const char *best = NULL;
+            int bd = 99;
+            for (int k = 0; k < spec->nopts; k++) {
+                int d = edit_distance(flag, spec->opts[k].name);
+                if (d < bd) {
+                    bd = d;
+                    best = spec->opts[k].name;
+                }
+            }
+            if (best && bd <= 3)
+                return lms_errorf(LMS_ERR_INVALID_ARG, "unknown flag '--%s' for 'lmscale %s' (did you "
+                                  "mean '--%s'? see 'lmscale %s --help')", flag, spec->cmd, best, spec->cmd);
+            return lms_errorf(LMS_ERR_INVALID_ARG, "unknown flag '--%s' for 'lmscale %s' (see 'lmscale %s "
+                              "--help')", flag, spec->cmd, spec->cmd);
+        }
+        if (o->kind == CLI_BOOL) {
+            if (eq)
+                return lms_errorf(LMS_ERR_INVALID_ARG, "--%s takes no value", o->name);
+            *(int *)o->dst = 1;
+            continue;
+        }
+        const char *v;
+        if (eq)
+            v = eq + 1;
+        else if (i + 1 < argc)
+            v = argv[++i];
+        else
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--%s needs a value (%s)", o->name,
+                              o->metavar ? o->metavar : "VALUE");
+        LMS_CHECK(set_value(spec, o, v));
+    }
+    return LMS_OK;
+}
+
+void cli_print_help(const cli_spec *spec, FILE *out) {
+    fprintf(out, "%s\n\nusage: %s\n\nflags:\n", spec->summary, spec->usage);
+    for (int k = 0; k < spec->nopts; k++) {
+        const cli_opt *o = &spec->opts[k];
+        char left[64];
+        snprintf(left, sizeof left, "--%s%s%s", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        fprintf(out, "  %-28s %s", left, o->help);
+        switch (o->kind) {
+        case CLI_INT: fprintf(out, " [%d]", *(int *)o->dst); break;
+        case CLI_FLOAT: fprintf(out, " [%g]", *(float *)o->dst); break;
+        case CLI_U64: fprintf(out, " [%llu]", (unsigned long long)*(uint64_t *)o->dst); break;
+        case CLI_STR:
+            if (*(const char **)o->dst) fprintf(out, " [%s]", *(const char **)o->dst);
+            break;
+        case CLI_BOOL: break;
+        }
+        fputc('\n', out);
+    }
+    fprintf(out, "  %-28s %s\n", "--help", "show this help");
+    if (spec->epilog) fprintf(out, "\n%s\n", spec->epilog);
+}
+
+int cli_fail(const char *cmd, lms_status st) {
+    fprintf(stderr, "lmscale %s: error: %s\n", cmd, lms_last_error());
+    return st == LMS_ERR_INVALID_ARG ? 2 : 1;
+}
+
+lms_status cli_model_config(const cli_model_opts *mo, lms_gpt_config *cfg) {
+    LMS_CHECK(lms_gpt_preset(cfg, mo->preset));
+    if (mo->L != -1) cfg->L = mo->L;
+    if (mo->NH != -1) cfg->NH = mo->NH;
+    if (mo->C != -1) cfg->C = mo->C;
+    if (mo->maxT != -1) cfg->maxT = mo->maxT;
+    if (mo->V != -1) cfg->V = mo->V;
+    return lms_gpt_config_validate(cfg);
+}

@@ -1,0 +1,100 @@
+/* Internal to the CLI: the flag parser and the subcommands. */
+#ifndef LMS_CLI_H
+#define LMS_CLI_H
+
+#include "lmscale/core.h"
+#include "lmscale/data.h"
+#include "lmscale/model.h"
+
+#include <stdio.h>
+
+typedef enum { CLI_INT, CLI_FLOAT, CLI_STR, CLI_BOOL, CLI_U64 } cli_kind;
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    cli_kind kind;
+    void *dst; /* int*, float*, const char**, int* (bool), uint64_t* */
+    const char *metavar;
+    const char *help;
+} cli_opt;
+
+typedef struct {
+    const char *cmd;     /* "train" */
+    const char *summary; /* one line */
+    const char *usage;   /* "lmscale train --data FILE [flags]" */
+    const cli_opt *opts;
+    int nopts;
+    const char *epilog; /* may be NULL */
+} cli_spec;
+
+/* Parses argv (after the subcommand). *help is set for --help/-h.
+ * Errors name the flag and suggest the closest known one. */
+lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help);
+void cli_print_help(const cli_spec *spec, FILE *out);
+
+/* Model shape flags shared by train and eval. Dimensions left at -1 come
+ * from the preset. */
+typedef struct {
+    const char *preset;
+    int L, NH, C, maxT, V;
+} cli_model_opts;
+#define CLI_MODEL_OPTS_DEFAULT {"nano", -1, -1, -1, -1, -1}
+#define CLI_MODEL_FLAGS(mo)                                                                      \
+    {"model", CLI_STR, &(mo).preset, "NAME", "model preset (see lmscale train --help)"},         \
+    {"num-layers", CLI_INT, &(mo).L, "L", "transformer blocks (overrides the preset)"},          \
+    {"num-heads", CLI_INT, &(mo).NH, "H", "attention heads; must divide the hidden size"},       \
+    {"hidden-size", CLI_INT, &(mo).C, "C", "channels"},                                          \
+    {"max-seq-len", CLI_INT, &(mo).maxT, "T", "maximum sequence length (positions)"},            \
+    {"vocab-size", CLI_INT, &(mo).V, "V", "vocabulary size (padded to a multiple of 64 inside)"}
+lms_status cli_model_config(const cli_model_opts *mo, lms_gpt_config *cfg);
+
+/* Training, shared by `train` and `demo`. */
+typedef struct {
+    cli_model_opts model;
+    const char *data, *val_data;
+    float val_fraction;
+    int batch_size, micro_batch_size, seq_len, steps;
+    float lr, min_lr;
+    int warmup;
+    const char *schedule;
+    float beta1, beta2, eps, weight_decay, grad_clip;
+    uint64_t seed;
+    int eval_interval, eval_batches, log_interval;
+    const char *metrics, *save_model, *data_order, *backend;
+    float peak_tflops;
+    int threads, quiet;
+} train_opts;
+
+void train_opts_default(train_opts *o);
+/* Validates o, loads data (unless train/val tokens are given), trains and
+ * saves. When keep is non-NULL the trained model is moved there (caller
+ * frees with lms_gpt_free). */
+lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms_tokens *val_tok,
+                     lms_gpt *keep, float *final_val_loss);
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* Evaluate mean loss over sequential windows; used by train and eval. */
+lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
+                     double *loss, long *tokens);
+
+/* Prints "lmscale <cmd>: error: <message>" and returns the exit code. */
+int cli_fail(const char *cmd, lms_status st);
+
+/* The demo task (demo_task.c): generated arithmetic problems. */
+typedef struct {
+    int digits;
+    uint64_t seed;
+} demo_task;
+/* Training text: n_problems lines "a+b=c\n" (c written reversed), skipping
+ * held-out pairs. *text malloc'ed. */
+lms_status demo_make_text(const demo_task *t, size_t n_problems, int held_out, char **text,
+                          size_t *len);
+/* Problem i of the held-out set: prompt "a+b=" and the expected answer. */
+void demo_held_out_problem(const demo_task *t, uint64_t i, char *prompt, size_t pcap,
+                           char *answer, size_t acap);
+
+#endif

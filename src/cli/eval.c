@@ -1,0 +1,75 @@
+/* `lmscale eval`: mean loss over consecutive windows of a text file. */
+#include "cli.h"
+
+#include <math.h>
+#include <string.h>
+
+int cmd_eval(int argc, char **argv) {
+    cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
+    const char *load = NULL, *data = NULL, *backend = "cpu";
+    int seq_len = 0, batch = 8, max_batches = 0, threads = 0;
+    uint64_t seed = 1337;
+    const cli_opt opts[] = {
+        {"load", CLI_STR, &load, "FILE", "model file from 'train --save-model' (else a fresh model from the flags below)"},
+        CLI_MODEL_FLAGS(mo),
+        {"data", CLI_STR, &data, "FILE", "text to evaluate on (required)"},
+        {"seq-len", CLI_INT, &seq_len, "T", "window length (default: the model's maximum, at most 1024)"},
+        {"batch-size", CLI_INT, &batch, "B", "windows per forward pass"},
+        {"max-batches", CLI_INT, &max_batches, "N", "stop after N batches (0 = the whole file)"},
+        {"seed", CLI_U64, &seed, "S", "initialisation seed when no --load"},
+        {"backend", CLI_STR, &backend, "NAME", "cpu or ref"},
+        {"threads", CLI_INT, &threads, "N", "worker threads (0 = all cores)"},
+    };
+    cli_spec spec = {"eval", "lmscale eval: loss and perplexity over consecutive non-overlapping windows.",
+                     "lmscale eval --load FILE --data FILE [flags]", opts, (int)(sizeof opts / sizeof opts[0]),
+                     "prints a final line: loss=<float> ppl=<float> tokens=<int>"};
+    int help;
+    lms_status st = cli_parse(&spec, argc, argv, &help);
+    if (st != LMS_OK) return cli_fail("eval", st);
+    if (help) {
+        cli_print_help(&spec, stdout);
+        return 0;
+    }
+    lms_gpt m = {0};
+    lms_tokens toks = {0};
+    lms_backend be = {0};
+    lms_tokenizer tok;
+    lms_tokenizer_init_bytes(&tok);
+    lms_ctx ctx;
+    lms_ctx_init(&ctx, seed, threads);
+    LMS_TRY(lms_backend_init(&be, backend));
+    if (!data) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--data FILE is required: the text to evaluate on");
+        goto fail;
+    }
+    if (batch < 1 || max_batches < 0 || seq_len < 0 || threads < 0) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size must be >= 1, --max-batches, --seq-len and "
+                        "--threads >= 0");
+        goto fail;
+    }
+    if (load) {
+        LMS_TRY(lms_model_load(load, &m, batch, seq_len, 0, NULL));
+    } else {
+        lms_gpt_config cfg;
+        LMS_TRY(cli_model_config(&mo, &cfg));
+        int T = seq_len ? seq_len : (cfg.maxT < 1024 ? cfg.maxT : 1024);
+        if (T > cfg.maxT) {
+            st = lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d is above the model's maximum %d", T, cfg.maxT);
+            goto fail;
+        }
+        LMS_TRY(lms_gpt_init(&m, &cfg, batch, T, 0));
+        lms_gpt_init_params(&m, seed);
+    }
+    LMS_TRY(lms_tokens_load(data, &tok, &toks));
+    LMS_TRY(lms_tokens_check_vocab(&toks, m.cfg.V, data));
+    lms_loader ld;
+    LMS_TRY(lms_loader_init(&ld, toks.tokens, toks.n, m.cap_T, LMS_ORDER_SEQUENTIAL, seed, data));
+    double loss;
+    long ntok;
+    LMS_TRY(eval_loss(&m, &be, &ld, batch, max_batches, &loss, &ntok));
+    printf("loss=%.6f ppl=%.4f tokens=%ld\n", loss, exp(loss), ntok);
+fail:
+    lms_gpt_free(&m);
+    lms_tokens_free(&toks);
+    return st == LMS_OK ? 0 : cli_fail("eval", st);
+}

@@ -1,0 +1,362 @@
+/* `lmscale train`: validate everything, then the training loop — gradient
+ * accumulation over micro-batches, global-norm clipping, AdamW, the LR
+ * schedule, periodic validation, one log line and one JSON metrics object
+ * per step. */
+#include "cli.h"
+#include "lmscale/optim.h"
+#include "lmscale/plan.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void train_opts_default(train_opts *o) {
+    memset(o, 0, sizeof *o);
+    cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
+    o->model = mo;
+    o->val_fraction = 0.1f;
+    o->batch_size = 8;
+    o->steps = 100;
+    o->lr = 3e-4f;
+    o->min_lr = 3e-5f;
+    o->schedule = "cosine";
+    o->beta1 = 0.9f;
+    o->beta2 = 0.95f;
+    o->eps = 1e-8f;
+    o->weight_decay = 0.1f;
+    o->grad_clip = 1.0f;
+    o->seed = 1337;
+    o->eval_interval = 100;
+    o->eval_batches = 20;
+    o->log_interval = 1;
+    o->data_order = "random";
+    o->backend = "cpu";
+}
+
+static void fmt_eta(char *buf, size_t cap, double s) {
+    if (s < 60) snprintf(buf, cap, "%.0fs", s);
+    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
+    else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
+}
+
+lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
+                     double *loss, long *tokens) {
+    const int T = ld->T;
+    int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
+    if (!x || !y) {
+        free(x);
+        free(y);
+        return lms_errorf(LMS_ERR_OOM, "out of memory for evaluation batches");
+    }
+    size_t nw = lms_loader_num_windows(ld), w = 0;
+    double sum = 0;
+    long ntok = 0, nb = 0;
+    while (w < nw && (max_batches <= 0 || nb < max_batches)) {
+        int b = 0;
+        for (; b < B && w < nw; b++, w++) lms_loader_window(ld, w, x + (size_t)b * T, y + (size_t)b * T);
+        float l = lms_gpt_forward(m, be, x, y, b, T);
+        sum += (double)l * b * T;
+        ntok += (long)b * T;
+        nb++;
+    }
+    free(x);
+    free(y);
+    *loss = ntok ? sum / ntok : NAN;
+    *tokens = ntok;
+    return LMS_OK;
+}
+
+typedef struct {
+    lms_gpt_config cfg;
+    int T, micro, accum;
+    lms_schedule sched;
+    lms_data_order order;
+    lms_backend be;
+} train_plan;
+
+/* Every check that can fail on user input, before any compute. */
+static lms_status validate(const train_opts *o, train_plan *p) {
+    LMS_CHECK(cli_model_config(&o->model, &p->cfg));
+    p->T = o->seq_len ? o->seq_len : (p->cfg.maxT < 1024 ? p->cfg.maxT : 1024);
+    if (p->T < 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d must be at least 1", o->seq_len);
+    if (p->T > p->cfg.maxT)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d is above the model's maximum sequence length "
+                          "%d: lower --seq-len or raise --max-seq-len", p->T, p->cfg.maxT);
+    if (o->batch_size < 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d must be at least 1", o->batch_size);
+    p->micro = o->micro_batch_size ? o->micro_batch_size : o->batch_size;
+    if (p->micro < 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--micro-batch-size %d must be at least 1", p->micro);
+    if (o->batch_size % p->micro != 0)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d is not divisible by --micro-batch-size %d: "
+                          "the global batch is micro-batch x accumulation steps (try --micro-batch-size %d)",
+                          o->batch_size, p->micro, o->batch_size % 2 == 0 ? o->batch_size / 2 : 1);
+    p->accum = o->batch_size / p->micro;
+    if (o->steps < 1) return lms_errorf(LMS_ERR_INVALID_ARG, "--steps %d must be at least 1", o->steps);
+    if (!(o->lr > 0) || !isfinite(o->lr))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--lr %g must be a positive number", o->lr);
+    if (o->min_lr < 0 || o->min_lr > o->lr)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--min-lr %g must be between 0 and --lr %g", o->min_lr, o->lr);
+    if (o->warmup < 0)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--warmup-steps %d must not be negative", o->warmup);
+    LMS_CHECK(lms_schedule_parse(o->schedule, &p->sched.kind));
+    p->sched.lr = o->lr;
+    p->sched.min_lr = o->min_lr;
+    p->sched.warmup = o->warmup;
+    p->sched.total = o->steps;
+    if (!(o->beta1 >= 0 && o->beta1 < 1))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--beta1 %g must be in [0, 1)", o->beta1);
+    if (!(o->beta2 >= 0 && o->beta2 < 1))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--beta2 %g must be in [0, 1)", o->beta2);
+    if (!(o->eps > 0)) return lms_errorf(LMS_ERR_INVALID_ARG, "--eps %g must be positive", o->eps);
+    if (!(o->weight_decay >= 0))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--weight-decay %g must not be negative", o->weight_decay);
+    if (!(o->grad_clip >= 0))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--grad-clip %g must not be negative (0 turns it off)",
+                          o->grad_clip);
+    if (o->eval_interval < 0)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--eval-interval %d must not be negative (0 turns it off)",
+                          o->eval_interval);
+    if (o->eval_batches < 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--eval-batches %d must be at least 1", o->eval_batches);
+    if (o->log_interval < 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--log-interval %d must be at least 1", o->log_interval);
+    if (!(o->val_fraction >= 0 && o->val_fraction <= 0.5f))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--val-fraction %g must be in [0, 0.5]", o->val_fraction);
+    if (!(o->peak_tflops >= 0))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--peak-tflops %g must not be negative", o->peak_tflops);
+    if (o->threads < 0)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--threads %d must not be negative (0 = all cores)", o->threads);
+    LMS_CHECK(lms_data_order_parse(o->data_order, &p->order));
+    LMS_CHECK(lms_backend_init(&p->be, o->backend));
+    return LMS_OK;
+}
+
+/* Fails early if path cannot be created, so that a long run does not end
+ * unable to save. Leaves nothing behind. */
+static lms_status check_writable(const char *path) {
+    lms_atomic_file af;
+    LMS_CHECK(lms_atomic_open(&af, path));
+    lms_atomic_abort(&af);
+    return LMS_OK;
+}
+
+lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms_tokens *val_tok,
+                     lms_gpt *keep, float *final_val_loss) {
+    lms_status st = LMS_OK;
+    train_plan p;
+    memset(&p, 0, sizeof p);
+    lms_tokens loaded = {0}, loaded_val = {0};
+    lms_gpt m = {0};
+    lms_adamw opt = {0};
+    FILE *metrics = NULL;
+    int32_t *x = NULL, *y = NULL;
+    lms_tokenizer tok;
+    lms_tokenizer_init_bytes(&tok);
+    lms_ctx ctx;
+
+    LMS_TRY(validate(o, &p));
+    lms_ctx_init(&ctx, o->seed, o->threads);
+    /* data */
+    if (!train_tok) {
+        if (!o->data) {
+            st = lms_errorf(LMS_ERR_INVALID_ARG, "--data FILE is required: a text file to train on");
+            goto fail;
+        }
+        LMS_TRY(lms_tokens_load(o->data, &tok, &loaded));
+        train_tok = &loaded;
+        if (o->val_data) {
+            LMS_TRY(lms_tokens_load(o->val_data, &tok, &loaded_val));
+            val_tok = &loaded_val;
+        }
+    }
+    const char *train_name = o->data ? o->data : "the training data";
+    LMS_TRY(lms_tokens_check_vocab(train_tok, p.cfg.V, train_name));
+    if (val_tok) LMS_TRY(lms_tokens_check_vocab(val_tok, p.cfg.V, o->val_data ? o->val_data : "validation data"));
+    size_t n_train = train_tok->n;
+    const int32_t *val_ptr = NULL;
+    size_t n_val = 0;
+    if (val_tok) {
+        val_ptr = val_tok->tokens;
+        n_val = val_tok->n;
+    } else if (o->val_fraction > 0 && o->eval_interval > 0) {
+        n_val = (size_t)((double)train_tok->n * o->val_fraction);
+        if (n_val < (size_t)p.T + 1) n_val = 0; /* too little data to hold out */
+        n_train -= n_val;
+        val_ptr = train_tok->tokens + n_train;
+    }
+    lms_loader ld, vld;
+    LMS_TRY(lms_loader_init(&ld, train_tok->tokens, n_train, p.T, p.order, o->seed, train_name));
+    int have_val = n_val > 0 && o->eval_interval > 0;
+    if (have_val)
+        LMS_TRY(lms_loader_init(&vld, val_ptr, n_val, p.T, LMS_ORDER_SEQUENTIAL, o->seed, "the validation data"));
+    if (o->save_model) LMS_TRY(check_writable(o->save_model));
+    if (o->metrics) {
+        metrics = fopen(o->metrics, "a");
+        if (!metrics) {
+            st = lms_errorf(LMS_ERR_IO, "cannot open --metrics file '%s' for appending (check that its "
+                            "directory exists and is writable)", o->metrics);
+            goto fail;
+        }
+    }
+
+    /* model and optimizer */
+    LMS_TRY(lms_gpt_init(&m, &p.cfg, p.micro, p.T, 1));
+    lms_gpt_init_params(&m, o->seed);
+    LMS_TRY(lms_adamw_init(&opt, m.num_params, o->beta1, o->beta2, o->eps, o->weight_decay));
+    x = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
+    y = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
+    if (!x || !y) {
+        st = lms_errorf(LMS_ERR_OOM, "out of memory for batches");
+        goto fail;
+    }
+    double peak = o->peak_tflops > 0 ? o->peak_tflops : lms_backend_measure_peak_tflops(&p.be);
+    double fpt = lms_flops_per_token(&p.cfg, p.T);
+    const lms_logger *lg = &ctx.log;
+    lms_log(lg, LMS_LOG_INFO, "model: L=%d H=%d C=%d maxT=%d V=%d (padded %d) | %.2fM parameters | "
+            "%.3f GFLOP/token", p.cfg.L, p.cfg.NH, p.cfg.C, p.cfg.maxT, p.cfg.V, p.cfg.Vp,
+            (double)m.num_params / 1e6, fpt / 1e9);
+    lms_log(lg, LMS_LOG_INFO, "train: %zu tokens%s%zu held out | batch %d x seq %d = %d tokens/step "
+            "(micro-batch %d x %d accumulation) | %d steps", n_train, val_tok ? " | validation " : " | ",
+            n_val, o->batch_size, p.T, o->batch_size * p.T, p.micro, p.accum, o->steps);
+    lms_log(lg, LMS_LOG_INFO, "optim: AdamW lr %g -> %g (%s, warm-up %d) betas (%g, %g) eps %g wd %g "
+            "clip %g | backend %s, %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
+            lms_schedule_name(p.sched.kind), o->warmup, o->beta1, o->beta2, o->eps, o->weight_decay,
+            o->grad_clip, p.be.i->name, ctx.threads, peak * 1e3,
+            o->peak_tflops > 0 ? "--peak-tflops" : "measured sgemm");
+
+    const int G = o->batch_size;
+    const float dloss = 1.0f / ((float)p.micro * p.T * p.accum);
+    double t_start = lms_now_s(), t_steps = 0, last_val = NAN;
+    int timed = 0;
+    for (int step = 0; step < o->steps; step++) {
+        double t0 = lms_now_s();
+        lms_gpt_zero_grad(&m);
+        double loss = 0;
+        for (int k = 0; k < p.accum; k++) {
+            for (int b = 0; b < p.micro; b++)
+                lms_loader_window(&ld, (uint64_t)step * G + (uint64_t)k * p.micro + b,
+                                  x + (size_t)b * p.T, y + (size_t)b * p.T);
+            loss += lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T);
+            lms_gpt_backward(&m, &p.be, dloss);
+        }
+        loss /= p.accum;
+        double norm = sqrt(p.be.i->sumsq(&p.be, m.grads, m.num_params));
+        if (!isfinite(loss) || !isfinite(norm)) {
+            st = lms_errorf(LMS_ERR_NUMERIC, "the %s became %s at step %d: lower --lr (now %g) or set "
+                            "--grad-clip (now %g)", isfinite(loss) ? "gradient norm" : "loss",
+                            isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite", step + 1, o->lr,
+                            o->grad_clip);
+            goto fail;
+        }
+        float lr = lms_schedule_lr(&p.sched, step);
+        lms_adamw_step(&opt, &p.be, m.params, m.grads, m.tensors, m.num_tensors, lr,
+                       lms_clip_scale(norm, o->grad_clip));
+        double dt = lms_now_s() - t0;
+        if (step > 0 || o->steps == 1) {
+            t_steps += dt;
+            timed++;
+        }
+        double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak);
+        int do_eval = have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
+        double vloss = NAN;
+        if (do_eval) {
+            long ntok;
+            LMS_TRY(eval_loss(&m, &p.be, &vld, p.micro, o->eval_batches, &vloss, &ntok));
+            last_val = vloss;
+        }
+        if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
+            char eta[32];
+            fmt_eta(eta, sizeof eta, (timed ? t_steps / timed : dt) * (o->steps - step - 1));
+            lms_log(lg, LMS_LOG_INFO, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %6.0f tok/s "
+                    "| MFU %5.1f%% | ETA %s%s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
+                    mfu * 100, eta, "");
+            if (do_eval)
+                lms_log(lg, LMS_LOG_INFO, "step %5d/%d | val_loss %.4f | val_ppl %.2f", step + 1, o->steps,
+                        vloss, exp(vloss));
+        }
+        if (metrics) {
+            fprintf(metrics, "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+                    "\"step_ms\": %.3f, \"tokens_per_s\": %.2f, \"mfu\": %.6f", step + 1, loss, lr, norm,
+                    dt * 1e3, tps, mfu);
+            if (do_eval) fprintf(metrics, ", \"val_loss\": %.9g", vloss);
+            fprintf(metrics, "}\n");
+            fflush(metrics);
+        }
+    }
+    double total = lms_now_s() - t_start;
+    double mean_tps = timed ? (double)G * p.T * timed / t_steps : 0;
+    lms_log(lg, LMS_LOG_INFO, "done: %d steps, %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% (mean after "
+            "the first step)", o->steps, (long)o->steps * G * p.T, total, mean_tps,
+            100 * lms_mfu(fpt, mean_tps, peak));
+    if (o->save_model) {
+        LMS_TRY(lms_model_save(o->save_model, &m, tok.kind));
+        lms_log(lg, LMS_LOG_INFO, "saved model to %s", o->save_model);
+    }
+    if (final_val_loss) *final_val_loss = (float)last_val;
+    if (keep) {
+        *keep = m;
+        memset(&m, 0, sizeof m);
+    }
+fail:
+    if (metrics) fclose(metrics);
+    free(x);
+    free(y);
+    lms_adamw_free(&opt);
+    lms_gpt_free(&m);
+    lms_tokens_free(&loaded);
+    lms_tokens_free(&loaded_val);
+    lms_backend_free(&p.be);
+    return st;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o;
+    train_opts_default(&o);
+    const cli_opt opts[] = {
+        CLI_MODEL_FLAGS(o.model),
+        {"data", CLI_STR, &o.data, "FILE", "training text (required)"},
+        {"val-data", CLI_STR, &o.val_data, "FILE", "validation text (default: hold out the end of --data)"},
+        {"val-fraction", CLI_FLOAT, &o.val_fraction, "F", "fraction of --data held out for validation when no --val-data"},
+        {"batch-size", CLI_INT, &o.batch_size, "B", "global batch, in sequences"},
+        {"micro-batch-size", CLI_INT, &o.micro_batch_size, "M", "sequences per forward/backward; B/M accumulation steps (default B)"},
+        {"seq-len", CLI_INT, &o.seq_len, "T", "sequence length (default: the model's, at most 1024)"},
+        {"steps", CLI_INT, &o.steps, "N", "optimizer steps"},
+        {"lr", CLI_FLOAT, &o.lr, "LR", "peak learning rate"},
+        {"min-lr", CLI_FLOAT, &o.min_lr, "LR", "learning rate at the end of decay"},
+        {"warmup-steps", CLI_INT, &o.warmup, "N", "linear warm-up steps"},
+        {"lr-schedule", CLI_STR, &o.schedule, "KIND", "constant, cosine or linear (decay after warm-up)"},
+        {"beta1", CLI_FLOAT, &o.beta1, "B1", "AdamW beta1"},
+        {"beta2", CLI_FLOAT, &o.beta2, "B2", "AdamW beta2"},
+        {"eps", CLI_FLOAT, &o.eps, "EPS", "AdamW epsilon"},
+        {"weight-decay", CLI_FLOAT, &o.weight_decay, "WD", "decoupled weight decay on 2-D weights"},
+        {"grad-clip", CLI_FLOAT, &o.grad_clip, "NORM", "clip the global gradient norm (0 = off)"},
+        {"seed", CLI_U64, &o.seed, "S", "seed for initialisation and data order"},
+        {"eval-interval", CLI_INT, &o.eval_interval, "N", "validation loss every N steps and at the end (0 = off)"},
+        {"eval-batches", CLI_INT, &o.eval_batches, "N", "micro-batches per validation"},
+        {"log-interval", CLI_INT, &o.log_interval, "N", "print a step line every N steps"},
+        {"data-order", CLI_STR, &o.data_order, "ORDER", "random windows by seed, or sequential from the start"},
+        {"metrics", CLI_STR, &o.metrics, "FILE", "append one JSON object per step"},
+        {"save-model", CLI_STR, &o.save_model, "FILE", "write the trained weights (for eval and generate)"},
+        {"backend", CLI_STR, &o.backend, "NAME", "cpu (fast) or ref (reference kernels)"},
+        {"peak-tflops", CLI_FLOAT, &o.peak_tflops, "X", "peak for MFU (default: measured sgemm at start-up)"},
+        {"threads", CLI_INT, &o.threads, "N", "worker threads (0 = all cores)"},
+        {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
+    };
+    char epilog[512];
+    snprintf(epilog, sizeof epilog, "model presets: %s\n(default nano; tiny presets use the byte "
+             "vocabulary, 257 ids)", lms_gpt_preset_names());
+    cli_spec spec = {"train", "lmscale train: train a GPT model on a text file (byte-level tokens).",
+                     "lmscale train --data FILE [--model NAME] [flags]", opts,
+                     (int)(sizeof opts / sizeof opts[0]), epilog};
+    int help;
+    lms_status st = cli_parse(&spec, argc, argv, &help);
+    if (st != LMS_OK) return cli_fail("train", st);
+    if (help) {
+        cli_print_help(&spec, stdout);
+        return 0;
+    }
+    st = train_run(&o, NULL, NULL, NULL, NULL);
+    return st == LMS_OK ? 0 : cli_fail("train", st);
+}
