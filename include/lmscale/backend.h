@@ -107,6 +107,12 @@ extern const lms_backend_i lms_backend_cpu_i;
  * sgemm through the backend, best of a few repetitions (about 0.2 s). */
 double lms_backend_measure_peak_tflops(lms_backend *be);
 
+/* The BLAS kernel family in use ("SkylakeX", "Haswell", ... or "none"). */
+const char *lms_blas_corename(void);
+/* 1 and a message in buf when the BLAS runs slower kernels than this CPU
+ * supports because of the environment (see blas_tune.c); else 0. */
+int lms_blas_advice(char *buf, size_t cap);
+
 #ifdef __cplusplus
 }
 #endif

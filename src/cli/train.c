@@ -211,6 +211,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         st = lms_errorf(LMS_ERR_OOM, "out of memory for batches");
         goto fail;
     }
+    char advice[512];
+    if (lms_blas_advice(advice, sizeof advice)) lms_log(&ctx.log, LMS_LOG_WARN, "%s", advice);
     double peak = o->peak_tflops > 0 ? o->peak_tflops : lms_backend_measure_peak_tflops(&p.be);
     double fpt = lms_flops_per_token(&p.cfg, p.T);
     const lms_logger *lg = &ctx.log;
@@ -221,9 +223,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             "(micro-batch %d x %d accumulation) | %d steps", n_train, val_tok ? " | validation " : " | ",
             n_val, o->batch_size, p.T, o->batch_size * p.T, p.micro, p.accum, o->steps);
     lms_log(lg, LMS_LOG_INFO, "optim: AdamW lr %g -> %g (%s, warm-up %d) betas (%g, %g) eps %g wd %g "
-            "clip %g | backend %s, %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
+            "clip %g | backend %s (BLAS %s), %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
             lms_schedule_name(p.sched.kind), o->warmup, o->beta1, o->beta2, o->eps, o->weight_decay,
-            o->grad_clip, p.be.i->name, ctx.threads, peak * 1e3,
+            o->grad_clip, p.be.i->name, lms_blas_corename(), ctx.threads, peak * 1e3,
             o->peak_tflops > 0 ? "--peak-tflops" : "measured sgemm");
 
     const int G = o->batch_size;
