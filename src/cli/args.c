@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,8 +46,8 @@ static lms_status set_value(const cli_spec *spec, const cli_opt *o, const char *
     }
     case CLI_FLOAT: {
         float x = strtof(v, &end);
-        if (!*v || *end || errno || x != x)
-            return lms_errorf(LMS_ERR_INVALID_ARG, "--%s expects a number, got '%s'", o->name, v);
+        if (!*v || *end || errno || !isfinite(x))
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--%s expects a finite number, got '%s'", o->name, v);
         *(float *)o->dst = x;
         return LMS_OK;
     }

@@ -93,6 +93,8 @@ typedef struct {
  * held-out pairs. *text malloc'ed. */
 lms_status demo_make_text(const demo_task *t, size_t n_problems, int held_out, char **text,
                           size_t *len);
+/* Characters per problem line ("463+057=0250\n": 3·digits + 4). */
+int demo_line_len(const demo_task *t);
 /* Problem i of the held-out set: prompt "a+b=" and the expected answer. */
 void demo_held_out_problem(const demo_task *t, uint64_t i, char *prompt, size_t pcap,
                            char *answer, size_t acap);

@@ -47,6 +47,7 @@ int cmd_eval(int argc, char **argv) {
                         "--threads >= 0");
         goto fail;
     }
+    LMS_TRY(lms_tokens_load(data, &tok, &toks)); /* data errors before any big allocation */
     if (load) {
         LMS_TRY(lms_model_load(load, &m, batch, seq_len, 0, NULL));
     } else {
@@ -60,7 +61,6 @@ int cmd_eval(int argc, char **argv) {
         LMS_TRY(lms_gpt_init(&m, &cfg, batch, T, 0));
         lms_gpt_init_params(&m, seed);
     }
-    LMS_TRY(lms_tokens_load(data, &tok, &toks));
     LMS_TRY(lms_tokens_check_vocab(&toks, m.cfg.V, data));
     lms_loader ld;
     LMS_TRY(lms_loader_init(&ld, toks.tokens, toks.n, m.cap_T, LMS_ORDER_SEQUENTIAL, seed, data));

@@ -7,8 +7,11 @@
  * Written atomically; the reader checks magic, version, sizes and CRC. */
 #include "lmscale/model.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MODEL_MAGIC "LMSMODEL"
 #define MODEL_VERSION 1u
@@ -42,11 +45,22 @@ lms_status lms_model_save(const char *path, const lms_gpt *m, int tokenizer_kind
 
 lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_grads,
                           int *tokenizer_kind) {
-    unsigned char *buf = NULL;
-    size_t size = 0;
-    lms_status st;
-    LMS_CHECK(lms_read_file(path, &buf, &size));
-    if (size < HEADER_BYTES + 8 || memcmp(buf, MODEL_MAGIC, 8) != 0) {
+    /* Header and size are checked before anything big is allocated, and the
+     * weights are read straight into the model (no second copy). */
+    lms_status st = LMS_OK;
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return lms_errorf(LMS_ERR_IO, "cannot open model file '%s': %s (check the path)", path, strerror(errno));
+    struct stat sb;
+    unsigned char h[HEADER_BYTES + 8];
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = lms_errorf(LMS_ERR_IO, "'%s' is not a regular file (give a model file written by 'lmscale "
+                        "train --save-model')", path);
+        goto fail;
+    }
+    size_t size = (size_t)sb.st_size;
+    if (size < sizeof h || fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, MODEL_MAGIC, 8) != 0) {
         st = lms_errorf(LMS_ERR_FORMAT, "'%s' is not an lmscale model file (bad magic or too short); "
                         "give a file written by 'lmscale train --save-model'", path);
         goto fail;
@@ -54,11 +68,11 @@ lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_g
     uint32_t ver, tok, crc;
     int32_t d[6];
     uint64_t np;
-    memcpy(&ver, buf + 8, 4);
-    memcpy(&tok, buf + 12, 4);
-    memcpy(d, buf + 16, sizeof d);
-    memcpy(&np, buf + 40, 8);
-    memcpy(&crc, buf + HEADER_BYTES, 4);
+    memcpy(&ver, h + 8, 4);
+    memcpy(&tok, h + 12, 4);
+    memcpy(d, h + 16, sizeof d);
+    memcpy(&np, h + 40, 8);
+    memcpy(&crc, h + HEADER_BYTES, 4);
     if (ver != MODEL_VERSION) {
         st = lms_errorf(LMS_ERR_FORMAT, "'%s' is model file version %u; this lmscale reads version %u "
                         "(use the lmscale that wrote it, or re-export)", path, ver, MODEL_VERSION);
@@ -71,6 +85,18 @@ lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_g
                         "Vp=%d): the file is corrupt", path, d[0], d[1], d[2], d[3], d[4], d[5]);
         goto fail;
     }
+    lms_tensor_view *views;
+    int nviews;
+    size_t want;
+    LMS_TRY(lms_gpt_layout(&cfg, &views, &nviews, &want));
+    free(views);
+    size_t want_bytes = sizeof h + want * sizeof(float);
+    if (np != want || size != want_bytes) {
+        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is truncated or has extra bytes (%zu bytes; a model of this "
+                        "config has %zu parameters, %zu bytes): the file is corrupt or was cut short",
+                        path, size, want, want_bytes);
+        goto fail;
+    }
     if (B <= 0 || T <= 0) {
         B = 1;
         T = cfg.maxT;
@@ -81,24 +107,20 @@ lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_g
         goto fail;
     }
     LMS_TRY(lms_gpt_init(m, &cfg, B, T, with_grads));
-    if (np != m->num_params || size != HEADER_BYTES + 8 + np * sizeof(float)) {
-        lms_gpt_free(m);
-        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is truncated or has extra bytes (%zu bytes; expected %zu "
-                        "for %llu parameters): the file is corrupt or was cut short", path, size,
-                        (size_t)(HEADER_BYTES + 8 + m->num_params * sizeof(float)), (unsigned long long)np);
+    if (fread(m->params, sizeof(float), want, f) != want) {
+        st = lms_errorf(LMS_ERR_IO, "cannot read the weights of '%s': %s", path, strerror(errno));
         goto fail;
     }
-    memcpy(m->params, buf + HEADER_BYTES + 8, np * sizeof(float));
-    if (lms_crc32(0, m->params, np * sizeof(float)) != crc) {
-        lms_gpt_free(m);
+    if (lms_crc32(0, m->params, want * sizeof(float)) != crc) {
         st = lms_errorf(LMS_ERR_FORMAT, "'%s': checksum mismatch in the weights: the file is corrupt "
                         "(re-save or copy it again)", path);
         goto fail;
     }
     if (tokenizer_kind) *tokenizer_kind = (int)tok;
-    free(buf);
+    fclose(f);
     return LMS_OK;
 fail:
-    free(buf);
+    fclose(f);
+    lms_gpt_free(m);
     return st;
 }
