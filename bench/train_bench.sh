@@ -52,7 +52,7 @@ for setting in asis unset; do
             lflags=(--model gpt2-124m --num-layers 4 --num-heads 4 --hidden-size 256 --max-seq-len 256)
         else lflags=(--model gpt2-124m); fi
         core=$($envcmd "$BIN" train "${lflags[@]}" --data "$DATA" --steps 1 --batch-size 1 --seq-len 8 \
-            --eval-interval 0 --quiet --peak-tflops 1 2>&1 | grep -o 'BLAS [A-Za-z0-9]*' | head -1)
+            --eval-interval 0 --quiet --peak-tflops 1 2>&1 | grep -o '(BLAS [A-Za-z0-9]*)' | head -1 | tr -d '()')
         l=$(run_lms "$envcmd" "${lflags[@]}")
         t1=$(run_torch "$envcmd" "" --model "$model")
         t2=$([ -n "$OMPBLAS" ] && run_torch "$envcmd" "$OMPBLAS" --model "$model" || echo "$t1")

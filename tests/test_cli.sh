@@ -5,25 +5,11 @@
 # Usage: bash tests/test_cli.sh /path/to/lmscale
 set -u
 
-BIN=${1:?usage: test_cli.sh /path/to/lmscale}
-case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
-[ -x "$BIN" ] || { echo "not executable: $BIN"; exit 2; }
-PY=/usr/bin/python3
-[ -x $PY ] || PY=python3
-
-T=$(mktemp -d /tmp/lms_test_cli.XXXXXX)
-trap 'chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"' EXIT
-cd "$T" || exit 2
+NAME=test_cli
+# shellcheck source=tests/lib.sh
+source "$(dirname "$0")/lib.sh"
 : >"$T/stdout"
 : >"$T/stderr"
-
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() {
-    FAIL=$((FAIL + 1))
-    echo "FAIL: $*"
-}
 
 # Outputs that a refused command must not create.
 M=$T/out.metrics.jsonl
@@ -246,5 +232,4 @@ else
 fi
 [ -z "$(find "$T" -name '*.tmp.*')" ] && ok || bad "temporary files left after training"
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+summary

@@ -5,23 +5,9 @@
 # Usage: bash tests/test_train.sh /path/to/lmscale
 set -u
 
-BIN=${1:?usage: test_train.sh /path/to/lmscale}
-case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
-[ -x "$BIN" ] || { echo "not executable: $BIN"; exit 2; }
-PY=/usr/bin/python3
-[ -x $PY ] || PY=python3
-
-T=$(mktemp -d /tmp/lms_test_train.XXXXXX)
-trap 'rm -rf "$T"' EXIT
-cd "$T" || exit 2
-
-PASS=0
-FAIL=0
-ok() { PASS=$((PASS + 1)); }
-bad() {
-    FAIL=$((FAIL + 1))
-    echo "FAIL: $*"
-}
+NAME=test_train
+# shellcheck source=tests/lib.sh
+source "$(dirname "$0")/lib.sh"
 # check "description" cmd...: passes when cmd exits 0
 check() {
     local desc=$1
@@ -161,5 +147,4 @@ run be_ref "${BE[@]}" --backend ref --metrics "$T/ref.jsonl"
 run be_cpu "${BE[@]}" --backend cpu --metrics "$T/cpu.jsonl"
 check "backends: ref and cpu losses differ (rel 1e-4)" close_losses "$T/cpu.jsonl" "$T/ref.jsonl" 1e-4
 
-echo "$PASS passed, $FAIL failed"
-[ "$FAIL" -eq 0 ]
+summary

@@ -1,0 +1,25 @@
+# Shared by the shell tests: source it after setting NAME. Resolves the binary
+# from $1, picks Debian's python3, makes a temporary directory $T (removed on
+# exit) and cd's into it, and provides the pass/fail counters and summary.
+BIN=${1:?usage: $NAME /path/to/lmscale}
+case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
+[ -x "$BIN" ] || { echo "not executable: $BIN"; exit 2; }
+PY=/usr/bin/python3
+[ -x $PY ] || PY=python3
+
+T=$(mktemp -d "/tmp/lms_$NAME.XXXXXX")
+trap 'chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"' EXIT
+cd "$T" || exit 2
+
+PASS=0
+FAIL=0
+ok() { PASS=$((PASS + 1)); }
+bad() {
+    FAIL=$((FAIL + 1))
+    echo "FAIL: $*"
+}
+# Prints the closing line ctest's log shows and sets the exit status.
+summary() {
+    echo "$PASS passed, $FAIL failed"
+    [ "$FAIL" -eq 0 ]
+}
