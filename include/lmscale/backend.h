@@ -103,8 +103,8 @@ void lms_backend_free(lms_backend *be);
 extern const lms_backend_i lms_backend_ref_i;
 extern const lms_backend_i lms_backend_cpu_i;
 
-/* A measured fp32 matmul peak of this process, in TFLOP/s: a short square
- * sgemm through the backend, best of a few repetitions (about 0.2 s). */
+/* A measured fp32 matmul peak of this process, in TFLOP/s: 1024^3 sgemms
+ * through the backend, the best of those that fit in about 0.3 s. */
 double lms_backend_measure_peak_tflops(lms_backend *be);
 
 /* The BLAS kernel family in use ("SkylakeX", "Haswell", ... or "none"). */

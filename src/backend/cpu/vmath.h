@@ -13,8 +13,10 @@
 static inline float lms_vexpf(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    /* x = n*ln2 + r, |r| <= ln2/2 */
-    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    /* x = n*ln2 + r, |r| <= ln2/2. n = round(x/ln2) by the 1.5*2^23 trick
+     * (exact for |x/ln2| < 2^22; no libm call, so loops vectorise: GCC does
+     * not inline floorf without -fno-trapping-math). */
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
