@@ -3,6 +3,7 @@
  * (round trip and every kind of corruption), atomic files and sampling. */
 #define _GNU_SOURCE
 #include "check.h"
+#include "lmscale/json.h"
 #include "lmscale/core.h"
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
@@ -483,6 +484,56 @@ static void test_sample(void) {
     CHECK(cold_argmax > 0.95 * 2000, "temperature 0.25: argmax only %d/2000", cold_argmax);
 }
 
+/* ---- JSON reader ---- */
+static void test_json(void) {
+    const char *doc = "{\"a\": [1, -2.5e3, true, false, null], \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\\"q\\\"\", "
+                      "\"nested\": {\"k\": {}}, \"e\": []}";
+    lms_json *j = NULL;
+    CHECK(lms_json_parse(doc, strlen(doc), "doc", &j) == LMS_OK, "parse: %s", lms_last_error());
+    if (!j) return;
+    const lms_json *a = lms_json_get(j, "a");
+    CHECK(a && a->type == LMS_JSON_ARRAY && a->count == 5, "array with 5 elements");
+    CHECK(lms_json_at(a, 1) && lms_json_at(a, 1)->number == -2500.0, "number -2.5e3");
+    CHECK(lms_json_at(a, 2)->boolean == 1 && lms_json_at(a, 3)->boolean == 0, "booleans");
+    CHECK(lms_json_at(a, 4)->type == LMS_JSON_NULL && lms_json_at(a, 5) == NULL, "null and end");
+    const lms_json *str = lms_json_get(j, "s");
+    /* x, e-acute (2 bytes), U+1F600 from a surrogate pair (4 bytes), \n, "q" */
+    CHECK(str && str->str_len == 1 + 2 + 4 + 1 + 3 && memcmp(str->str, "x\xc3\xa9\xf0\x9f\x98\x80\n\"q\"", 11) == 0,
+          "string escapes decode to UTF-8");
+    CHECK(lms_json_get(lms_json_get(j, "nested"), "k")->count == 0, "empty object");
+    CHECK(lms_json_get(j, "e")->count == 0 && lms_json_get(j, "missing") == NULL, "empty array, absent key");
+    lms_json_free(j);
+    const char *bad[] = {"{\"a\": 1,}", "[1 2]", "{\"a\" 1}", "\"unterminated", "[01]", "{\"a\": tru}",
+                         "[1] x", "", "\"bad \\q escape\"", "[1.]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lms_json *b = NULL;
+        lms_status st = lms_json_parse(bad[i], strlen(bad[i]), "bad.json", &b);
+        CHECK(st == LMS_ERR_FORMAT && b == NULL && strstr(lms_last_error(), "bad.json"),
+              "invalid JSON #%zu refused with the file named: %s", i, lms_last_error());
+    }
+    lms_json *b = NULL;
+    lms_json_parse("{\n  \"a\": ]", 12, "f.json", &b);
+    CHECK(strstr(lms_last_error(), "line 2"), "error names the line: %s", lms_last_error());
+    char deep[2000];
+    memset(deep, '[', sizeof deep);
+    CHECK(lms_json_parse(deep, sizeof deep, "deep", &b) == LMS_ERR_FORMAT, "deep nesting refused");
+    /* writer round trip */
+    char path[] = "/tmp/lms_json_XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    const char raw[] = "tab\t quote\" back\\ nl\n \x01 \xc3\xa9";
+    lms_json_write_string(f, raw, sizeof raw - 1);
+    fclose(f);
+    unsigned char *buf;
+    size_t n;
+    lms_read_file(path, &buf, &n);
+    CHECK(lms_json_parse((char *)buf, n, path, &j) == LMS_OK && j->str_len == sizeof raw - 1 &&
+              memcmp(j->str, raw, sizeof raw - 1) == 0, "write_string then parse round-trips");
+    lms_json_free(j);
+    free(buf);
+    unlink(path);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/lms_test_core.XXXXXX");
     if (!mkdtemp(g_dir)) {
@@ -497,6 +548,7 @@ int main(void) {
     test_atomic();
     test_model_file();
     test_sample();
+    test_json();
     clear_dir(g_dir);
     rmdir(g_dir);
     return test_summary("test_core");

@@ -1,6 +1,9 @@
-/* lmscale tokenizers. Today: the byte-level vocabulary (ids 0..255 are the
- * bytes, 256 is <|endoftext|>), so any text file trains. The BPE tokenizer
- * (GPT-2 compatible) plugs in behind the same functions. */
+/* lmscale tokenizers, behind one set of functions:
+ *  - bytes: ids 0..255 are the bytes, 256 is <|endoftext|> (any text trains);
+ *  - BPE: byte-level BPE in the GPT-2 / Hugging Face layout (vocab.json +
+ *    merges.txt), exact GPT-2 encoding (issue: tokenizer and datasets).
+ * A tokenizer is initialised by one of the _init/_load functions and freed
+ * with lms_tokenizer_free (a no-op for bytes). */
 #ifndef LMSCALE_TOKENIZER_H
 #define LMSCALE_TOKENIZER_H
 
@@ -10,19 +13,27 @@
 extern "C" {
 #endif
 
-typedef enum { LMS_TOK_BYTES = 0 } lms_tokenizer_kind;
+typedef enum { LMS_TOK_BYTES = 0, LMS_TOK_BPE = 1 } lms_tokenizer_kind;
 
 typedef struct {
     lms_tokenizer_kind kind;
     int vocab_size; /* ids are in [0, vocab_size) */
-    int eot;        /* id of <|endoftext|> */
+    int eot;        /* id of <|endoftext|>, -1 if the vocabulary has none */
+    void *impl;     /* BPE tables; owned */
 } lms_tokenizer;
 
 void lms_tokenizer_init_bytes(lms_tokenizer *t);
+/* Loads a GPT-2 style vocab.json + merges.txt pair. Errors name the file,
+ * the line and the fix. */
+lms_status lms_tokenizer_load_bpe(lms_tokenizer *t, const char *vocab_json, const char *merges_txt);
+void lms_tokenizer_free(lms_tokenizer *t);
+
 /* Encodes n bytes; *ids is malloc'ed (caller frees). */
 lms_status lms_tokenizer_encode(const lms_tokenizer *t, const unsigned char *text, size_t n,
                                 int32_t **ids, size_t *nids);
-/* Writes the bytes of one token into buf (cap >= 16); returns their count. */
+/* Writes the bytes of one token into buf (cap >= 16; BPE tokens may need
+ * more: the return value is the full length, and at most cap bytes are
+ * written). */
 size_t lms_tokenizer_decode(const lms_tokenizer *t, int32_t id, char *buf, size_t cap);
 
 #ifdef __cplusplus

@@ -102,9 +102,9 @@ int cmd_generate(int argc, char **argv) {
         produced++;
         if (next == tok.eot) break;
         seq[len++] = next;
-        char buf[32];
+        char buf[256];
         size_t nb = lms_tokenizer_decode(&tok, next, buf, sizeof buf);
-        fwrite(buf, 1, nb, stdout);
+        fwrite(buf, 1, nb < sizeof buf ? nb : sizeof buf, stdout);
         fflush(stdout);
         if (!no_kv && len < maxT) lms_gpt_decode_step(&m, &be, &kv, next, logits);
     }
