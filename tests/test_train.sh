@@ -118,6 +118,11 @@ if run eval_fresh "$BIN" eval "${TH[@]}" --model nano --data "$DATA" --seq-len 6
     if $PY -c 'import math,sys; l=float(sys.argv[1].split()[0][5:]); sys.exit(0 if abs(l-math.log(257))<0.3 else 1)' "$last"
     then ok; else bad "untrained eval: '$last', expected loss ~ ln(257) = 5.549"; fi
 fi
+# without --seq-len, a loaded model evaluates windows of its maximum length,
+# in batches of the default size (a regression: this once aborted)
+run eval_default_T "$BIN" eval "${TH[@]}" --load "$T/trained.bin" --data "$DATA" &&
+    { tail -n 1 "$T/eval_default_T.out" | grep -Eq '^loss=[0-9.]+ ppl=[0-9.]+ tokens=[0-9]+$' && ok ||
+        bad "eval --load without --seq-len: $(tail -n 1 "$T/eval_default_T.out")"; }
 # --max-batches N stops after N batches of --batch-size windows
 run eval_maxb "$BIN" eval "${TH[@]}" --load "$T/trained.bin" --data "$DATA" --seq-len 64 --max-batches 1 --batch-size 2 &&
     { tail -n 1 "$T/eval_maxb.out" | grep -Eq 'tokens=128$' && ok || bad "eval --max-batches 1 --batch-size 2: $(tail -n 1 "$T/eval_maxb.out")"; }

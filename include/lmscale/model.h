@@ -140,8 +140,8 @@ void lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t 
  * separate format) ---- */
 /* tokenizer: 0 = byte-level. Written atomically. */
 lms_status lms_model_save(const char *path, const lms_gpt *m, int tokenizer_kind);
-/* Reads the config first and allocates *m with activations (B,T); B or T of
- * 0 means (1, cfg.maxT). */
+/* Reads the config first and allocates *m with activations (B,T); B of 0
+ * means 1, T of 0 means cfg.maxT. */
 lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_grads,
                           int *tokenizer_kind);
 

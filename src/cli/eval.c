@@ -13,7 +13,7 @@ int cmd_eval(int argc, char **argv) {
         {"load", CLI_STR, &load, "FILE", "model file from 'train --save-model' (else a fresh model from the flags below)"},
         CLI_MODEL_FLAGS(mo),
         {"data", CLI_STR, &data, "FILE", "text to evaluate on (required)"},
-        {"seq-len", CLI_INT, &seq_len, "T", "window length (default: the model's maximum, at most 1024)"},
+        {"seq-len", CLI_INT, &seq_len, "T", "window length (default: the model's maximum; without --load, at most 1024)"},
         {"batch-size", CLI_INT, &batch, "B", "windows per forward pass"},
         {"max-batches", CLI_INT, &max_batches, "N", "stop after N batches (0 = the whole file)"},
         {"seed", CLI_U64, &seed, "S", "initialisation seed when no --load"},

@@ -97,10 +97,8 @@ lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_g
                         path, size, want, want_bytes);
         goto fail;
     }
-    if (B <= 0 || T <= 0) {
-        B = 1;
-        T = cfg.maxT;
-    }
+    if (B <= 0) B = 1;
+    if (T <= 0) T = cfg.maxT;
     if (T > cfg.maxT) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d is above the model's maximum %d (from '%s'): "
                         "use --seq-len %d or less", T, cfg.maxT, path, cfg.maxT);
