@@ -98,6 +98,14 @@ void *lms_alloc(size_t bytes);
 lms_status lms_alloc_checked(void **out, size_t bytes, const char *what);
 void lms_free(void *p);
 
+/* ---- environment ----
+ * The one place lmscale reads environment variables (STYLE 11): NULL when
+ * unset or empty. Variables read: OPENBLAS_CORETYPE (to warn about slow BLAS
+ * kernels), and the launchers' OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMI_RANK,
+ * PMIX_RANK, MPI_LOCALNRANKS, SLURM_NTASKS, SLURM_PROCID (to pick the MPI
+ * communicator); see docs/parallelism.md. */
+const char *lms_env(const char *name);
+
 /* ---- time ---- */
 double lms_now_s(void); /* monotonic seconds */
 

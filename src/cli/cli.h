@@ -76,6 +76,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Evaluate mean loss over sequential windows; used by train and eval. */
 lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,

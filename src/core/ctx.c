@@ -47,6 +47,11 @@ lms_status lms_alloc_checked(void **out, size_t bytes, const char *what) {
 
 void lms_free(void *p) { free(p); }
 
+const char *lms_env(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
 double lms_now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

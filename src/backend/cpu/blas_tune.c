@@ -27,7 +27,7 @@ const char *lms_blas_corename(void) {
 
 int lms_blas_advice(char *buf, size_t cap) {
 #if defined(LMS_HAVE_OPENBLAS) && defined(__x86_64__)
-    const char *forced = getenv("OPENBLAS_CORETYPE"), *core = openblas_get_corename();
+    const char *forced = lms_env("OPENBLAS_CORETYPE"), *core = openblas_get_corename();
     if (!forced || !core) return 0;
     if (strcasecmp(core, "haswell") != 0 && strcasecmp(core, "zen") != 0 &&
         strcasecmp(core, "sandybridge") != 0)

@@ -1,0 +1,129 @@
+/* `lmscale bench comm`: collective bandwidth over sizes, reported as
+ * nccl-tests does: time is the slowest rank's mean per call; algbw = bytes /
+ * time, where bytes is the full buffer (for reduce_scatter the input of
+ * size·count elements, for allgather the output); busbw = algbw ·
+ * 2(n-1)/n for all-reduce and algbw · (n-1)/n for reduce-scatter and
+ * all-gather — the rate each link must carry, comparable across rank
+ * counts. Run it under mpirun or srun. */
+#include "cli.h"
+#include "lmscale/comm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static lms_status parse_bytes(const char *flag, const char *s, size_t *out) {
+    char *end;
+    double v = strtod(s, &end);
+    double mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1024, end++;
+    else if (*end == 'M' || *end == 'm') mul = 1048576, end++;
+    else if (*end == 'G' || *end == 'g') mul = 1073741824.0, end++;
+    if (end == s || *end || !(v > 0))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--%s '%s' is not a size (e.g. 1K, 64M, 1G)", flag, s);
+    *out = (size_t)(v * mul);
+    return LMS_OK;
+}
+
+typedef enum { OP_ALLREDUCE, OP_REDUCE_SCATTER, OP_ALLGATHER } bench_op;
+static const char *OP_NAMES[] = {"allreduce", "reduce_scatter", "allgather"};
+
+static lms_status run_op(lms_comm *w, bench_op op, float *a, float *b, size_t count) {
+    size_t per = count / (size_t)w->size;
+    switch (op) {
+    case OP_ALLREDUCE: return w->i->allreduce(w, a, b, count, LMS_DT_F32, LMS_RED_SUM);
+    case OP_REDUCE_SCATTER: return w->i->reduce_scatter(w, a, b, per, LMS_DT_F32, LMS_RED_SUM);
+    case OP_ALLGATHER: return w->i->allgather(w, a, b, per, LMS_DT_F32);
+    }
+    return LMS_OK;
+}
+
+static lms_status bench_comm(const char *backend, size_t min_b, size_t max_b, int iters_opt, int warmup,
+                             const char *ops) {
+    lms_comm *w = NULL;
+    LMS_CHECK(lms_comm_world(backend, NULL, NULL, &w));
+    lms_status st = LMS_OK;
+    float *a = NULL, *b = NULL;
+    int P = w->size;
+    size_t cap = (max_b / 4 / (size_t)P + 1) * (size_t)P;
+    a = lms_alloc(cap * 4);
+    b = lms_alloc(cap * 4);
+    if (!a || !b) {
+        st = lms_errorf(LMS_ERR_OOM, "cannot allocate 2 x %.0f MiB for --max-bytes", cap * 4 / 1048576.0);
+        goto fail;
+    }
+    for (size_t i = 0; i < cap; i++) a[i] = 1.0f;
+    if (w->rank == 0)
+        printf("# lmscale bench comm: %d ranks (%s), float32; time = slowest rank's mean per call\n"
+               "# algbw = bytes/time; busbw = algbw x 2(n-1)/n (allreduce), x (n-1)/n (reduce_scatter, "
+               "allgather), as nccl-tests\n", P, w->i->name);
+    for (int op = 0; op < 3; op++) {
+        if (!strstr(ops, OP_NAMES[op])) continue;
+        if (w->rank == 0)
+            printf("\n%-14s %12s %12s %12s %12s %12s\n", OP_NAMES[op], "bytes", "count", "time(us)",
+                   "algbw(GB/s)", "busbw(GB/s)");
+        for (size_t bytes = min_b; bytes <= max_b; bytes *= 2) {
+            size_t count = bytes / 4 / (size_t)P * (size_t)P;
+            if (count == 0) continue;
+            int iters = iters_opt > 0 ? iters_opt : (int)(64.0 * 1048576 / (double)bytes);
+            if (iters_opt <= 0) iters = iters < 3 ? 3 : iters > 200 ? 200 : iters;
+            for (int k = 0; k < warmup; k++) LMS_TRY(run_op(w, (bench_op)op, a, b, count));
+            LMS_TRY(w->i->barrier(w));
+            double t0 = lms_now_s();
+            for (int k = 0; k < iters; k++) LMS_TRY(run_op(w, (bench_op)op, a, b, count));
+            double dt = (lms_now_s() - t0) / iters, worst = 0;
+            LMS_TRY(w->i->allreduce(w, &dt, &worst, 1, LMS_DT_F64, LMS_RED_MAX));
+            double sz = (double)count * 4, algbw = sz / worst / 1e9;
+            double factor = op == OP_ALLREDUCE ? 2.0 * (P - 1) / P : (double)(P - 1) / P;
+            if (w->rank == 0)
+                printf("%-14s %12.0f %12zu %12.1f %12.3f %12.3f\n", "", sz, count, worst * 1e6, algbw,
+                       algbw * factor);
+            fflush(stdout);
+        }
+    }
+fail:
+    lms_free(a);
+    lms_free(b);
+    lms_comm_free(w);
+    return st;
+}
+
+int cmd_bench(int argc, char **argv) {
+    if (argc < 1 || strcmp(argv[0], "comm") != 0) {
+        if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
+            printf("lmscale bench: micro-benchmarks.\n\nusage: lmscale bench comm [flags]   (see 'lmscale "
+                   "bench comm --help')\n");
+            return 0;
+        }
+        lms_errorf(LMS_ERR_INVALID_ARG, "unknown benchmark '%s' (choose: comm)", argc >= 1 ? argv[0] : "");
+        return cli_fail("bench", LMS_ERR_INVALID_ARG);
+    }
+    const char *min_s = "1K", *max_s = "256M", *backend = "auto", *ops = "allreduce,reduce_scatter,allgather";
+    int iters = 0, warmup = 3;
+    const cli_opt opts[] = {
+        {"min-bytes", CLI_STR, &min_s, "SIZE", "smallest buffer (K, M, G suffixes)"},
+        {"max-bytes", CLI_STR, &max_s, "SIZE", "largest buffer; sizes double from min to max"},
+        {"ops", CLI_STR, &ops, "LIST", "collectives to time, comma separated"},
+        {"iters", CLI_INT, &iters, "N", "timed calls per size (0 = by size, 3..200)"},
+        {"warmup", CLI_INT, &warmup, "N", "untimed calls per size"},
+        {"comm", CLI_STR, &backend, "NAME", "auto, single or mpi"},
+    };
+    cli_spec spec = {"bench comm", "lmscale bench comm: all-reduce, reduce-scatter and all-gather bandwidth "
+                     "(nccl-tests' algbw and busbw).", "mpirun -np N lmscale bench comm [flags]", opts,
+                     (int)(sizeof opts / sizeof opts[0]), NULL};
+    int help;
+    lms_status st = cli_parse(&spec, argc - 1, argv + 1, &help);
+    if (st != LMS_OK) return cli_fail("bench comm", st);
+    if (help) {
+        cli_print_help(&spec, stdout);
+        return 0;
+    }
+    size_t min_b, max_b;
+    if ((st = parse_bytes("min-bytes", min_s, &min_b)) != LMS_OK || (st = parse_bytes("max-bytes", max_s, &max_b)) != LMS_OK)
+        return cli_fail("bench comm", st);
+    if (min_b > max_b || warmup < 0 || iters < 0) {
+        lms_errorf(LMS_ERR_INVALID_ARG, "--min-bytes must not exceed --max-bytes; --iters and --warmup >= 0");
+        return cli_fail("bench comm", LMS_ERR_INVALID_ARG);
+    }
+    st = bench_comm(backend, min_b, max_b, iters, warmup, ops);
+    return st == LMS_OK ? 0 : cli_fail("bench comm", st);
+}

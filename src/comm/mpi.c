@@ -1,0 +1,207 @@
+/* The MPI communicator (Open MPI, MPICH). Every MPI call goes through
+ * MPI_TRY, which turns an error into an lms_status carrying MPI's own
+ * message and the operation's name. Errors return (MPI_ERRORS_RETURN)
+ * instead of aborting, so the caller can say what failed. */
+#include "comm_impl.h"
+
+#ifndef LMS_HAVE_MPI
+
+int lms_comm_have_mpi(void) { return 0; }
+lms_status lms_comm_mpi_world(int *argc, char ***argv, lms_comm **out) {
+    return lms_errorf(LMS_ERR_UNSUPPORTED, "this lmscale was built without MPI");
+}
+
+#else
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdlib.h>
+
+typedef struct {
+    MPI_Comm comm;
+    int is_world;
+} mpi_impl;
+
+struct lms_comm_req {
+    MPI_Request r;
+    const char *what;
+};
+
+static lms_status mpi_fail(int rc, const char *what) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return lms_errorf(LMS_ERR_IO, "MPI %s failed: %.*s", what, len, msg);
+}
+#define MPI_TRY(call, what)                          \
+    do {                                             \
+        int mpi_rc_ = (call);                        \
+        if (mpi_rc_ != MPI_SUCCESS) return mpi_fail(mpi_rc_, what); \
+    } while (0)
+
+static MPI_Comm C(lms_comm *c) { return ((mpi_impl *)c->impl)->comm; }
+
+static MPI_Datatype T(lms_dtype t) {
+    switch (t) {
+    case LMS_DT_F32: return MPI_FLOAT;
+    case LMS_DT_F64: return MPI_DOUBLE;
+    case LMS_DT_I32: return MPI_INT32_T;
+    case LMS_DT_I64: return MPI_INT64_T;
+    case LMS_DT_U8: return MPI_UINT8_T;
+    }
+    return MPI_DATATYPE_NULL;
+}
+static MPI_Op O(lms_reduce_op op) { return op == LMS_RED_MAX ? MPI_MAX : op == LMS_RED_MIN ? MPI_MIN : MPI_SUM; }
+
+static lms_status count_ok(size_t n, const char *what) {
+    if (n > (size_t)INT_MAX)
+        return lms_errorf(LMS_ERR_UNSUPPORTED, "MPI %s of %zu elements: more than 2^31-1 per call is not "
+                          "supported (split the buffer)", what, n);
+    return LMS_OK;
+}
+
+static lms_status m_allreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op) {
+    LMS_CHECK(count_ok(n, "allreduce"));
+    MPI_TRY(MPI_Allreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c)), "allreduce");
+    return LMS_OK;
+}
+static lms_status m_reduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
+                                   lms_reduce_op op) {
+    LMS_CHECK(count_ok(n * (size_t)c->size, "reduce_scatter"));
+    MPI_TRY(MPI_Reduce_scatter_block(s, r, (int)n, T(t), O(op), C(c)), "reduce_scatter");
+    return LMS_OK;
+}
+static lms_status m_allgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t) {
+    LMS_CHECK(count_ok(n * (size_t)c->size, "allgather"));
+    const char *in_place = (const char *)r + (size_t)c->rank * n * lms_dtype_size(t);
+    MPI_TRY(MPI_Allgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c)), "allgather");
+    return LMS_OK;
+}
+static lms_status m_broadcast(lms_comm *c, void *b, size_t n, lms_dtype t, int root) {
+    LMS_CHECK(count_ok(n, "broadcast"));
+    MPI_TRY(MPI_Bcast(b, (int)n, T(t), root, C(c)), "broadcast");
+    return LMS_OK;
+}
+static lms_status m_send(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag) {
+    LMS_CHECK(count_ok(n, "send"));
+    MPI_TRY(MPI_Send(b, (int)n, T(t), peer, tag, C(c)), "send");
+    return LMS_OK;
+}
+static lms_status m_recv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag) {
+    LMS_CHECK(count_ok(n, "recv"));
+    MPI_TRY(MPI_Recv(b, (int)n, T(t), peer, tag, C(c), MPI_STATUS_IGNORE), "recv");
+    return LMS_OK;
+}
+static lms_status m_barrier(lms_comm *c) {
+    MPI_TRY(MPI_Barrier(C(c)), "barrier");
+    return LMS_OK;
+}
+static lms_status new_req(lms_comm_req **req, const char *what) {
+    *req = malloc(sizeof **req);
+    if (!*req) return lms_errorf(LMS_ERR_OOM, "out of memory for an MPI request");
+    (*req)->what = what;
+    return LMS_OK;
+}
+static lms_status m_iallreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
+                               lms_comm_req **req) {
+    LMS_CHECK(count_ok(n, "iallreduce"));
+    LMS_CHECK(new_req(req, "iallreduce"));
+    int rc = MPI_Iallreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c), &(*req)->r);
+    if (rc != MPI_SUCCESS) {
+        free(*req);
+        return mpi_fail(rc, "iallreduce");
+    }
+    return LMS_OK;
+}
+static lms_status m_ireduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
+                                    lms_reduce_op op, lms_comm_req **req) {
+    LMS_CHECK(count_ok(n * (size_t)c->size, "ireduce_scatter"));
+    LMS_CHECK(new_req(req, "ireduce_scatter"));
+    int rc = MPI_Ireduce_scatter_block(s, r, (int)n, T(t), O(op), C(c), &(*req)->r);
+    if (rc != MPI_SUCCESS) {
+        free(*req);
+        return mpi_fail(rc, "ireduce_scatter");
+    }
+    return LMS_OK;
+}
+static lms_status m_iallgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_comm_req **req) {
+    LMS_CHECK(count_ok(n * (size_t)c->size, "iallgather"));
+    LMS_CHECK(new_req(req, "iallgather"));
+    const char *in_place = (const char *)r + (size_t)c->rank * n * lms_dtype_size(t);
+    int rc = MPI_Iallgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c), &(*req)->r);
+    if (rc != MPI_SUCCESS) {
+        free(*req);
+        return mpi_fail(rc, "iallgather");
+    }
+    return LMS_OK;
+}
+static lms_status m_wait(lms_comm *c, lms_comm_req *req) {
+    int rc = MPI_Wait(&req->r, MPI_STATUS_IGNORE);
+    const char *what = req->what;
+    free(req);
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, what);
+    return LMS_OK;
+}
+
+static lms_status wrap(MPI_Comm mc, int is_world, lms_comm **out);
+
+static lms_status m_split(lms_comm *c, int color, int key, lms_comm **out) {
+    MPI_Comm nc;
+    MPI_TRY(MPI_Comm_split(C(c), color, key, &nc), "comm_split");
+    return wrap(nc, 0, out);
+}
+static void m_free(lms_comm *c) {
+    mpi_impl *m = c->impl;
+    if (m->is_world) {
+        int fin = 0;
+        MPI_Finalized(&fin);
+        if (!fin) MPI_Finalize();
+    } else {
+        MPI_Comm_free(&m->comm);
+    }
+    free(m);
+    free(c);
+}
+static void m_abort(lms_comm *c, int code) {
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(C(c), code);
+    _Exit(code);
+}
+
+static const lms_comm_i mpi_i = {
+    .name = "mpi", .allreduce = m_allreduce, .reduce_scatter = m_reduce_scatter, .allgather = m_allgather,
+    .broadcast = m_broadcast, .send = m_send, .recv = m_recv, .barrier = m_barrier,
+    .iallreduce = m_iallreduce, .ireduce_scatter = m_ireduce_scatter, .iallgather = m_iallgather,
+    .wait = m_wait, .split = m_split, .free = m_free, .abort = m_abort,
+};
+
+static lms_status wrap(MPI_Comm mc, int is_world, lms_comm **out) {
+    lms_comm *c = calloc(1, sizeof *c);
+    mpi_impl *m = calloc(1, sizeof *m);
+    if (!c || !m) {
+        free(c);
+        free(m);
+        return lms_errorf(LMS_ERR_OOM, "out of memory for a communicator");
+    }
+    m->comm = mc;
+    m->is_world = is_world;
+    c->i = &mpi_i;
+    c->impl = m;
+    MPI_Comm_rank(mc, &c->rank);
+    MPI_Comm_size(mc, &c->size);
+    *out = c;
+    return LMS_OK;
+}
+
+int lms_comm_have_mpi(void) { return 1; }
+
+lms_status lms_comm_mpi_world(int *argc, char ***argv, lms_comm **out) {
+    int inited = 0, provided = 0;
+    MPI_Initialized(&inited);
+    if (!inited) MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "init");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    return wrap(MPI_COMM_WORLD, 1, out);
+}
+
+#endif
