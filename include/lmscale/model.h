@@ -117,6 +117,14 @@ float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const 
  * gives the gradient of the mean over k accumulated micro-batches. */
 void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss);
 void lms_gpt_zero_grad(lms_gpt *m);
+/* Called during backward each time a range of the flat gradient buffer is
+ * final for this micro-batch: [offset, offset+count) in floats. With the
+ * layer-major layout the ranges arrive in strictly descending order and
+ * together cover the whole buffer: ln_f, block L-1, ..., block 0, then
+ * wte+wpe. Data parallelism starts each bucket's all-reduce from here. */
+typedef void (*lms_grad_ready_fn)(void *ctx, size_t offset, size_t count);
+/* lms_gpt_backward with a ready hook (NULL: none). */
+void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx);
 
 /* Number of parameters that count for model FLOPs: all but wpe, with the
  * unpadded vocabulary (the tied wte is the LM head matmul). */

@@ -149,7 +149,9 @@ float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const 
     return (float)(sum / N);
 }
 
-void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss) {
+void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss) { lms_gpt_backward_ex(m, be, dloss, NULL, NULL); }
+
+void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx) {
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     LMS_ASSERT(m->grads && m->have_targets);
@@ -166,6 +168,7 @@ void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss) {
     memset(a->dresid, 0, NC * sizeof(float));
     op->layernorm_bwd(be, a->dresid, g->lnfw, g->lnfb, a->dln, x_last, p->lnfw, a->lnf_mean,
                       a->lnf_rstd, N, C);
+    if (ready) ready(ctx, (size_t)(g->lnfw - m->grads), 2 * (size_t)C);
 
     /* dresid holds d(loss)/d(residual stream) and is updated in place: the
      * residual branch is the identity, LayerNorm backward accumulates. */
@@ -196,8 +199,10 @@ void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss) {
         op->matmul_bwd(be, a->dln, dw->qkvw, dw->qkvb, a->dqkv, ln1, w->qkvw, N, C, 3 * C);
         op->layernorm_bwd(be, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w,
                           a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, N, C);
+        if (ready) ready(ctx, (size_t)(dw->ln1w - m->grads), (size_t)(dw->fcprojb + C - dw->ln1w));
     }
     op->encoder_bwd(be, g->wte, g->wpe, a->dresid, m->tokens, B, T, C);
+    if (ready) ready(ctx, 0, (size_t)(g->h[0].ln1w - m->grads));
 }
 
 /* ---- KV-cache decoding ---- */
