@@ -396,6 +396,84 @@ static size_t bpe_word(const lms_bpe *b, const unsigned char *s, size_t n, int32
     return m;
 }
 
+/* The same merges for long pre-tokens in O(n log n): symbols in a linked
+ * list, candidate pairs in a min-heap by (rank, position). Taking the
+ * lowest rank and, within a rank, the leftmost position first is GPT-2's
+ * "all occurrences of the best pair, left to right". Stale heap entries are
+ * recognised by recomputing the pair's rank (ranks are unique per pair).
+ * Returns the number of ids written to out (capacity n), -1 when out of
+ * memory. */
+typedef struct {
+    int32_t rank, pos;
+} rank_pos;
+
+static void rp_push(rank_pos *h, size_t *hn, rank_pos x) {
+    size_t i = (*hn)++;
+    while (i > 0) {
+        rank_pos p = h[(i - 1) / 2];
+        if (p.rank < x.rank || (p.rank == x.rank && p.pos < x.pos)) break;
+        h[i] = p;
+        i = (i - 1) / 2;
+    }
+    h[i] = x;
+}
+
+static rank_pos rp_pop(rank_pos *h, size_t *hn) {
+    rank_pos top = h[0], last = h[--*hn];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *hn) break;
+        if (c + 1 < *hn && (h[c + 1].rank < h[c].rank || (h[c + 1].rank == h[c].rank && h[c + 1].pos < h[c].pos)))
+            c++;
+        if (last.rank < h[c].rank || (last.rank == h[c].rank && last.pos < h[c].pos)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*hn) h[i] = last;
+    return top;
+}
+
+static long bpe_long_word(const lms_bpe *b, const unsigned char *s, size_t n, int32_t *out) {
+    int32_t *sym = malloc(sizeof(int32_t) * n * 3);
+    rank_pos *heap = malloc(sizeof(rank_pos) * (2 * n + 2));
+    if (!sym || !heap) {
+        free(sym);
+        free(heap);
+        return -1;
+    }
+    int32_t *prev = sym + n, *next = sym + 2 * n, merged;
+    size_t hn = 0;
+    for (size_t i = 0; i < n; i++) {
+        sym[i] = b->byte_id[s[i]];
+        prev[i] = (int32_t)i - 1;
+        next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        int32_t r = merge_get(b, sym[i], sym[i + 1], &merged);
+        if (r != INT32_MAX) rp_push(heap, &hn, (rank_pos){r, (int32_t)i});
+    }
+    while (hn) {
+        rank_pos top = rp_pop(heap, &hn);
+        int32_t i = top.pos, j = next[i];
+        if (sym[i] < 0 || j < 0 || merge_get(b, sym[i], sym[j], &merged) != top.rank) continue;
+        sym[i] = merged;
+        sym[j] = -1;
+        next[i] = next[j];
+        if (next[j] >= 0) prev[next[j]] = i;
+        int32_t r;
+        if (prev[i] >= 0 && (r = merge_get(b, sym[prev[i]], sym[i], &merged)) != INT32_MAX)
+            rp_push(heap, &hn, (rank_pos){r, prev[i]});
+        if (next[i] >= 0 && (r = merge_get(b, sym[i], sym[next[i]], &merged)) != INT32_MAX)
+            rp_push(heap, &hn, (rank_pos){r, i});
+    }
+    long m = 0;
+    for (int32_t i = 0; i >= 0; i = next[i]) out[m++] = sym[i];
+    free(sym);
+    free(heap);
+    return m;
+}
+
 static lms_status encode_bpe(const lms_bpe *b, const unsigned char *text, size_t n, idvec *out,
                              word_cache *cache, int32_t **scratch, size_t *scratch_n) {
     size_t pos = 0;
@@ -428,7 +506,14 @@ static lms_status encode_bpe(const lms_bpe *b, const unsigned char *text, size_t
             *scratch_n = len;
         }
         int32_t *sym = *scratch;
-        size_t m = bpe_word(b, w, len, sym, sym + len, sym + 2 * len);
+        size_t m;
+        if (len <= CACHE_MAX_WORD) {
+            m = bpe_word(b, w, len, sym, sym + len, sym + 2 * len);
+        } else {
+            long lm = bpe_long_word(b, w, len, sym);
+            if (lm < 0) goto oom;
+            m = (size_t)lm;
+        }
         if (idvec_reserve(out, m)) goto oom;
         memcpy(out->v + out->n, sym, m * sizeof(int32_t));
         out->n += m;
