@@ -31,10 +31,32 @@ void lms_tokenizer_free(lms_tokenizer *t);
 /* Encodes n bytes; *ids is malloc'ed (caller frees). */
 lms_status lms_tokenizer_encode(const lms_tokenizer *t, const unsigned char *text, size_t n,
                                 int32_t **ids, size_t *nids);
+/* As lms_tokenizer_encode; with allow_special, the literal text
+ * "<|endoftext|>" becomes the eot id (when the vocabulary has one).
+ * lms_tokenizer_encode is allow_special = 0: like GPT-2's encoder, the
+ * string is then ordinary text, so untrusted text cannot forge a document
+ * boundary. */
+lms_status lms_tokenizer_encode_opts(const lms_tokenizer *t, const unsigned char *text, size_t n,
+                                     int allow_special, int32_t **ids, size_t *nids);
 /* Writes the bytes of one token into buf (cap >= 16; BPE tokens may need
  * more: the return value is the full length, and at most cap bytes are
  * written). */
 size_t lms_tokenizer_decode(const lms_tokenizer *t, int32_t id, char *buf, size_t cap);
+
+/* Learns a byte-level BPE vocabulary (GPT-2 pre-tokenization, merges by
+ * pair count) from the files and writes <out_dir>/vocab.json and
+ * <out_dir>/merges.txt in the GPT-2 / Hugging Face layout (atomically).
+ * vocab_size counts the 256 bytes, the merges and the special token (if
+ * special is non-NULL; occurrences of it in the text are not learned from).
+ * Stops early (fewer tokens) if the text has no pair left to merge;
+ * *final_size (may be NULL) is the size reached. */
+typedef struct {
+    int vocab_size;
+    const char *special; /* e.g. "<|endoftext|>", or NULL */
+    int verbose;         /* progress lines on stderr */
+} lms_bpe_train_opts;
+lms_status lms_bpe_train(const char *const *inputs, int ninputs, const lms_bpe_train_opts *o,
+                         const char *out_dir, int *final_size);
 
 #ifdef __cplusplus
 }

@@ -150,3 +150,65 @@ lms_status cli_model_config(const cli_model_opts *mo, lms_gpt_config *cfg) {
     if (mo->V != -1) cfg->V = mo->V;
     return lms_gpt_config_validate(cfg);
 }
+
+lms_status cli_take_list(int argc, char **argv, const char *name, const char ***list, int *n, char ***rest,
+                         int *nrest) {
+    *list = NULL;
+    *n = 0;
+    *rest = malloc(sizeof(char *) * (size_t)(argc + 2));
+    const char **l = malloc(sizeof(char *) * (size_t)(argc + 1));
+    if (!*rest || !l) {
+        free(*rest);
+        free(l);
+        *rest = NULL;
+        return lms_errorf(LMS_ERR_OOM, "out of memory parsing flags");
+    }
+    size_t nlen = strlen(name);
+    int k = 0, m = 0, seen = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) == 0 && strncmp(a + 2, name, nlen) == 0 && (a[2 + nlen] == 0 || a[2 + nlen] == '=')) {
+            if (a[2 + nlen] == '=') l[k++] = a + 3 + nlen;
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) l[k++] = argv[++i];
+            seen = 1;
+            continue;
+        }
+        (*rest)[m++] = argv[i];
+    }
+    if (seen && k == 0) {
+        free(*rest);
+        free(l);
+        *rest = NULL;
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--%s needs at least one value", name);
+    }
+    /* split comma lists in place (argv strings are writable) */
+    int total = 0;
+    for (int i = 0; i < k; i++)
+        for (const char *c = l[i]; *c; c++) total += *c == ',';
+    const char **out = malloc(sizeof(char *) * (size_t)(k + total + 1));
+    if (!out) {
+        free(*rest);
+        free(l);
+        *rest = NULL;
+        return lms_errorf(LMS_ERR_OOM, "out of memory parsing flags");
+    }
+    int o = 0;
+    for (int i = 0; i < k; i++) {
+        char *s = (char *)l[i];
+        for (char *c; (c = strchr(s, ',')); s = c + 1) {
+            *c = 0;
+            if (*s) out[o++] = s;
+        }
+        if (*s) out[o++] = s;
+    }
+    free(l);
+    *list = out;
+    *n = o;
+    *nrest = m;
+    return LMS_OK;
+}
+
+void cli_list_free(const char **list, char **rest) {
+    free((void *)list);
+    free(rest);
+}

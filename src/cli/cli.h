@@ -77,6 +77,16 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
+
+/* Collects every value of a repeated, multi-valued flag: "--name A B C",
+ * "--name=A", comma lists "A,B"; the other arguments go to *rest for
+ * cli_parse. Free both with cli_list_free. */
+lms_status cli_take_list(int argc, char **argv, const char *name, const char ***list, int *n, char ***rest,
+                         int *nrest);
+void cli_list_free(const char **list, char **rest);
+/* The BPE tokenizer from --vocab/--merges, or bytes when neither is given. */
+lms_status cli_load_tokenizer(const char *vocab, const char *merges, lms_tokenizer *tok);
 
 /* Evaluate mean loss over sequential windows; used by train and eval. */
 lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,

@@ -16,6 +16,7 @@ static void usage(FILE *out) {
             "  train      train a model on a text file\n"
             "  eval       loss and perplexity of a model on a text file\n"
             "  generate   sample text from a model (KV cache)\n"
+            "  tokenizer  encode, decode, or train a byte-level BPE tokenizer\n"
             "  bench      micro-benchmarks: 'bench comm' (collective bandwidth, under mpirun)\n",
             LMS_VERSION);
 }
@@ -39,7 +40,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
-    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, bench; see "
+    if (strcmp(cmd, "tokenizer") == 0) return cmd_tokenizer(argc - 2, argv + 2);
+    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, tokenizer, bench; see "
             "'lmscale --help')\n", cmd);
     return 2;
 }
