@@ -15,7 +15,8 @@ static void usage(FILE *out) {
             "  demo       train a small model on generated arithmetic, score it, show samples\n"
             "  train      train a model on a text file\n"
             "  eval       loss and perplexity of a model on a text file\n"
-            "  generate   sample text from a model (KV cache)\n",
+            "  generate   sample text from a model (KV cache)\n"
+            "  export     write a model or checkpoint as a Hugging Face GPT-2 directory\n",
             LMS_VERSION);
 }
 
@@ -36,8 +37,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
-    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate; see "
+    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, export; see "
             "'lmscale --help')\n", cmd);
     return 2;
 }
