@@ -278,7 +278,10 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
             char got[64] = "?";
             if (sh && sh->type == LMS_JSON_ARRAY && sh->count >= 1) {
                 const lms_json *a = lms_json_at(sh, 0), *b = lms_json_at(sh, 1);
-                snprintf(got, sizeof got, "[%g%s%.0f]", a->number, b ? ", " : "", b ? b->number : 0.0);
+                if (b)
+                    snprintf(got, sizeof got, "[%.0f, %.0f]", a->number, b->number);
+                else
+                    snprintf(got, sizeof got, "[%.0f]", a->number);
             }
             char want[64];
             if (e[i].ndim > 1)
