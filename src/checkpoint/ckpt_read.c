@@ -391,12 +391,12 @@ static int64_t dims(const lms_tensor_view *v, int64_t *shape) {
     return v->ndim;
 }
 
-/* keeps the newest keep steps under root, removing older step-* and stale
- * .tmp-* directories */
+/* keeps the newest keep steps under root (all when keep <= 0), removing
+ * older step-* and stale .tmp-step-* directories (one writer per root) */
 static void prune(const char *root, int keep, const lms_logger *lg) {
     int *steps, n;
     if (list_steps(root, &steps, &n) != LMS_OK) return;
-    for (int i = keep; keep > 0 && i < n; i++) {
+    for (int i = keep > 0 ? keep : n; i < n; i++) {
         char name[64];
         snprintf(name, sizeof name, "step-%08d", steps[i]);
         char *dir = ckpt_join(root, name);
@@ -405,6 +405,17 @@ static void prune(const char *root, int keep, const lms_logger *lg) {
         free(dir);
     }
     free(steps);
+    /* partial saves a crash left behind */
+    DIR *d = opendir(root);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, ".tmp-step-", 10) != 0) continue;
+        char *dir = ckpt_join(root, e->d_name);
+        if (dir && ckpt_rmtree(dir) != LMS_OK && lg)
+            lms_log(lg, LMS_LOG_WARN, "cannot remove partial checkpoint '%s': %s", dir, lms_last_error());
+        free(dir);
+    }
+    if (d) closedir(d);
 }
 
 lms_status lms_ckpt_save_train(const char *root, const lms_ckpt_state *state, const lms_gpt *m,
