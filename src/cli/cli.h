@@ -5,6 +5,7 @@
 #include "lmscale/core.h"
 #include "lmscale/data.h"
 #include "lmscale/model.h"
+#include "lmscale/optim.h"
 
 #include <stdio.h>
 
@@ -63,7 +64,39 @@ typedef struct {
     const char *metrics, *save_model, *data_order, *backend;
     float peak_tflops;
     int threads, quiet;
+    /* checkpoints (train_ckpt.c) */
+    const char *save_dir, *resume, *init;
+    int save_every, keep_last, stop_after;
+    int model_flags_given; /* --model or a dimension flag was on the command line */
 } train_opts;
+
+/* Resume / --init state of a run (train_ckpt.c). */
+typedef struct {
+    int have_cfg;          /* cfg comes from a checkpoint or --init */
+    lms_gpt_config cfg;
+    char *resume_path;     /* the checkpoint resumed from; owned */
+    void *ck;              /* lms_ckpt *, owned */
+    int last_saved_step;
+} train_ckpt_ctx;
+
+/* Before validation: resolves --resume (newest valid checkpoint) or reads
+ * --init's config.json and tokenizer; refuses model flags that contradict
+ * them. */
+lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokenizer *tok, const lms_logger *lg);
+/* Checks the run's batch, sequence length and steps against the checkpoint
+ * and returns the step to start from (0 without --resume). *seed and *order
+ * are replaced by the checkpoint's. */
+lms_status train_ckpt_start(const train_opts *o, train_ckpt_ctx *c, int G, int T, uint64_t *seed,
+                            lms_data_order *order, int *start_step);
+/* Parameters (and AdamW state) from the checkpoint, --init or the seed. */
+lms_status train_ckpt_restore(const train_opts *o, train_ckpt_ctx *c, lms_gpt *m, lms_adamw *opt, uint64_t seed);
+/* Saves a checkpoint after `steps_done` steps when --save is set and it is
+ * due (every --save-every steps, or final). */
+lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int steps_done, int final,
+                                 const lms_schedule *sched, int G, int T, uint64_t seed, lms_data_order order,
+                                 const lms_tokenizer *tok, const lms_gpt *m, const lms_adamw *opt,
+                                 const lms_logger *lg);
+void train_ckpt_free(train_ckpt_ctx *c);
 
 void train_opts_default(train_opts *o);
 /* Validates o, loads data (unless train/val tokens are given), trains and
@@ -87,6 +120,14 @@ lms_status cli_take_list(int argc, char **argv, const char *name, const char ***
 void cli_list_free(const char **list, char **rest);
 /* The BPE tokenizer from --vocab/--merges, or bytes when neither is given. */
 lms_status cli_load_tokenizer(const char *vocab, const char *merges, lms_tokenizer *tok);
+
+int cmd_export(int argc, char **argv);
+
+/* The model from exactly one of --load FILE, --init DIR (Hugging Face) or
+ * --resume DIR (checkpoint, or the newest valid one in DIR), inference only,
+ * activations for (B, T) (0, 0: (1, maxT)). */
+lms_status cli_load_model(const char *load, const char *init, const char *resume, int B, int T, lms_gpt *m,
+                          const lms_logger *lg);
 
 /* Evaluate mean loss over sequential windows; used by train and eval. */
 lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,

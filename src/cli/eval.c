@@ -1,16 +1,19 @@
 /* `lmscale eval`: mean loss over consecutive windows of a text file. */
 #include "cli.h"
+#include "lmscale/checkpoint.h"
 
 #include <math.h>
 #include <string.h>
 
 int cmd_eval(int argc, char **argv) {
     cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
-    const char *load = NULL, *data = NULL, *backend = "cpu";
+    const char *load = NULL, *init = NULL, *resume = NULL, *data = NULL, *backend = "cpu";
     int seq_len = 0, batch = 8, max_batches = 0, threads = 0;
     uint64_t seed = 1337;
     const cli_opt opts[] = {
         {"load", CLI_STR, &load, "FILE", "model file from 'train --save-model' (else a fresh model from the flags below)"},
+        {"init", CLI_STR, &init, "DIR", "Hugging Face GPT-2 directory (config.json + model.safetensors)"},
+        {"resume", CLI_STR, &resume, "DIR", "training checkpoint, or the newest valid one in DIR"},
         CLI_MODEL_FLAGS(mo),
         {"data", CLI_STR, &data, "FILE", "text to evaluate on (required)"},
         {"seq-len", CLI_INT, &seq_len, "T", "window length (default: the model's maximum; without --load, at most 1024)"},
@@ -47,9 +50,13 @@ int cmd_eval(int argc, char **argv) {
                         "--threads >= 0");
         goto fail;
     }
+    if (init) {
+        int bpe;
+        LMS_TRY(lms_hf_load_tokenizer(init, &tok, &bpe));
+    }
     LMS_TRY(lms_tokens_load(data, &tok, &toks)); /* data errors before any big allocation */
-    if (load) {
-        LMS_TRY(lms_model_load(load, &m, batch, seq_len, 0, NULL));
+    if (load || init || resume) {
+        LMS_TRY(cli_load_model(load, init, resume, batch, seq_len, &m, &ctx.log));
     } else {
         lms_gpt_config cfg;
         LMS_TRY(cli_model_config(&mo, &cfg));
@@ -71,5 +78,6 @@ int cmd_eval(int argc, char **argv) {
 fail:
     lms_gpt_free(&m);
     lms_tokens_free(&toks);
+    lms_tokenizer_free(&tok);
     return st == LMS_OK ? 0 : cli_fail("eval", st);
 }

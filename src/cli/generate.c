@@ -1,18 +1,21 @@
 /* `lmscale generate`: sample text with a KV cache (or, for checking,
  * without one), streaming tokens as they are produced. */
 #include "cli.h"
+#include "lmscale/checkpoint.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 int cmd_generate(int argc, char **argv) {
     cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
-    const char *load = NULL, *prompt = "", *backend = "cpu";
+    const char *load = NULL, *init = NULL, *resume = NULL, *prompt = "", *backend = "cpu";
     int max_new = 200, top_k = 0, no_kv = 0, threads = 0;
     float temperature = 1.0f, top_p = 1.0f;
     uint64_t seed = 1337;
     const cli_opt opts[] = {
         {"load", CLI_STR, &load, "FILE", "model file from 'train --save-model' (else an untrained model)"},
+        {"init", CLI_STR, &init, "DIR", "Hugging Face GPT-2 directory (config.json + model.safetensors)"},
+        {"resume", CLI_STR, &resume, "DIR", "training checkpoint, or the newest valid one in DIR"},
         CLI_MODEL_FLAGS(mo),
         {"prompt", CLI_STR, &prompt, "TEXT", "text to continue (empty: start from <|endoftext|>)"},
         {"max-new-tokens", CLI_INT, &max_new, "N", "tokens to generate at most"},
@@ -50,8 +53,12 @@ int cmd_generate(int argc, char **argv) {
                         "--top-p in (0, 1]");
         goto fail;
     }
-    if (load) {
-        LMS_TRY(lms_model_load(load, &m, 1, 0, 0, NULL));
+    if (init) {
+        int bpe;
+        LMS_TRY(lms_hf_load_tokenizer(init, &tok, &bpe));
+    }
+    if (load || init || resume) {
+        LMS_TRY(cli_load_model(load, init, resume, 1, 0, &m, &ctx.log));
     } else {
         lms_gpt_config cfg;
         LMS_TRY(cli_model_config(&mo, &cfg));
@@ -120,5 +127,6 @@ fail:
     free(scratch);
     lms_kv_cache_free(&kv);
     lms_gpt_free(&m);
+    lms_tokenizer_free(&tok);
     return st == LMS_OK ? 0 : cli_fail("generate", st);
 }

@@ -17,7 +17,8 @@ static void usage(FILE *out) {
             "  eval       loss and perplexity of a model on a text file\n"
             "  generate   sample text from a model (KV cache)\n"
             "  tokenizer  encode, decode, or train a byte-level BPE tokenizer\n"
-            "  bench      micro-benchmarks: 'bench comm' (collective bandwidth, under mpirun)\n",
+            "  bench      micro-benchmarks: 'bench comm' (collective bandwidth, under mpirun)\n"
+            "  export     write a model or checkpoint as a Hugging Face GPT-2 directory\n",
             LMS_VERSION);
 }
 
@@ -38,10 +39,11 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "generate") == 0) return cmd_generate(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc - 2, argv + 2);
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "tokenizer") == 0) return cmd_tokenizer(argc - 2, argv + 2);
-    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, tokenizer, bench; see "
+    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, tokenizer, export, bench; see "
             "'lmscale --help')\n", cmd);
     return 2;
 }

@@ -72,11 +72,15 @@ typedef struct {
     lms_schedule sched;
     lms_data_order order;
     lms_backend be;
+    train_ckpt_ctx ck;
 } train_plan;
 
 /* Every check that can fail on user input, before any compute. */
 static lms_status validate(const train_opts *o, train_plan *p) {
-    LMS_CHECK(cli_model_config(&o->model, &p->cfg));
+    if (p->ck.have_cfg)
+        p->cfg = p->ck.cfg; /* from --resume or --init */
+    else
+        LMS_CHECK(cli_model_config(&o->model, &p->cfg));
     p->T = o->seq_len ? o->seq_len : (p->cfg.maxT < 1024 ? p->cfg.maxT : 1024);
     if (p->T < 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d must be at least 1", o->seq_len);
@@ -155,9 +159,17 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_tokenizer tok;
     lms_tokenizer_init_bytes(&tok);
     lms_ctx ctx;
+    train_opts resumed;
+    int start_step = 0;
 
-    LMS_TRY(validate(o, &p));
     lms_ctx_init(&ctx, o->seed, o->threads);
+    LMS_TRY(train_ckpt_prepare(o, &p.ck, &tok, &ctx.log));
+    LMS_TRY(validate(o, &p));
+    if (p.ck.ck) { /* the checkpoint's seed and data order (docs/checkpoints.md) */
+        resumed = *o;
+        LMS_TRY(train_ckpt_start(o, &p.ck, o->batch_size, p.T, &resumed.seed, &p.order, &start_step));
+        o = &resumed;
+    }
     /* data */
     if (!train_tok) {
         if (!o->data) {
@@ -203,8 +215,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
 
     /* model and optimizer */
     LMS_TRY(lms_gpt_init(&m, &p.cfg, p.micro, p.T, 1));
-    lms_gpt_init_params(&m, o->seed);
     LMS_TRY(lms_adamw_init(&opt, m.num_params, o->beta1, o->beta2, o->eps, o->weight_decay));
+    LMS_TRY(train_ckpt_restore(o, &p.ck, &m, &opt, o->seed));
     x = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
     y = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
     if (!x || !y) {
@@ -232,7 +244,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const float dloss = 1.0f / ((float)p.micro * p.T * p.accum);
     double t_start = lms_now_s(), t_steps = 0, last_val = NAN;
     int timed = 0;
-    for (int step = 0; step < o->steps; step++) {
+    if (start_step) lms_log(lg, LMS_LOG_INFO, "resumed from %s at step %d", p.ck.resume_path, start_step);
+    int step = start_step;
+    for (; step < o->steps; step++) {
         double t0 = lms_now_s();
         lms_gpt_zero_grad(&m);
         double loss = 0;
@@ -286,7 +300,14 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             fprintf(metrics, "}\n");
             fflush(metrics);
         }
+        LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
+                                      p.order, &tok, &m, &opt, lg));
+        if (step + 1 == o->stop_after) {
+            step++;
+            break;
+        }
     }
+    LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt, lg));
     double total = lms_now_s() - t_start;
     double mean_tps = timed ? (double)G * p.T * timed / t_steps : 0;
     lms_log(lg, LMS_LOG_INFO, "done: %d steps, %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% (mean after "
@@ -310,6 +331,7 @@ fail:
     lms_tokens_free(&loaded);
     lms_tokens_free(&loaded_val);
     lms_backend_free(&p.be);
+    train_ckpt_free(&p.ck);
     return st;
 }
 
@@ -341,6 +363,12 @@ int cmd_train(int argc, char **argv) {
         {"data-order", CLI_STR, &o.data_order, "ORDER", "random windows by seed, or sequential from the start"},
         {"metrics", CLI_STR, &o.metrics, "FILE", "append one JSON object per step"},
         {"save-model", CLI_STR, &o.save_model, "FILE", "write the trained weights (for eval and generate)"},
+        {"save", CLI_STR, &o.save_dir, "DIR", "write training checkpoints DIR/step-NNNNNNNN (at the end, and every --save-every)"},
+        {"save-every", CLI_INT, &o.save_every, "N", "checkpoint every N steps (0 = only at the end)"},
+        {"keep-last", CLI_INT, &o.keep_last, "K", "keep only the newest K checkpoints (0 = all)"},
+        {"resume", CLI_STR, &o.resume, "DIR", "continue from a checkpoint, or the newest valid one in DIR"},
+        {"init", CLI_STR, &o.init, "DIR", "start from Hugging Face GPT-2 weights (config.json + model.safetensors)"},
+        {"stop-after", CLI_INT, &o.stop_after, "N", "stop after step N (the schedule still spans --steps; resume later)"},
         {"backend", CLI_STR, &o.backend, "NAME", "cpu (fast) or ref (reference kernels)"},
         {"peak-tflops", CLI_FLOAT, &o.peak_tflops, "X", "peak for MFU (default: measured sgemm at start-up)"},
         {"threads", CLI_INT, &o.threads, "N", "worker threads (0 = all cores)"},
@@ -353,8 +381,11 @@ int cmd_train(int argc, char **argv) {
                      "lmscale train --data FILE [--model NAME] [flags]", opts,
                      (int)(sizeof opts / sizeof opts[0]), epilog};
     int help;
+    train_opts defaults = o;
     lms_status st = cli_parse(&spec, argc, argv, &help);
     if (st != LMS_OK) return cli_fail("train", st);
+    o.model_flags_given = o.model.preset != defaults.model.preset || o.model.L != -1 || o.model.NH != -1 ||
+                          o.model.C != -1 || o.model.maxT != -1 || o.model.V != -1;
     if (help) {
         cli_print_help(&spec, stdout);
         return 0;

@@ -1,0 +1,172 @@
+/* lmscale checkpoints: the full training state in a layout-independent,
+ * sharded, checksummed directory format (docs/checkpoints.md), and Hugging
+ * Face interop (config.json + model.safetensors in GPT2LMHeadModel's names).
+ *
+ * A checkpoint is a directory <root>/step-NNNNNNNN holding
+ *   index.json                  version, config, training state, tokenizer,
+ *                               and per tensor: name, global shape, dtype and
+ *                               the slices that hold it
+ *   shard-RRRRR-of-WWWWW.bin    one data file per writer rank
+ * Tensors are stored by global name and global shape; a slice is a run of
+ * elements [start, start+count) of the flattened tensor, so a loader can
+ * assemble any tensor from whatever set of slices the writers produced.
+ *
+ * Writing (one process today; with MPI every rank writes its own shard and
+ * rank 0 the index):
+ *   lms_ckpt_begin        create <root>/.tmp-step-NNNNNNNN (rank 0; others wait)
+ *   lms_ckpt_shard_open   per rank: open its shard in the temporary directory
+ *   lms_ckpt_shard_put    per rank: append one slice, CRC32 recorded
+ *   lms_ckpt_shard_close  per rank: fsync; the slices are returned for the index
+ *   lms_ckpt_finish       rank 0: write index.json (from every rank's slices),
+ *                         fsync it and the directory, rename to step-NNNNNNNN,
+ *                         fsync the parent.
+ * A crash at any point leaves earlier checkpoints untouched; the partial
+ * ".tmp-" directory is ignored by readers and removed by the next save. */
+#ifndef LMSCALE_CHECKPOINT_H
+#define LMSCALE_CHECKPOINT_H
+
+#include "lmscale/core.h"
+#include "lmscale/model.h"
+#include "lmscale/optim.h"
+#include "lmscale/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LMS_CKPT_VERSION 1
+#define LMS_CKPT_MAX_DIMS 4
+
+/* Everything besides tensors that a run needs to continue exactly. */
+typedef struct {
+    lms_gpt_config cfg;
+    int step;              /* optimizer steps done; the next step is `step` (0-based) */
+    uint64_t seed;         /* initialisation and data-order seed */
+    uint64_t data_window;  /* next global window index (= step · global_batch) */
+    int global_batch, seq_len;
+    char data_order[16];   /* "random" or "sequential" */
+    lms_schedule sched;    /* schedule position is `step` within it */
+    float beta1, beta2, eps, weight_decay, grad_clip;
+    int adam_step;         /* AdamW updates done (bias correction) */
+    /* tokenizer reference: "bytes", or "bpe" with the files' SHA-free
+     * identity: CRC32 of vocab.json and merges.txt and their names. */
+    char tok_kind[16];
+    char tok_vocab[256], tok_merges[256];
+    uint32_t tok_vocab_crc, tok_merges_crc;
+} lms_ckpt_state;
+
+/* One slice of a tensor inside a shard file. */
+typedef struct {
+    char file[64];      /* shard file name, relative to the checkpoint */
+    uint64_t offset;    /* byte offset in the file */
+    uint64_t start;     /* first element (global, row-major flattened) */
+    uint64_t count;     /* elements */
+    uint32_t crc32;     /* of the count·4 bytes */
+} lms_ckpt_slice;
+
+typedef struct {
+    char name[64];
+    int ndim;
+    int64_t shape[LMS_CKPT_MAX_DIMS];
+    int nslices;
+    lms_ckpt_slice *slices; /* owned */
+} lms_ckpt_tensor;
+
+/* A per-rank shard writer. */
+typedef struct {
+    FILE *f;
+    char *dir;           /* the temporary checkpoint directory; owned */
+    char file[64];
+    uint64_t offset;
+    lms_ckpt_tensor *t;  /* tensors this rank wrote slices of; owned */
+    int nt, cap;
+    long crash_after;    /* test hook: _exit after this many bytes (-1: off) */
+    long written;
+} lms_ckpt_shard;
+
+/* A checkpoint opened for reading (index parsed, nothing else read). */
+typedef struct {
+    char *dir; /* owned */
+    int version;
+    lms_ckpt_state state;
+    int ntensors;
+    lms_ckpt_tensor *tensors; /* owned */
+} lms_ckpt;
+
+/* ---- writing ---- */
+
+/* The temporary directory for step under root (created, with root if
+ * needed; a stale one of the same name is removed). *tmp_dir malloc'ed. */
+lms_status lms_ckpt_begin(const char *root, int step, char **tmp_dir);
+lms_status lms_ckpt_shard_open(lms_ckpt_shard *s, const char *tmp_dir, int rank, int world);
+/* Appends data[0..count) as elements [start, start+count) of tensor `name`
+ * of global shape (ndim, shape). */
+lms_status lms_ckpt_shard_put(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
+                              uint64_t start, const float *data, uint64_t count);
+/* fsyncs and closes the file; s keeps the slice records until _free. */
+lms_status lms_ckpt_shard_close(lms_ckpt_shard *s);
+void lms_ckpt_shard_free(lms_ckpt_shard *s);
+/* Rank 0: writes index.json from the slices of every rank's shard, then
+ * commits the directory atomically to <root>/step-NNNNNNNN. Frees tmp_dir's
+ * directory on failure (removes it). */
+lms_status lms_ckpt_finish(const char *root, const char *tmp_dir, int step, const lms_ckpt_state *st,
+                           const lms_ckpt_shard *shards, int nshards);
+
+/* Convenience for one process: saves the model, AdamW state and st as
+ * <root>/step-<st->step>, then keeps only the newest keep_last checkpoints
+ * (keep_last <= 0 keeps all). *saved_path (may be NULL) malloc'ed. */
+lms_status lms_ckpt_save_train(const char *root, const lms_ckpt_state *st, const lms_gpt *m,
+                               const lms_adamw *opt, int keep_last, char **saved_path);
+
+/* ---- reading ---- */
+
+/* Parses dir/index.json: format, version, config, state, tensors. Errors
+ * name the file and the fix. */
+lms_status lms_ckpt_open(lms_ckpt *ck, const char *dir);
+void lms_ckpt_close(lms_ckpt *ck);
+const lms_ckpt_tensor *lms_ckpt_find_tensor(const lms_ckpt *ck, const char *name);
+/* Fills dst with the whole tensor `name` (numel floats), assembled from its
+ * slices; every slice's CRC is checked and every element must be covered.
+ * Errors name the tensor and the shard file. */
+lms_status lms_ckpt_read_tensor(const lms_ckpt *ck, const char *name, float *dst, uint64_t numel);
+/* Reads every slice and checks sizes and CRCs (no allocation of tensors). */
+lms_status lms_ckpt_verify(const lms_ckpt *ck);
+
+/* path is a checkpoint (has index.json) or a directory of step-* ones: picks
+ * the checkpoint itself, or the newest step-* that opens and verifies,
+ * logging a warning for each one skipped. *out malloc'ed. */
+lms_status lms_ckpt_resolve(const char *path, const lms_logger *lg, char **out);
+
+/* Loads parameters (into m->params, m already initialised for ck's config)
+ * and, when opt is non-NULL, the AdamW moments and step. */
+lms_status lms_ckpt_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt);
+
+/* State for a fresh run's checkpoints. */
+void lms_ckpt_state_init(lms_ckpt_state *st, const lms_gpt_config *cfg);
+
+/* ---- Hugging Face interop ---- */
+
+/* Writes dir/config.json (GPT2LMHeadModel) and dir/model.safetensors (F32,
+ * Conv1D weights transposed to (in, out), wte unpadded to V rows, tied head
+ * not stored). dir is created if needed. */
+lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float *params);
+/* Reads dir/config.json into cfg (validated; Vp set). */
+lms_status lms_hf_read_config(const char *dir, lms_gpt_config *cfg);
+/* Reads dir/model.safetensors into params (laid out for cfg): names with or
+ * without "transformer.", shapes checked, wte padded with zero rows. */
+lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float *params);
+/* If dir holds vocab.json and merges.txt, loads them into tok (BPE) and
+ * sets *loaded; else leaves tok alone. */
+lms_status lms_hf_load_tokenizer(const char *dir, lms_tokenizer *tok, int *loaded);
+
+/* ---- test hooks (the one place lmscale reads its own environment) ---- */
+
+/* LMS_TEST_CRASH_IN_SAVE=N: a checkpoint writer calls _exit(99) after
+ * writing N bytes of shard data (to test crash safety). Returns -1 when
+ * unset or invalid. */
+long lms_ckpt_test_crash_bytes(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,356 @@
+/* Hugging Face interop: config.json (GPT2LMHeadModel) and model.safetensors
+ * in transformers' GPT-2 names, written and read by our own code.
+ *
+ * safetensors: u64 little-endian header length N, N bytes of JSON
+ * {"__metadata__": {...}, name: {"dtype", "shape", "data_offsets": [b, e]}}
+ * padded with spaces so the data starts 8-byte aligned, then the data; byte
+ * offsets are relative to the data start, tensors follow one another with
+ * no gaps. We write names sorted (all F32, so that is the reference
+ * writer's order). Conv1D weights are (in, out): ours (out, in) are
+ * transposed both ways. wte is stored with V rows; the tied LM head is not
+ * stored (lm_head.weight is ignored when present). */
+#define _POSIX_C_SOURCE 200809L
+#include "ckpt_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+typedef struct {
+    char hf[96];        /* transformers name */
+    int view;           /* index into the layout */
+    int transpose;      /* Conv1D weight */
+    int64_t shape[2];   /* HF shape */
+    int ndim;
+} hf_entry;
+
+/* HF names and shapes for cfg's layout, sorted by name. */
+static lms_status hf_entries(const lms_gpt_config *cfg, hf_entry **out, int *n, lms_tensor_view **views) {
+    int nv;
+    size_t np;
+    LMS_CHECK(lms_gpt_layout(cfg, views, &nv, &np));
+    hf_entry *e = calloc((size_t)nv, sizeof *e);
+    if (!e) {
+        free(*views);
+        return lms_errorf(LMS_ERR_OOM, "out of memory");
+    }
+    for (int i = 0; i < nv; i++) {
+        const lms_tensor_view *v = &(*views)[i];
+        int is_embed = !strcmp(v->name, "wte") || !strcmp(v->name, "wpe");
+        snprintf(e[i].hf, sizeof e[i].hf, "%s%s", v->name, is_embed ? ".weight" : "");
+        e[i].view = i;
+        e[i].ndim = v->ndim;
+        e[i].transpose = v->ndim == 2 && !is_embed;
+        e[i].shape[0] = e[i].transpose ? v->shape[1] : v->shape[0];
+        e[i].shape[1] = e[i].transpose ? v->shape[0] : v->shape[1];
+        if (!strcmp(v->name, "wte")) e[i].shape[0] = cfg->V;
+    }
+    for (int i = 1; i < nv; i++) /* insertion sort by name */
+        for (int j = i; j > 0 && strcmp(e[j].hf, e[j - 1].hf) < 0; j--) {
+            hf_entry t = e[j];
+            e[j] = e[j - 1];
+            e[j - 1] = t;
+        }
+    *out = e;
+    *n = nv;
+    return LMS_OK;
+}
+
+static size_t entry_numel(const hf_entry *e) {
+    return (size_t)e->shape[0] * (size_t)(e->ndim > 1 ? e->shape[1] : 1);
+}
+
+static lms_status write_config(const char *dir, const lms_gpt_config *c) {
+    char *path = ckpt_join(dir, "config.json");
+    if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf,
+                     "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+                     "  \"n_embd\": %d,\n  \"n_head\": %d,\n  \"n_layer\": %d,\n  \"n_positions\": %d,\n"
+                     "  \"n_ctx\": %d,\n  \"vocab_size\": %d,\n  \"n_inner\": null,\n"
+                     "  \"layer_norm_epsilon\": 1e-05,\n  \"activation_function\": \"gelu_new\",\n"
+                     "  \"tie_word_embeddings\": true,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
+                     "  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
+                     "  \"initializer_range\": 0.02,\n  \"torch_dtype\": \"float32\"\n}\n",
+                     c->C, c->NH, c->L, c->maxT, c->maxT, c->V, c->V - 1, c->V - 1);
+    lms_atomic_file af;
+    lms_status st = lms_atomic_open(&af, path);
+    free(path);
+    LMS_CHECK(st);
+    st = lms_atomic_write(&af, buf, (size_t)n);
+    if (st != LMS_OK) {
+        lms_atomic_abort(&af);
+        return st;
+    }
+    return lms_atomic_commit(&af);
+}
+
+lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float *params) {
+    LMS_CHECK(ckpt_mkdirs(dir));
+    LMS_CHECK(write_config(dir, cfg));
+    hf_entry *e;
+    int n;
+    lms_tensor_view *views;
+    LMS_CHECK(hf_entries(cfg, &e, &n, &views));
+    lms_status st = LMS_OK;
+    char *path = ckpt_join(dir, "model.safetensors"), *hdr = NULL;
+    float *tmp = NULL;
+    lms_atomic_file af = {0};
+    size_t cap = 256 + (size_t)n * 160, len = 0, off = 0;
+    hdr = malloc(cap);
+    if (!path || !hdr) {
+        st = lms_errorf(LMS_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    len += (size_t)snprintf(hdr + len, cap - len, "{\"__metadata__\":{\"format\":\"pt\"}");
+    for (int i = 0; i < n; i++) {
+        size_t bytes = entry_numel(&e[i]) * sizeof(float);
+        if (e[i].ndim == 2)
+            len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],"
+                                    "\"data_offsets\":[%zu,%zu]}", e[i].hf, (long long)e[i].shape[0],
+                                    (long long)e[i].shape[1], off, off + bytes);
+        else
+            len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],"
+                                    "\"data_offsets\":[%zu,%zu]}", e[i].hf, (long long)e[i].shape[0], off,
+                                    off + bytes);
+        off += bytes;
+    }
+    len += (size_t)snprintf(hdr + len, cap - len, "}");
+    while ((8 + len) % 8) hdr[len++] = ' '; /* data starts 8-byte aligned */
+    uint64_t hlen = len;
+    LMS_TRY(lms_atomic_open(&af, path));
+    LMS_TRY(lms_atomic_write(&af, &hlen, 8));
+    LMS_TRY(lms_atomic_write(&af, hdr, len));
+    size_t maxn = 0;
+    for (int i = 0; i < n; i++)
+        if (entry_numel(&e[i]) > maxn) maxn = entry_numel(&e[i]);
+    tmp = malloc(sizeof(float) * maxn);
+    if (!tmp) {
+        st = lms_errorf(LMS_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        const lms_tensor_view *v = &views[e[i].view];
+        const float *src = params + v->offset;
+        size_t ne = entry_numel(&e[i]);
+        if (e[i].transpose) {
+            int R = v->shape[0], Cc = v->shape[1]; /* ours (out=R, in=Cc) -> (in, out) */
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < Cc; c++) tmp[(size_t)c * R + r] = src[(size_t)r * Cc + c];
+            src = tmp;
+        }
+        LMS_TRY(lms_atomic_write(&af, src, ne * sizeof(float)));
+    }
+    st = lms_atomic_commit(&af);
+    af.f = NULL;
+fail:
+    if (af.f) lms_atomic_abort(&af);
+    free(tmp);
+    free(hdr);
+    free(path);
+    free(e);
+    free(views);
+    return st;
+}
+
+lms_status lms_hf_read_config(const char *dir, lms_gpt_config *cfg) {
+    char *path = ckpt_join(dir, "config.json");
+    if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
+    lms_json *j = NULL;
+    lms_status st = ckpt_read_json(path, &j);
+    if (st != LMS_OK) {
+        lms_error_context(st, "--init '%s' (a Hugging Face GPT-2 directory needs config.json)", dir);
+        free(path);
+        return st;
+    }
+    const char *keys[5] = {"n_layer", "n_head", "n_embd", "n_positions", "vocab_size"};
+    int v[5];
+    for (int k = 0; k < 5; k++) {
+        const lms_json *x = lms_json_get(j, keys[k]);
+        if (!x && k == 3) x = lms_json_get(j, "n_ctx");
+        if (!x || x->type != LMS_JSON_NUMBER || x->number < 1 || x->number > 1e9) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': \"%s\" is missing or not a positive integer (a GPT-2 "
+                            "config.json needs n_layer, n_head, n_embd, n_positions, vocab_size)", path, keys[k]);
+            goto done;
+        }
+        v[k] = (int)x->number;
+    }
+    const lms_json *mt = lms_json_get(j, "model_type");
+    if (mt && (mt->type != LMS_JSON_STRING || strcmp(mt->str, "gpt2"))) {
+        st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': model_type is not \"gpt2\"; lmscale loads GPT-2 models only", path);
+        goto done;
+    }
+    const lms_json *af = lms_json_get(j, "activation_function");
+    if (af && (af->type != LMS_JSON_STRING || (strcmp(af->str, "gelu_new") && strcmp(af->str, "gelu_pytorch_tanh")))) {
+        st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': activation_function must be \"gelu_new\" (GELU, tanh "
+                        "approximation), the only one lmscale implements", path);
+        goto done;
+    }
+    const lms_json *eps = lms_json_get(j, "layer_norm_epsilon");
+    if (eps && (eps->type != LMS_JSON_NUMBER || eps->number != 1e-5)) {
+        st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': layer_norm_epsilon must be 1e-05 (lmscale's LayerNorm)", path);
+        goto done;
+    }
+    const lms_json *ni = lms_json_get(j, "n_inner");
+    if (ni && ni->type == LMS_JSON_NUMBER && (int)ni->number != 4 * v[2]) {
+        st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': n_inner must be null or 4·n_embd", path);
+        goto done;
+    }
+    memset(cfg, 0, sizeof *cfg);
+    cfg->L = v[0];
+    cfg->NH = v[1];
+    cfg->C = v[2];
+    cfg->maxT = v[3];
+    cfg->V = v[4];
+    st = lms_gpt_config_validate(cfg);
+    if (st != LMS_OK) lms_error_context(st, "'%s'", path);
+done:
+    lms_json_free(j);
+    free(path);
+    return st;
+}
+
+lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float *params) {
+    char *path = ckpt_join(dir, "model.safetensors");
+    if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
+    lms_status st = LMS_OK;
+    hf_entry *e = NULL;
+    lms_tensor_view *views = NULL;
+    lms_json *h = NULL;
+    char *hdr = NULL;
+    float *tmp = NULL;
+    int n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        st = lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (--init needs a directory with config.json and "
+                        "model.safetensors, e.g. from 'lmscale export --hf')", path, strerror(errno));
+        goto fail;
+    }
+    struct stat sb;
+    uint64_t hlen = 0;
+    if (fstat(fileno(f), &sb) != 0 || fread(&hlen, 8, 1, f) != 1 || hlen < 2 || hlen > 100000000ull ||
+        8 + hlen > (uint64_t)sb.st_size) {
+        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is not a safetensors file (bad header length): the file is "
+                        "corrupt or truncated", path);
+        goto fail;
+    }
+    hdr = malloc(hlen);
+    if (!hdr || fread(hdr, 1, hlen, f) != hlen) {
+        st = lms_errorf(LMS_ERR_IO, "cannot read the header of '%s'", path);
+        goto fail;
+    }
+    LMS_TRY(lms_json_parse(hdr, hlen, path, &h));
+    uint64_t data_start = 8 + hlen, data_len = (uint64_t)sb.st_size - data_start;
+    LMS_TRY(hf_entries(cfg, &e, &n, &views));
+    size_t maxn = 0;
+    for (int i = 0; i < n; i++)
+        if (entry_numel(&e[i]) > maxn) maxn = entry_numel(&e[i]);
+    tmp = malloc(sizeof(float) * maxn);
+    if (!tmp) {
+        st = lms_errorf(LMS_ERR_OOM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < n; i++) {
+        char alt[128];
+        snprintf(alt, sizeof alt, "transformer.%s", e[i].hf);
+        const lms_json *t = lms_json_get(h, e[i].hf);
+        if (!t) t = lms_json_get(h, alt);
+        if (!t) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s' has no tensor \"%s\" (GPT-2 names as in transformers' "
+                            "GPT2LMHeadModel, with or without \"transformer.\")", path, e[i].hf);
+            goto fail;
+        }
+        const lms_json *dt = lms_json_get(t, "dtype"), *sh = lms_json_get(t, "shape"),
+                       *of = lms_json_get(t, "data_offsets");
+        if (!dt || dt->type != LMS_JSON_STRING || strcmp(dt->str, "F32")) {
+            st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': tensor \"%s\" has dtype %s; lmscale loads F32 only "
+                            "(convert the weights to float32)", path, e[i].hf,
+                            dt && dt->type == LMS_JSON_STRING ? dt->str : "(missing)");
+            goto fail;
+        }
+        int shape_ok = sh && sh->type == LMS_JSON_ARRAY && (int)sh->count == e[i].ndim;
+        for (int d = 0; shape_ok && d < e[i].ndim; d++) {
+            const lms_json *x = lms_json_at(sh, (size_t)d);
+            shape_ok = x->type == LMS_JSON_NUMBER && (int64_t)x->number == e[i].shape[d];
+        }
+        if (!shape_ok) {
+            char got[64] = "?";
+            if (sh && sh->type == LMS_JSON_ARRAY && sh->count >= 1) {
+                const lms_json *a = lms_json_at(sh, 0), *b = lms_json_at(sh, 1);
+                if (b)
+                    snprintf(got, sizeof got, "[%.0f, %.0f]", a->number, b->number);
+                else
+                    snprintf(got, sizeof got, "[%.0f]", a->number);
+            }
+            char want[64];
+            if (e[i].ndim > 1)
+                snprintf(want, sizeof want, "[%lld, %lld]", (long long)e[i].shape[0], (long long)e[i].shape[1]);
+            else
+                snprintf(want, sizeof want, "[%lld]", (long long)e[i].shape[0]);
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" has shape %s, config.json implies %s "
+                            "(Conv1D weights are (in, out)): config.json and the weights do not match", path,
+                            e[i].hf, got, want);
+            goto fail;
+        }
+        size_t ne = entry_numel(&e[i]);
+        const lms_json *b0 = of ? lms_json_at(of, 0) : NULL, *b1 = of ? lms_json_at(of, 1) : NULL;
+        if (!b0 || !b1 || b0->type != LMS_JSON_NUMBER || b1->type != LMS_JSON_NUMBER || b0->number < 0 ||
+            b1->number - b0->number != (double)(ne * sizeof(float)) || b1->number > (double)data_len) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" has invalid data_offsets (outside the file or "
+                            "not %zu bytes): the file is corrupt or truncated", path, e[i].hf, ne * sizeof(float));
+            goto fail;
+        }
+        if (fseeko(f, (off_t)(data_start + (uint64_t)b0->number), SEEK_SET) != 0 ||
+            fread(tmp, sizeof(float), ne, f) != ne) {
+            st = lms_errorf(LMS_ERR_IO, "cannot read tensor \"%s\" of '%s'", e[i].hf, path);
+            goto fail;
+        }
+        const lms_tensor_view *v = &views[e[i].view];
+        float *dst = params + v->offset;
+        if (e[i].transpose) {
+            int R = v->shape[0], Cc = v->shape[1];
+            for (int r = 0; r < R; r++)
+                for (int c = 0; c < Cc; c++) dst[(size_t)r * Cc + c] = tmp[(size_t)c * R + r];
+        } else {
+            memcpy(dst, tmp, ne * sizeof(float));
+            if (ne < v->numel) memset(dst + ne, 0, (v->numel - ne) * sizeof(float)); /* wte padding */
+        }
+    }
+fail:
+    if (f) fclose(f);
+    lms_json_free(h);
+    free(hdr);
+    free(tmp);
+    free(e);
+    free(views);
+    free(path);
+    return st;
+}
+
+lms_status lms_hf_load_tokenizer(const char *dir, lms_tokenizer *tok, int *loaded) {
+    *loaded = 0;
+    char *vj = ckpt_join(dir, "vocab.json"), *mt = ckpt_join(dir, "merges.txt");
+    if (!vj || !mt) {
+        free(vj);
+        free(mt);
+        return lms_errorf(LMS_ERR_OOM, "out of memory");
+    }
+    struct stat a, b;
+    int hv = stat(vj, &a) == 0, hm = stat(mt, &b) == 0;
+    lms_status st = LMS_OK;
+    if (hv && hm) {
+        st = lms_tokenizer_load_bpe(tok, vj, mt);
+        if (st != LMS_OK)
+            lms_error_context(st, "--init '%s' has vocab.json and merges.txt, but the BPE tokenizer could "
+                              "not be loaded (remove them to use byte tokens)", dir);
+        else
+            *loaded = 1;
+    } else if (hv != hm) {
+        st = lms_errorf(LMS_ERR_IO, "--init '%s' has %s but not %s: a GPT-2 tokenizer needs both", dir,
+                        hv ? "vocab.json" : "merges.txt", hv ? "merges.txt" : "vocab.json");
+    }
+    free(vj);
+    free(mt);
+    return st;
+}
