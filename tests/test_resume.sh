@@ -153,4 +153,24 @@ sed -i 's/"n_layer": 2/"n_layer": 3/' "$T/hfbad/config.json" && rm "$T/hfbad/voc
 expect_fail init_shape "no tensor \"h\.2\." "$BIN" eval --init "$T/hfbad" --data "$DATA"
 expect_fail export_none "--load FILE or --resume" "$BIN" export --hf "$T/x"
 
+# ---- a BPE run: --init with a tokenizer, checkpoints record the tokenizer
+# files and their CRCs; 4 steps == 2 + resume + 2; a changed file is refused
+run bpe_tok "$BIN" tokenizer train --input "$DATA" --vocab-size 300 --output "$T/tok" --special '<|endoftext|>'
+run bpe_m "$BIN" train --model nano --vocab-size 300 --data "$DATA" --steps 1 --batch-size 2 --seq-len 16 \
+    --eval-interval 0 --quiet "${TH[@]}" --save-model "$T/bpe0.bin"
+run bpe_x "$BIN" export --hf "$T/hfbpe" --load "$T/bpe0.bin"
+cp "$T/tok/vocab.json" "$T/tok/merges.txt" "$T/hfbpe/"
+BT=(train --data "$DATA" --init "$T/hfbpe" --steps 4 --batch-size 2 --seq-len 16 --eval-interval 0 --quiet "${TH[@]}")
+run bpe_full "$BIN" "${BT[@]}" --save-model "$T/bpe_full.bin"
+run bpe_a "$BIN" "${BT[@]}" --save "$T/ckbpe" --stop-after 2
+grep -q '"kind": "bpe"' "$T/ckbpe/step-00000002/index.json" && grep -q 'merges_crc32' "$T/ckbpe/step-00000002/index.json" &&
+    ok || bad "BPE checkpoint does not record the tokenizer files"
+RB=(train --data "$DATA" --resume "$T/ckbpe" --steps 4 --batch-size 2 --seq-len 16 --eval-interval 0 --quiet "${TH[@]}")
+run bpe_b "$BIN" "${RB[@]}" --save-model "$T/bpe_res.bin"
+cmp -s "$T/bpe_full.bin" "$T/bpe_res.bin" && ok || bad "BPE run: 2 + resume + 2 steps differs from 4 steps"
+echo "x" >>"$T/hfbpe/merges.txt"
+expect_fail bpe_changed "tokenizer files .* changed since checkpoint" "$BIN" "${RB[@]}"
+rm "$T/hfbpe/merges.txt"
+expect_fail bpe_missing "cannot be read now" "$BIN" "${RB[@]}"
+
 summary

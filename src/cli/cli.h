@@ -77,6 +77,10 @@ typedef struct {
     char *resume_path;     /* the checkpoint resumed from; owned */
     void *ck;              /* lms_ckpt *, owned */
     int last_saved_step;
+    /* the BPE tokenizer's files (absolute paths) and their CRC-32s, recorded
+     * in every checkpoint and checked on resume */
+    char tok_vocab[256], tok_merges[256];
+    uint32_t tok_vocab_crc, tok_merges_crc;
 } train_ckpt_ctx;
 
 /* Before validation: resolves --resume (newest valid checkpoint) or reads

@@ -117,6 +117,7 @@ int cmd_generate(int argc, char **argv) {
     }
     double dt = lms_now_s() - t0;
     printf("\n");
+    fflush(stdout);
     fprintf(stderr, "generated %d tokens in %.3f s (%.1f tokens/s, %s)%s\n", produced, dt,
             dt > 0 ? produced / dt : 0.0, no_kv ? "no KV cache" : "KV cache",
             len >= maxT ? "; stopped at the model's maximum sequence length" : "");

@@ -310,8 +310,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt, lg));
     double total = lms_now_s() - t_start;
     double mean_tps = timed ? (double)G * p.T * timed / t_steps : 0;
-    lms_log(lg, LMS_LOG_INFO, "done: %d steps, %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% (mean after "
-            "the first step)", o->steps, (long)o->steps * G * p.T, total, mean_tps,
+    int ran = step - start_step; /* this process's steps (resume and --stop-after count) */
+    lms_log(lg, LMS_LOG_INFO, "done: %d steps (now at %d of %d), %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% "
+            "(mean after the first step)", ran, step, o->steps, (long)ran * G * p.T, total, mean_tps,
             100 * lms_mfu(fpt, mean_tps, peak));
     if (o->save_model) {
         LMS_TRY(lms_model_save(o->save_model, &m, tok.kind));

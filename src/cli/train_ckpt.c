@@ -1,6 +1,7 @@
 /* The checkpoint side of `lmscale train`: --resume, --init, --save,
  * --save-every, --keep-last, --stop-after. Kept out of train.c so that the
  * training loop only calls four functions. Rules: docs/checkpoints.md. */
+#define _GNU_SOURCE /* realpath */
 #include "cli.h"
 #include "lmscale/checkpoint.h"
 
@@ -20,6 +21,58 @@ static lms_status check_flags(const train_opts *o, const lms_gpt_config *have, c
     return LMS_OK;
 }
 
+static lms_status file_crc(const char *path, uint32_t *crc) {
+    unsigned char *buf;
+    size_t n;
+    LMS_CHECK(lms_read_file(path, &buf, &n));
+    *crc = lms_crc32(0, buf, n);
+    free(buf);
+    return LMS_OK;
+}
+
+/* Records the BPE files behind tok: absolute paths and CRCs. */
+static lms_status record_tokenizer(train_ckpt_ctx *c, const char *dir) {
+    char v[4096], mg[4096];
+    snprintf(v, sizeof v, "%s/vocab.json", dir);
+    snprintf(mg, sizeof mg, "%s/merges.txt", dir);
+    char *av = realpath(v, NULL), *am = realpath(mg, NULL);
+    lms_status st = LMS_OK;
+    if (!av || !am || strlen(av) >= sizeof c->tok_vocab || strlen(am) >= sizeof c->tok_merges)
+        st = lms_errorf(LMS_ERR_IO, "cannot record the tokenizer files of '%s' (paths missing or longer than "
+                        "255 bytes)", dir);
+    if (st == LMS_OK) {
+        snprintf(c->tok_vocab, sizeof c->tok_vocab, "%s", av);
+        snprintf(c->tok_merges, sizeof c->tok_merges, "%s", am);
+        st = file_crc(av, &c->tok_vocab_crc);
+        if (st == LMS_OK) st = file_crc(am, &c->tok_merges_crc);
+    }
+    free(av);
+    free(am);
+    return st;
+}
+
+/* Loads the BPE tokenizer a checkpoint names, refusing files that changed. */
+static lms_status resume_tokenizer(train_ckpt_ctx *c, const lms_ckpt_state *s, lms_tokenizer *tok) {
+    uint32_t vc, mc;
+    lms_status st = file_crc(s->tok_vocab, &vc);
+    if (st == LMS_OK) st = file_crc(s->tok_merges, &mc);
+    if (st != LMS_OK)
+        return lms_error_context(st, "checkpoint '%s' was trained with the tokenizer %s + %s, which cannot be "
+                                 "read now (restore those files to resume)", c->resume_path, s->tok_vocab,
+                                 s->tok_merges);
+    if (vc != s->tok_vocab_crc || mc != s->tok_merges_crc)
+        return lms_errorf(LMS_ERR_FORMAT, "the tokenizer files %s / %s changed since checkpoint '%s' was written "
+                          "(CRC-32 %08x/%08x, recorded %08x/%08x): resuming would re-tokenize the data "
+                          "differently; restore the original files", s->tok_vocab, s->tok_merges, c->resume_path,
+                          vc, mc, s->tok_vocab_crc, s->tok_merges_crc);
+    LMS_CHECK(lms_tokenizer_load_bpe(tok, s->tok_vocab, s->tok_merges));
+    snprintf(c->tok_vocab, sizeof c->tok_vocab, "%s", s->tok_vocab);
+    snprintf(c->tok_merges, sizeof c->tok_merges, "%s", s->tok_merges);
+    c->tok_vocab_crc = vc;
+    c->tok_merges_crc = mc;
+    return LMS_OK;
+}
+
 lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokenizer *tok, const lms_logger *lg) {
     memset(c, 0, sizeof *c);
     c->last_saved_step = -1;
@@ -36,9 +89,11 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
         if (!ck) return lms_errorf(LMS_ERR_OOM, "out of memory");
         c->ck = ck;
         LMS_CHECK(lms_ckpt_open(ck, c->resume_path));
-        if (strcmp(ck->state.tok_kind, "bytes") != 0)
-            return lms_errorf(LMS_ERR_UNSUPPORTED, "checkpoint '%s' was trained with a %s tokenizer; this build "
-                              "resumes byte-level runs only", c->resume_path, ck->state.tok_kind);
+        if (strcmp(ck->state.tok_kind, "bpe") == 0)
+            LMS_CHECK(resume_tokenizer(c, &ck->state, tok));
+        else if (strcmp(ck->state.tok_kind, "bytes") != 0)
+            return lms_errorf(LMS_ERR_UNSUPPORTED, "checkpoint '%s' names a '%s' tokenizer, which this build does "
+                              "not know (bytes or bpe)", c->resume_path, ck->state.tok_kind);
         c->cfg = ck->state.cfg;
         c->have_cfg = 1;
         char src[600];
@@ -50,6 +105,7 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
         c->have_cfg = 1;
         int loaded;
         LMS_CHECK(lms_hf_load_tokenizer(o->init, tok, &loaded));
+        if (loaded) LMS_CHECK(record_tokenizer(c, o->init));
         char src[600];
         snprintf(src, sizeof src, "--init '%s'", o->init);
         return check_flags(o, &c->cfg, src);
@@ -106,6 +162,12 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     st.grad_clip = o->grad_clip;
     st.adam_step = opt->step;
     snprintf(st.tok_kind, sizeof st.tok_kind, "%s", tok->kind == LMS_TOK_BPE ? "bpe" : "bytes");
+    if (tok->kind == LMS_TOK_BPE) {
+        snprintf(st.tok_vocab, sizeof st.tok_vocab, "%s", c->tok_vocab);
+        snprintf(st.tok_merges, sizeof st.tok_merges, "%s", c->tok_merges);
+        st.tok_vocab_crc = c->tok_vocab_crc;
+        st.tok_merges_crc = c->tok_merges_crc;
+    }
     double t0 = lms_now_s();
     char *path = NULL;
     LMS_CHECK(lms_ckpt_save_train(o->save_dir, &st, m, opt, o->keep_last, &path));
