@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 long lms_ckpt_test_crash_bytes(void) {
-    const char *s = getenv("LMS_TEST_CRASH_IN_SAVE");
+    const char *s = lms_env("LMS_TEST_CRASH_IN_SAVE");
     if (!s || !*s) return -1;
     char *end;
     long v = strtol(s, &end, 10);

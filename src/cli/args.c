@@ -136,8 +136,24 @@ void cli_print_help(const cli_spec *spec, FILE *out) {
     if (spec->epilog) fprintf(out, "\n%s\n", spec->epilog);
 }
 
+int cli_launch_rank(void) {
+    const char *vars[] = {"OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = lms_env(vars[i]);
+        if (v) return atoi(v);
+    }
+    return 0;
+}
+
 int cli_fail(const char *cmd, lms_status st) {
-    fprintf(stderr, "lmscale %s: error: %s\n", cmd, lms_last_error());
+    int rank = cli_launch_rank();
+    if (st == LMS_ERR_INVALID_ARG) {
+        if (rank == 0) fprintf(stderr, "lmscale %s: error: %s\n", cmd, lms_last_error());
+    } else if (rank == 0 && !lms_env("OMPI_COMM_WORLD_SIZE") && !lms_env("PMI_SIZE")) {
+        fprintf(stderr, "lmscale %s: error: %s\n", cmd, lms_last_error());
+    } else {
+        fprintf(stderr, "lmscale %s: error: [rank %d] %s\n", cmd, rank, lms_last_error());
+    }
     return st == LMS_ERR_INVALID_ARG ? 2 : 1;
 }
 

@@ -68,6 +68,10 @@ typedef struct {
     const char *save_dir, *resume, *init;
     int save_every, keep_last, stop_after;
     int model_flags_given; /* --model or a dimension flag was on the command line */
+    /* data parallelism (docs/parallelism.md) */
+    int dp;             /* 0: the world size */
+    const char *comm;   /* auto, single, mpi */
+    float bucket_mb;    /* gradient all-reduce bucket size */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
@@ -137,7 +141,12 @@ lms_status cli_load_model(const char *load, const char *init, const char *resume
 lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens);
 
-/* Prints "lmscale <cmd>: error: <message>" and returns the exit code. */
+/* This process's rank as the launcher set it (0 when not launched by
+ * mpirun/srun); used before a communicator exists. */
+int cli_launch_rank(void);
+/* Prints "lmscale <cmd>: error: <message>" and returns the exit code. In a
+ * multi-process job, invalid-argument errors (the same on every rank) are
+ * printed by rank 0 only; other errors by every rank, with its number. */
 int cli_fail(const char *cmd, lms_status st);
 
 /* The demo task (demo_task.c): generated arithmetic problems. */

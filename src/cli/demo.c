@@ -53,6 +53,7 @@ int cmd_demo(int argc, char **argv) {
     o.eval_interval = 100;
     o.eval_batches = 8;
     o.log_interval = 25;
+    o.comm = "single";
     const cli_opt opts[] = {
         {"steps", CLI_INT, &o.steps, "N", "training steps"},
         {"digits", CLI_INT, &task.digits, "D", "digits per operand (1..9)"},

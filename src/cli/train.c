@@ -4,14 +4,18 @@
  * per step. */
 #include "cli.h"
 #include "lmscale/optim.h"
+#include "lmscale/parallel.h"
 #include "lmscale/plan.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 void train_opts_default(train_opts *o) {
     memset(o, 0, sizeof *o);
+    o->comm = "auto";
+    o->bucket_mb = 25.0f;
     cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
     o->model = mo;
     o->val_fraction = 0.1f;
@@ -67,6 +71,9 @@ lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, l
 }
 
 typedef struct {
+    lms_comm *world; /* owned */
+    lms_topology topo;
+    int local_batch; /* sequences per rank per step */
     lms_gpt_config cfg;
     int T, micro, accum;
     lms_schedule sched;
@@ -89,14 +96,25 @@ static lms_status validate(const train_opts *o, train_plan *p) {
                           "%d: lower --seq-len or raise --max-seq-len", p->T, p->cfg.maxT);
     if (o->batch_size < 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d must be at least 1", o->batch_size);
-    p->micro = o->micro_batch_size ? o->micro_batch_size : o->batch_size;
+    int ranks = p->topo.dp > 0 ? p->topo.dp : 1;
+    p->micro = o->micro_batch_size ? o->micro_batch_size
+                                   : (o->batch_size % ranks == 0 ? o->batch_size / ranks : o->batch_size);
     if (p->micro < 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--micro-batch-size %d must be at least 1", p->micro);
-    if (o->batch_size % p->micro != 0)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d is not divisible by --micro-batch-size %d: "
-                          "the global batch is micro-batch x accumulation steps (try --micro-batch-size %d)",
-                          o->batch_size, p->micro, o->batch_size % 2 == 0 ? o->batch_size / 2 : 1);
-    p->accum = o->batch_size / p->micro;
+    int dp = p->topo.dp > 0 ? p->topo.dp : 1;
+    if (o->batch_size % (dp * p->micro) != 0) {
+        if (dp == 1)
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d is not divisible by --micro-batch-size %d: "
+                              "the global batch is micro-batch x accumulation steps (try --micro-batch-size %d)",
+                              o->batch_size, p->micro, o->batch_size % 2 == 0 ? o->batch_size / 2 : 1);
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d is not divisible by dp %d x --micro-batch-size %d: "
+                          "the global batch is dp x micro-batch x accumulation steps (try --batch-size %d)",
+                          o->batch_size, dp, p->micro, dp * p->micro * ((o->batch_size + dp * p->micro - 1) / (dp * p->micro)));
+    }
+    p->local_batch = o->batch_size / dp;
+    p->accum = p->local_batch / p->micro;
+    if (!(o->bucket_mb > 0))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--bucket-mb %g must be positive", o->bucket_mb);
     if (o->steps < 1) return lms_errorf(LMS_ERR_INVALID_ARG, "--steps %d must be at least 1", o->steps);
     if (!(o->lr > 0) || !isfinite(o->lr))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--lr %g must be a positive number", o->lr);
@@ -146,6 +164,41 @@ static lms_status check_writable(const char *path) {
     return LMS_OK;
 }
 
+/* The world communicator and the (dp, 1, 1) topology; rank 0 logs. */
+static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
+    LMS_CHECK(lms_comm_world(o->comm, NULL, NULL, &p->world));
+    ctx->rank = p->world->rank;
+    ctx->world = p->world->size;
+    ctx->log.rank = ctx->rank;
+    if (o->dp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--dp %d must be at least 1", o->dp);
+    return lms_topology_init(&p->topo, p->world->size, p->world->rank, o->dp ? o->dp : p->world->size, 1, 1);
+}
+
+/* Every rank must run the same configuration on the same data: compare a
+ * hash of the options and of the tokens across ranks. */
+static lms_status check_agreement(const train_opts *o, const train_plan *p, const lms_tokens *data) {
+    if (p->world->size == 1) return LMS_OK;
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g|%zu %08x",
+             p->cfg.L, p->cfg.NH, p->cfg.C, p->cfg.maxT, p->cfg.V, o->batch_size, p->micro, p->T, o->steps, o->lr,
+             o->min_lr, o->warmup, (int)p->sched.kind, o->beta1, o->beta2, o->eps, o->weight_decay, o->grad_clip,
+             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name, p->topo.dp, o->bucket_mb,
+             data->n, lms_crc32(0, data->tokens, data->n * sizeof(int32_t)));
+    int64_t h = (int64_t)(lms_hash_str(buf) >> 1), lo = 0, hi = 0;
+    LMS_CHECK(p->world->i->allreduce(p->world, &h, &lo, 1, LMS_DT_I64, LMS_RED_MIN));
+    LMS_CHECK(p->world->i->allreduce(p->world, &h, &hi, 1, LMS_DT_I64, LMS_RED_MAX));
+    if (lo != hi)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "the %d ranks disagree on the configuration or the training data: "
+                          "give every rank the same flags and the same --data file", p->world->size);
+    return LMS_OK;
+}
+
+static long peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+}
+
 lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms_tokens *val_tok,
                      lms_gpt *keep, float *final_val_loss) {
     lms_status st = LMS_OK;
@@ -163,6 +216,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     int start_step = 0;
 
     lms_ctx_init(&ctx, o->seed, o->threads);
+    lms_dp_sync dps = {0};
+    LMS_TRY(dp_setup(o, &p, &ctx));
+    const int rank0 = p.world->rank == 0;
     LMS_TRY(train_ckpt_prepare(o, &p.ck, &tok, &ctx.log));
     LMS_TRY(validate(o, &p));
     if (p.ck.ck) { /* the checkpoint's seed and data order (docs/checkpoints.md) */
@@ -203,8 +259,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     int have_val = n_val > 0 && o->eval_interval > 0;
     if (have_val)
         LMS_TRY(lms_loader_init(&vld, val_ptr, n_val, p.T, LMS_ORDER_SEQUENTIAL, o->seed, "the validation data"));
-    if (o->save_model) LMS_TRY(check_writable(o->save_model));
-    if (o->metrics) {
+    LMS_TRY(check_agreement(o, &p, train_tok));
+    if (o->save_model && rank0) LMS_TRY(check_writable(o->save_model));
+    if (o->metrics && rank0) {
         metrics = fopen(o->metrics, "a");
         if (!metrics) {
             st = lms_errorf(LMS_ERR_IO, "cannot open --metrics file '%s' for appending (check that its "
@@ -217,6 +274,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     LMS_TRY(lms_gpt_init(&m, &p.cfg, p.micro, p.T, 1));
     LMS_TRY(lms_adamw_init(&opt, m.num_params, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(train_ckpt_restore(o, &p.ck, &m, &opt, o->seed));
+    if (p.topo.dp > 1)
+        LMS_TRY(lms_dp_sync_init(&dps, p.world, m.grads, m.num_params, (size_t)(o->bucket_mb * 1048576.0f)));
     x = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
     y = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
     if (!x || !y) {
@@ -232,8 +291,14 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             "%.3f GFLOP/token", p.cfg.L, p.cfg.NH, p.cfg.C, p.cfg.maxT, p.cfg.V, p.cfg.Vp,
             (double)m.num_params / 1e6, fpt / 1e9);
     lms_log(lg, LMS_LOG_INFO, "train: %zu tokens%s%zu held out | batch %d x seq %d = %d tokens/step "
-            "(micro-batch %d x %d accumulation) | %d steps", n_train, val_tok ? " | validation " : " | ",
-            n_val, o->batch_size, p.T, o->batch_size * p.T, p.micro, p.accum, o->steps);
+            "(dp %d x micro-batch %d x %d accumulation) | %d steps", n_train, val_tok ? " | validation " : " | ",
+            n_val, o->batch_size, p.T, o->batch_size * p.T, p.topo.dp, p.micro, p.accum, o->steps);
+    const double state_mb[3] = {m.num_params * 4.0 / 1048576, m.num_params * 4.0 / 1048576,
+                                m.num_params * 8.0 / 1048576}; /* params, grads, AdamW m+v per rank */
+    if (p.topo.dp > 1)
+        lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s) | bucket %.1f MB | per rank: params %.1f MB, "
+                "grads %.1f MB, optimizer %.1f MB", p.topo.dp, p.world->i->name, o->bucket_mb, state_mb[0],
+                state_mb[1], state_mb[2]);
     lms_log(lg, LMS_LOG_INFO, "optim: AdamW lr %g -> %g (%s, warm-up %d) betas (%g, %g) eps %g wd %g "
             "clip %g | backend %s (BLAS %s), %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
             lms_schedule_name(p.sched.kind), o->warmup, o->beta1, o->beta2, o->eps, o->weight_decay,
@@ -241,7 +306,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             o->peak_tflops > 0 ? "--peak-tflops" : "measured sgemm");
 
     const int G = o->batch_size;
-    const float dloss = 1.0f / ((float)p.micro * p.T * p.accum);
+    const float dloss = 1.0f / ((float)G * p.T); /* of the global mean; summed over dp ranks */
+    const uint64_t first_sample = (uint64_t)p.world->rank * (uint64_t)p.local_batch;
     double t_start = lms_now_s(), t_steps = 0, last_val = NAN;
     int timed = 0;
     if (start_step) lms_log(lg, LMS_LOG_INFO, "resumed from %s at step %d", p.ck.resume_path, start_step);
@@ -252,12 +318,23 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         double loss = 0;
         for (int k = 0; k < p.accum; k++) {
             for (int b = 0; b < p.micro; b++)
-                lms_loader_window(&ld, (uint64_t)step * G + (uint64_t)k * p.micro + b,
+                lms_loader_window(&ld, (uint64_t)step * G + first_sample + (uint64_t)k * p.micro + b,
                                   x + (size_t)b * p.T, y + (size_t)b * p.T);
             loss += lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T);
-            lms_gpt_backward(&m, &p.be, dloss);
+            if (p.topo.dp > 1 && k == p.accum - 1) { /* only the last micro-step communicates */
+                lms_dp_sync_begin(&dps);
+                lms_gpt_backward_ex(&m, &p.be, dloss, lms_dp_sync_ready, &dps);
+                LMS_TRY(lms_dp_sync_finish(&dps));
+            } else {
+                lms_gpt_backward(&m, &p.be, dloss);
+            }
         }
         loss /= p.accum;
+        if (p.topo.dp > 1) {
+            double mean = 0;
+            LMS_TRY(p.world->i->allreduce(p.world, &loss, &mean, 1, LMS_DT_F64, LMS_RED_SUM));
+            loss = mean / p.topo.dp;
+        }
         double norm = sqrt(p.be.i->sumsq(&p.be, m.grads, m.num_params));
         if (!isfinite(loss) || !isfinite(norm)) {
             st = lms_errorf(LMS_ERR_NUMERIC, "the %s became %s at step %d: lower --lr (now %g) or set "
@@ -274,8 +351,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             t_steps += dt;
             timed++;
         }
-        double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak);
-        int do_eval = have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
+        double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak * p.topo.dp);
+        int do_eval = rank0 && have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
         double vloss = NAN;
         if (do_eval) {
             long ntok;
@@ -297,24 +374,27 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                     "\"step_ms\": %.3f, \"tokens_per_s\": %.2f, \"mfu\": %.6f", step + 1, loss, lr, norm,
                     dt * 1e3, tps, mfu);
             if (do_eval) fprintf(metrics, ", \"val_loss\": %.9g", vloss);
+            fprintf(metrics, ", \"param_mb\": %.3f, \"grad_mb\": %.3f, \"optim_mb\": %.3f, \"peak_rss_mb\": %ld",
+                    state_mb[0], state_mb[1], state_mb[2], peak_rss_mb());
             fprintf(metrics, "}\n");
             fflush(metrics);
         }
-        LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
-                                      p.order, &tok, &m, &opt, lg));
+        if (rank0) /* with plain data parallelism every rank holds the same state */
+            LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
+                                          p.order, &tok, &m, &opt, lg));
         if (step + 1 == o->stop_after) {
             step++;
             break;
         }
     }
-    LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt, lg));
+    if (rank0) LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt, lg));
     double total = lms_now_s() - t_start;
     double mean_tps = timed ? (double)G * p.T * timed / t_steps : 0;
     int ran = step - start_step; /* this process's steps (resume and --stop-after count) */
     lms_log(lg, LMS_LOG_INFO, "done: %d steps (now at %d of %d), %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% "
             "(mean after the first step)", ran, step, o->steps, (long)ran * G * p.T, total, mean_tps,
-            100 * lms_mfu(fpt, mean_tps, peak));
-    if (o->save_model) {
+            100 * lms_mfu(fpt, mean_tps, peak * p.topo.dp));
+    if (o->save_model && rank0) {
         LMS_TRY(lms_model_save(o->save_model, &m, tok.kind));
         lms_log(lg, LMS_LOG_INFO, "saved model to %s", o->save_model);
     }
@@ -324,9 +404,17 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         memset(&m, 0, sizeof m);
     }
 fail:
+    if (st != LMS_OK && p.world && p.world->size > 1 && st != LMS_ERR_INVALID_ARG) {
+        /* an error on one rank would leave the others waiting in a collective */
+        fprintf(stderr, "lmscale train: error: [rank %d] %s (aborting all %d ranks)\n", p.world->rank,
+                lms_last_error(), p.world->size);
+        p.world->i->abort(p.world, 1);
+    }
     if (metrics) fclose(metrics);
     free(x);
     free(y);
+    lms_dp_sync_free(&dps);
+    lms_comm_free(p.world);
     lms_adamw_free(&opt);
     lms_gpt_free(&m);
     lms_tokens_free(&loaded);
@@ -372,7 +460,10 @@ int cmd_train(int argc, char **argv) {
         {"stop-after", CLI_INT, &o.stop_after, "N", "stop after step N (the schedule still spans --steps; resume later)"},
         {"backend", CLI_STR, &o.backend, "NAME", "cpu (fast) or ref (reference kernels)"},
         {"peak-tflops", CLI_FLOAT, &o.peak_tflops, "X", "peak for MFU (default: measured sgemm at start-up)"},
-        {"threads", CLI_INT, &o.threads, "N", "worker threads (0 = all cores)"},
+        {"threads", CLI_INT, &o.threads, "N", "worker threads per process (0 = all cores)"},
+        {"dp", CLI_INT, &o.dp, "N", "data-parallel ranks (0 = all processes of the job; launch with mpirun/srun)"},
+        {"comm", CLI_STR, &o.comm, "NAME", "communicator: auto (MPI when launched by mpirun/srun), single, mpi"},
+        {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "gradient all-reduce bucket size"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
     };
     char epilog[512];

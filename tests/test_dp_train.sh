@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Data-parallel training end to end under mpirun: the losses of the first 20
+# steps at dp 2 and 4 (with and without gradient accumulation) match the
+# one-process run within relative 1e-5 for the same global batch; only rank
+# 0 writes metrics; bad configurations fail on every rank with one clear
+# message. Usage: bash tests/test_dp_train.sh /path/to/lmscale
+set -u
+NAME=test_dp_train
+MPI=$(cd "$(dirname "$0")" && pwd)/mpirun.sh # before lib.sh changes directory
+# shellcheck source=tests/lib.sh
+source "$(dirname "$0")/lib.sh"
+export OMP_NUM_THREADS=1
+
+for i in $(seq 1 400); do echo "line $i: the quick brown fox jumps over the lazy dog; $((i * 7919 % 1000))"; done >"$T/data.txt"
+COMMON=(train --data "$T/data.txt" --model nano --steps 20 --batch-size 8 --seq-len 16 --threads 1 --lr 2e-3
+        --warmup-steps 3 --eval-interval 0 --data-order sequential --quiet --peak-tflops 1)
+
+"$BIN" "${COMMON[@]}" --metrics "$T/ref.jsonl" >"$T/ref.out" 2>&1 || bad "one-process run failed: $(tail -2 "$T/ref.out")"
+compare() { # label metrics
+    $PY - "$T/ref.jsonl" "$2" "$1" <<'PYEOF'
+import json, sys
+a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
+b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 20 else float("inf")
+print("  %s: %d steps, worst relative loss difference %.2e" % (sys.argv[3], len(b), worst))
+sys.exit(0 if worst <= 1e-5 else 1)
+PYEOF
+}
+for np in 2 4; do
+    for micro in 0 1; do
+        label="dp=$np micro=$micro"
+        flags=()
+        [ "$micro" -gt 0 ] && flags=(--micro-batch-size "$micro")
+        if bash "$MPI" "$np" "$BIN" "${COMMON[@]}" "${flags[@]}" --metrics "$T/dp.jsonl" >"$T/dp.out" 2>&1; then
+            compare "$label" "$T/dp.jsonl" && ok || bad "$label: losses differ from the one-process run"
+            [ "$(wc -l <"$T/dp.jsonl")" -eq 20 ] && ok || bad "$label: metrics has $(wc -l <"$T/dp.jsonl") lines (only rank 0 writes)"
+            grep -q '"peak_rss_mb"' "$T/dp.jsonl" && grep -q '"optim_mb"' "$T/dp.jsonl" && ok || bad "$label: no memory figures in the metrics"
+        else
+            bad "$label: run failed: $(tail -3 "$T/dp.out")"
+        fi
+        rm -f "$T/dp.jsonl"
+    done
+done
+
+# bad configurations: every rank exits non-zero, one message, nothing written
+expect_mpi_fail() { # description regex np args...
+    local desc=$1 re=$2 np=$3
+    shift 3
+    if bash "$MPI" "$np" "$@" >"$T/f.out" 2>"$T/f.err"; then bad "$desc: succeeded"; return; fi
+    grep -Eq -- "$re" "$T/f.err" && ok || bad "$desc: stderr does not match /$re/: $(head -3 "$T/f.err")"
+    local n
+    n=$(grep -c "lmscale train: error" "$T/f.err")
+    [ "$n" -eq 1 ] && ok || bad "$desc: the error was printed $n times (want once, by rank 0)"
+    [ ! -e "$T/never.jsonl" ] && ok || bad "$desc: metrics file written"
+}
+expect_mpi_fail "world size != dp" "3 processes but --dp 2 x --tp 1 x --pp 1" 3 "$BIN" "${COMMON[@]}" --dp 2 --metrics "$T/never.jsonl"
+expect_mpi_fail "batch not divisible by dp x micro" "not divisible by dp 2 x --micro-batch-size 3" 2 \
+    "$BIN" "${COMMON[@]}" --micro-batch-size 3 --metrics "$T/never.jsonl"
+expect_mpi_fail "ranks disagree on the config" "ranks disagree on the configuration" 1 \
+    "$BIN" "${COMMON[@]}" --metrics "$T/never.jsonl" : -np 1 "$BIN" "${COMMON[@]}" --lr 1e-3 --metrics "$T/never.jsonl"
+
+summary
