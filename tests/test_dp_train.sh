@@ -42,6 +42,26 @@ for np in 2 4; do
     done
 done
 
+# resume with a different dp: 10 steps at dp 2, checkpoint, 10 more at dp 4
+# (and at dp 1) give the one-process losses of steps 11..20
+if bash "$MPI" 2 "$BIN" "${COMMON[@]}" --save "$T/ck" --stop-after 10 >"$T/r1.out" 2>&1; then
+    for np in 4 1; do
+        rm -f "$T/r.jsonl"
+        bash "$MPI" "$np" "$BIN" "${COMMON[@]}" --resume "$T/ck" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
+            bad "resume at dp=$np failed: $(tail -2 "$T/r2.out")"
+        $PY - "$T/ref.jsonl" "$T/r.jsonl" "$np" <<'PYEOF' && ok || bad "resume at dp=$np: steps 11-20 differ from the one-process run"
+import json, sys
+a = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[1])}
+b = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[2])}
+worst = max(abs(a[k] - b[k]) / a[k] for k in b) if sorted(b) == list(range(11, 21)) else float("inf")
+print("  saved at dp=2, resumed at dp=%s: steps %d-%d, worst relative difference %.2e" % (sys.argv[3], min(b), max(b), worst))
+sys.exit(0 if worst <= 1e-5 else 1)
+PYEOF
+    done
+else
+    bad "dp=2 run with --save failed: $(tail -2 "$T/r1.out")"
+fi
+
 # bad configurations: every rank exits non-zero, one message, nothing written
 expect_mpi_fail() { # description regex np args...
     local desc=$1 re=$2 np=$3
