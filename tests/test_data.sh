@@ -132,8 +132,8 @@ if [ -r "$VOCAB" ] && [ -r "$MERGES" ]; then
     $PY - <<'PY' >big.txt
 import random
 r = random.Random(9)
-w = ["the", "cat", " sat", "\n", "\n\n", "  ", "don't", "42", "caf\u00e9", "!!", "\t"]
-print("".join(r.choice(w) + " " for _ in range(330000)), end="")
+w = ["the", "cat", " sat", "\n", "\n\n", "  ", "don't", "42", "caf\u00e9", "!!", "\t", "\u00a0", "\u3000", "'s"]
+print("".join(r.choice(w) + r.choice(["", " ", " ", "\n"]) for _ in range(450000)), end="")
 PY
     mkdir -p out4
     if "$BIN" data prepare "${G[@]}" --input big.txt --output-dir out4 >/dev/null 2>err.txt; then

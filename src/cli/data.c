@@ -1,7 +1,7 @@
 /* `lmscale data prepare`: text or JSON Lines -> lmscale token shards
  * (train.bin, val.bin; docs/formats.md). Streams its input: text files are
  * tokenized in ~1 MB pieces cut where the GPT-2 pre-tokenizer would cut
- * anyway, JSONL one line at a time. */
+ * anyway (text_file), JSONL one line at a time. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "lmscale/json.h"
@@ -52,13 +52,15 @@ static lms_status begin_doc(prep *p, int *s) {
 
 static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 
-/* One text file, one document, in pieces cut after a '\n' that a non-space
- * byte follows (the GPT-2 pre-tokenizer splits there too, so the ids match
- * encoding the whole file at once). */
+/* One text file, one document, in pieces. BPE pieces are cut just before a
+ * ' ' that an ASCII letter follows: GPT-2's pre-tokenizer always starts a
+ * pre-token there (" ?\p{L}+" takes the space; a whitespace run before it
+ * stops short of it by "\s+(?!\S)"), so the ids equal encoding the whole
+ * file at once. The byte tokenizer may cut anywhere. */
 static lms_status text_file(prep *p, const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return lms_errorf(LMS_ERR_IO, "cannot open input '%s' (check the path)", path);
-    size_t cap = 2 * PIECE, len = 0;
+    size_t cap = 2 * PIECE, len = 0, scanned = 0; /* bytes before `scanned` hold no cut */
     unsigned char *buf = malloc(cap);
     lms_status st = buf ? LMS_OK : lms_errorf(LMS_ERR_OOM, "out of memory");
     int s = 0;
@@ -86,15 +88,21 @@ static lms_status text_file(prep *p, const char *path) {
             len += got;
         }
         size_t cut = len;
-        if (!eof) {
+        if (!eof && p->tok->kind != LMS_TOK_BYTES) {
             cut = 0;
-            for (size_t i = len - 1; i > 0; i--)
-                if (buf[i - 1] == '\n' && !is_space(buf[i])) {
-                    cut = i;
+            for (size_t i = len - 1; i > scanned; i--) {
+                unsigned char c = buf[i];
+                if (buf[i - 1] == ' ' && ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) {
+                    cut = i - 1;
                     break;
                 }
-            if (cut == 0) continue; /* no safe cut yet: read more */
+            }
+            if (cut == 0) { /* no safe cut yet: read more */
+                scanned = len - 1;
+                continue;
+            }
         }
+        scanned = 0;
         st = emit(p, s, buf, cut);
         memmove(buf, buf + cut, len - cut);
         len -= cut;
