@@ -22,6 +22,7 @@ check() { # check "description" command... (succeeds -> ok)
     shift
     if "$@"; then ok; else bad "$desc"; fi
 }
+trainq() { "$@" >train.txt 2>&1; }
 EVAL=("$BIN" eval --model nano --seed 7 --seq-len 32 --batch-size 4 --threads 1)
 ev() { "${EVAL[@]}" --data "$1" 2>err.txt | tail -1; }
 # fails "description" "expected text in the error" data
@@ -113,7 +114,6 @@ if "$BIN" data prepare --input docs.jsonl --jsonl-field text --val-fraction 0.25
     n=$(( $($PY $SRC/tests/ref/write_shards.py read out2/train.bin | wc -w) + $($PY $SRC/tests/ref/write_shards.py read out2/val.bin | wc -w) ))
     want=$($PY -c 'import json; print(sum(len(json.loads(l)["text"].encode())+1 for l in open("docs.jsonl")))')
     check "JSONL prepare: bytes + one separator per line ($n vs $want)" [ "$n" -eq "$want" ]
-    trainq() { "$@" >train.txt 2>&1; }
     check "train reads the shards" trainq "$BIN" train --model nano --data out2/train.bin --val-data out2/val.bin \
         --steps 2 --batch-size 2 --seq-len 16 --eval-interval 2 --eval-batches 1 --peak-tflops 1 --quiet --threads 1
 else
@@ -146,6 +146,13 @@ PY
     fi
     check "eval --vocab/--merges tokenizes text with BPE" grep -q "tokens=" \
         <<<"$("${EVAL[@]}" "${G[@]}" --vocab-size 50257 --max-batches 1 --data d2.txt 2>&1 | tail -1)"
+    # train --vocab/--merges records the tokenizer in its checkpoint; resume reloads it
+    TR=("$BIN" train --model nano --vocab-size 50257 --data d2.txt --steps 2 --batch-size 2 --seq-len 16
+        --eval-interval 0 --peak-tflops 1 --quiet --threads 1 --save ck)
+    check "train --vocab/--merges --save" trainq "${TR[@]}" "${G[@]}" --stop-after 1
+    check "resume takes the BPE tokenizer from the checkpoint" trainq "${TR[@]}" --resume ck
+    if trainq "${TR[@]}" "${G[@]}" --resume ck; then bad "--vocab with --resume accepted"; else
+        check "--vocab with --resume is refused" grep -q "brings its own tokenizer" train.txt; fi
 else
     echo "skipped: GPT-2 BPE parts (no $VOCAB)"
 fi
