@@ -24,7 +24,28 @@ typedef struct {
 /* Loads a text file through the tokenizer. Errors: missing, unreadable or
  * empty file (naming it). */
 lms_status lms_tokens_load(const char *path, const lms_tokenizer *tok, lms_tokens *out);
+/* Reads a comma list of data files, concatenated in order. Each file's
+ * reader is chosen by its content (docs/formats.md): an lmscale token shard,
+ * an llm.c shard, a Megatron-LM indexed dataset (the .bin, the .idx or their
+ * common prefix), else text through tok. Errors name the file: bad magic,
+ * unknown version, size not matching the header, truncation, checksum
+ * mismatch. On error *out is empty. */
+lms_status lms_tokens_open(const char *paths, const lms_tokenizer *tok, lms_tokens *out);
 void lms_tokens_free(lms_tokens *t);
+
+/* Writes an lmscale token shard: ids of `width` bytes (2 or 4), streamed by
+ * _append, the header (count, CRC-32) completed by _commit, which renames
+ * the temporary into place (lms_atomic_*); _abort leaves nothing. */
+typedef struct {
+    lms_atomic_file af;
+    int width;
+    uint64_t n;
+    uint32_t crc;
+} lms_shard_writer;
+lms_status lms_shard_writer_open(lms_shard_writer *w, const char *path, int width);
+lms_status lms_shard_writer_append(lms_shard_writer *w, const int32_t *ids, size_t n);
+lms_status lms_shard_writer_commit(lms_shard_writer *w);
+void lms_shard_writer_abort(lms_shard_writer *w);
 /* Refuses data whose ids do not fit a vocabulary of V. */
 lms_status lms_tokens_check_vocab(const lms_tokens *t, int V, const char *path);
 

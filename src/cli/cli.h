@@ -53,6 +53,7 @@ lms_status cli_model_config(const cli_model_opts *mo, lms_gpt_config *cfg);
 typedef struct {
     cli_model_opts model;
     const char *data, *val_data;
+    const char *vocab, *merges; /* BPE tokenizer for text data (else bytes) */
     float val_fraction;
     int batch_size, micro_batch_size, seq_len, steps;
     float lr, min_lr;
@@ -119,6 +120,7 @@ int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+int cmd_data(int argc, char **argv);
 
 /* Collects every value of a repeated, multi-valued flag: "--name A B C",
  * "--name=A", comma lists "A,B"; the other arguments go to *rest for

@@ -8,6 +8,7 @@
 int cmd_eval(int argc, char **argv) {
     cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
     const char *load = NULL, *init = NULL, *resume = NULL, *data = NULL, *backend = "cpu";
+    const char *vocab = NULL, *merges = NULL;
     int seq_len = 0, batch = 8, max_batches = 0, threads = 0;
     uint64_t seed = 1337;
     const cli_opt opts[] = {
@@ -15,7 +16,9 @@ int cmd_eval(int argc, char **argv) {
         {"init", CLI_STR, &init, "DIR", "Hugging Face GPT-2 directory (config.json + model.safetensors)"},
         {"resume", CLI_STR, &resume, "DIR", "training checkpoint, or the newest valid one in DIR"},
         CLI_MODEL_FLAGS(mo),
-        {"data", CLI_STR, &data, "FILE", "text to evaluate on (required)"},
+        {"data", CLI_STR, &data, "FILES", "data to evaluate on (required): text, or token shards (lmscale, llm.c, Megatron); a comma list is concatenated"},
+        {"vocab", CLI_STR, &vocab, "FILE", "GPT-2 vocab.json: tokenize text data with BPE (with --merges)"},
+        {"merges", CLI_STR, &merges, "FILE", "GPT-2 merges.txt (with --vocab)"},
         {"seq-len", CLI_INT, &seq_len, "T", "window length (default: the model's maximum; without --load, at most 1024)"},
         {"batch-size", CLI_INT, &batch, "B", "windows per forward pass"},
         {"max-batches", CLI_INT, &max_batches, "N", "stop after N batches (0 = the whole file)"},
@@ -50,11 +53,19 @@ int cmd_eval(int argc, char **argv) {
                         "--threads >= 0");
         goto fail;
     }
+    if (vocab || merges) {
+        if (init) {
+            st = lms_errorf(LMS_ERR_INVALID_ARG, "--vocab/--merges and --init cannot be combined: --init brings "
+                            "its own tokenizer");
+            goto fail;
+        }
+        LMS_TRY(cli_load_tokenizer(vocab, merges, &tok));
+    }
     if (init) {
         int bpe;
         LMS_TRY(lms_hf_load_tokenizer(init, &tok, &bpe));
     }
-    LMS_TRY(lms_tokens_load(data, &tok, &toks)); /* data errors before any big allocation */
+    LMS_TRY(lms_tokens_open(data, &tok, &toks)); /* data errors before any big allocation */
     if (load || init || resume) {
         LMS_TRY(cli_load_model(load, init, resume, batch, seq_len, &m, &ctx.log));
     } else {

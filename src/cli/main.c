@@ -17,6 +17,7 @@ static void usage(FILE *out) {
             "  eval       loss and perplexity of a model on a text file\n"
             "  generate   sample text from a model (KV cache)\n"
             "  tokenizer  encode, decode, or train a byte-level BPE tokenizer\n"
+            "  data       'data prepare': tokenize text or JSON Lines into token shards\n"
             "  bench      micro-benchmarks: 'bench comm' (collective bandwidth, under mpirun)\n"
             "  export     write a model or checkpoint as a Hugging Face GPT-2 directory\n",
             LMS_VERSION);
@@ -43,7 +44,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "demo") == 0) return cmd_demo(argc - 2, argv + 2);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc - 2, argv + 2);
     if (strcmp(cmd, "tokenizer") == 0) return cmd_tokenizer(argc - 2, argv + 2);
-    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, tokenizer, export, bench; see "
+    if (strcmp(cmd, "data") == 0) return cmd_data(argc - 2, argv + 2);
+    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, tokenizer, data, export, bench; see "
             "'lmscale --help')\n", cmd);
     return 2;
 }

@@ -232,10 +232,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             st = lms_errorf(LMS_ERR_INVALID_ARG, "--data FILE is required: a text file to train on");
             goto fail;
         }
-        LMS_TRY(lms_tokens_load(o->data, &tok, &loaded));
+        LMS_TRY(lms_tokens_open(o->data, &tok, &loaded));
         train_tok = &loaded;
         if (o->val_data) {
-            LMS_TRY(lms_tokens_load(o->val_data, &tok, &loaded_val));
+            LMS_TRY(lms_tokens_open(o->val_data, &tok, &loaded_val));
             val_tok = &loaded_val;
         }
     }
@@ -429,8 +429,10 @@ int cmd_train(int argc, char **argv) {
     train_opts_default(&o);
     const cli_opt opts[] = {
         CLI_MODEL_FLAGS(o.model),
-        {"data", CLI_STR, &o.data, "FILE", "training text (required)"},
-        {"val-data", CLI_STR, &o.val_data, "FILE", "validation text (default: hold out the end of --data)"},
+        {"data", CLI_STR, &o.data, "FILES", "training data (required): text, or token shards (lmscale, llm.c, Megatron); a comma list is concatenated"},
+        {"val-data", CLI_STR, &o.val_data, "FILES", "validation data, as --data (default: hold out the end of --data)"},
+        {"vocab", CLI_STR, &o.vocab, "FILE", "GPT-2 vocab.json: tokenize text data with BPE (with --merges)"},
+        {"merges", CLI_STR, &o.merges, "FILE", "GPT-2 merges.txt (with --vocab)"},
         {"val-fraction", CLI_FLOAT, &o.val_fraction, "F", "fraction of --data held out for validation when no --val-data"},
         {"batch-size", CLI_INT, &o.batch_size, "B", "global batch, in sequences"},
         {"micro-batch-size", CLI_INT, &o.micro_batch_size, "M", "sequences per forward/backward; B/M accumulation steps (default B)"},

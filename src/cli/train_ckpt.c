@@ -31,10 +31,7 @@ static lms_status file_crc(const char *path, uint32_t *crc) {
 }
 
 /* Records the BPE files behind tok: absolute paths and CRCs. */
-static lms_status record_tokenizer(train_ckpt_ctx *c, const char *dir) {
-    char v[4096], mg[4096];
-    snprintf(v, sizeof v, "%s/vocab.json", dir);
-    snprintf(mg, sizeof mg, "%s/merges.txt", dir);
+static lms_status record_tokenizer_files(train_ckpt_ctx *c, const char *v, const char *mg, const char *dir) {
     char *av = realpath(v, NULL), *am = realpath(mg, NULL);
     lms_status st = LMS_OK;
     if (!av || !am || strlen(av) >= sizeof c->tok_vocab || strlen(am) >= sizeof c->tok_merges)
@@ -49,6 +46,13 @@ static lms_status record_tokenizer(train_ckpt_ctx *c, const char *dir) {
     free(av);
     free(am);
     return st;
+}
+
+static lms_status record_tokenizer(train_ckpt_ctx *c, const char *dir) {
+    char v[4096], mg[4096];
+    snprintf(v, sizeof v, "%s/vocab.json", dir);
+    snprintf(mg, sizeof mg, "%s/merges.txt", dir);
+    return record_tokenizer_files(c, v, mg, dir);
 }
 
 /* Loads the BPE tokenizer a checkpoint names, refusing files that changed. */
@@ -83,6 +87,13 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every, --keep-last and --stop-after must not be negative");
     if ((o->save_every || o->keep_last) && !o->save_dir)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every and --keep-last need --save DIR");
+    if ((o->vocab || o->merges) && (o->resume || o->init))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--vocab/--merges cannot be combined with --%s, which brings its "
+                          "own tokenizer", o->resume ? "resume" : "init");
+    if (o->vocab || o->merges) {
+        LMS_CHECK(cli_load_tokenizer(o->vocab, o->merges, tok));
+        LMS_CHECK(record_tokenizer_files(c, o->vocab, o->merges, "--vocab/--merges"));
+    }
     if (o->resume) {
         LMS_CHECK(lms_ckpt_resolve(o->resume, lg, &c->resume_path));
         lms_ckpt *ck = calloc(1, sizeof *ck);

@@ -1,0 +1,239 @@
+/* `lmscale data prepare`: text or JSON Lines -> lmscale token shards
+ * (train.bin, val.bin; docs/formats.md). Streams its input: text files are
+ * tokenized in ~1 MB pieces cut where the GPT-2 pre-tokenizer would cut
+ * anyway (text_file), JSONL one line at a time. */
+#define _POSIX_C_SOURCE 200809L
+#include "cli.h"
+#include "lmscale/json.h"
+#include "lmscale/tokenizer.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PIECE (1u << 20)
+
+typedef struct {
+    const lms_tokenizer *tok;
+    lms_shard_writer w[2]; /* train, val */
+    int open[2];
+    float val_fraction;
+    uint64_t key, doc, docs[2], bytes;
+    int progress;
+    double t0;
+} prep;
+
+/* Split of document d: val when its hash falls under the fraction. */
+static int split_of(const prep *p) {
+    return p->val_fraction > 0 && lms_rng_uniform(p->key, p->doc) < p->val_fraction;
+}
+
+static lms_status emit(prep *p, int s, const unsigned char *text, size_t n) {
+    int32_t *ids = NULL;
+    size_t nids = 0;
+    LMS_CHECK(lms_tokenizer_encode(p->tok, text, n, &ids, &nids));
+    lms_status st = lms_shard_writer_append(&p->w[s], ids, nids);
+    free(ids);
+    p->bytes += n;
+    if (p->progress)
+        fprintf(stderr, "\rdata prepare: %llu documents, %.1f MB, %llu tokens, %.0f s   ",
+                (unsigned long long)(p->docs[0] + p->docs[1]), (double)p->bytes / 1e6,
+                (unsigned long long)(p->w[0].n + p->w[1].n), lms_now_s() - p->t0);
+    return st;
+}
+
+static lms_status begin_doc(prep *p, int *s) {
+    *s = split_of(p);
+    p->doc++;
+    p->docs[*s]++;
+    int32_t eot = p->tok->eot;
+    return lms_shard_writer_append(&p->w[*s], &eot, 1);
+}
+
+static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* One text file, one document, in pieces. BPE pieces are cut just before a
+ * ' ' that an ASCII letter follows: GPT-2's pre-tokenizer always starts a
+ * pre-token there (" ?\p{L}+" takes the space; a whitespace run before it
+ * stops short of it by "\s+(?!\S)"), so the ids equal encoding the whole
+ * file at once. The byte tokenizer may cut anywhere. */
+static lms_status text_file(prep *p, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lms_errorf(LMS_ERR_IO, "cannot open input '%s' (check the path)", path);
+    size_t cap = 2 * PIECE, len = 0, scanned = 0; /* bytes before `scanned` hold no cut */
+    unsigned char *buf = malloc(cap);
+    lms_status st = buf ? LMS_OK : lms_errorf(LMS_ERR_OOM, "out of memory");
+    int s = 0;
+    if (st == LMS_OK) st = begin_doc(p, &s);
+    int eof = 0;
+    while (st == LMS_OK && (!eof || len)) {
+        if (!eof) {
+            if (cap - len < PIECE) {
+                unsigned char *nb = realloc(buf, cap * 2);
+                if (!nb) {
+                    st = lms_errorf(LMS_ERR_OOM, "out of memory reading '%s'", path);
+                    break;
+                }
+                buf = nb;
+                cap *= 2;
+            }
+            size_t got = fread(buf + len, 1, PIECE, f);
+            if (got < PIECE) {
+                if (ferror(f)) {
+                    st = lms_errorf(LMS_ERR_IO, "cannot read input '%s'", path);
+                    break;
+                }
+                eof = 1;
+            }
+            len += got;
+        }
+        size_t cut = len;
+        if (!eof && p->tok->kind != LMS_TOK_BYTES) {
+            cut = 0;
+            for (size_t i = len - 1; i > scanned; i--) {
+                unsigned char c = buf[i];
+                if (buf[i - 1] == ' ' && ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) {
+                    cut = i - 1;
+                    break;
+                }
+            }
+            if (cut == 0) { /* no safe cut yet: read more */
+                scanned = len - 1;
+                continue;
+            }
+        }
+        scanned = 0;
+        st = emit(p, s, buf, cut);
+        memmove(buf, buf + cut, len - cut);
+        len -= cut;
+    }
+    free(buf);
+    fclose(f);
+    return st == LMS_OK ? LMS_OK : lms_error_context(st, "while preparing '%s'", path);
+}
+
+/* JSON Lines: each non-empty line is an object; its `field` string is a
+ * document. */
+static lms_status jsonl_file(prep *p, const char *path, const char *field) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return lms_errorf(LMS_ERR_IO, "cannot open input '%s' (check the path)", path);
+    char *line = NULL;
+    size_t lcap = 0;
+    ssize_t n;
+    long lineno = 0;
+    lms_status st = LMS_OK;
+    while (st == LMS_OK && (n = getline(&line, &lcap, f)) >= 0) {
+        lineno++;
+        size_t k = (size_t)n;
+        while (k && is_space((unsigned char)line[k - 1])) k--;
+        if (k == 0) continue;
+        char what[512];
+        snprintf(what, sizeof what, "%s line %ld", path, lineno);
+        lms_json *j = NULL;
+        st = lms_json_parse(line, k, what, &j);
+        if (st != LMS_OK) break;
+        const lms_json *v = j->type == LMS_JSON_OBJECT ? lms_json_get(j, field) : NULL;
+        if (!v || v->type != LMS_JSON_STRING) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s' line %ld has no string field \"%s\" (choose the field with "
+                            "--jsonl-field)", path, lineno, field);
+        } else {
+            int s;
+            st = begin_doc(p, &s);
+            if (st == LMS_OK) st = emit(p, s, (const unsigned char *)v->str, v->str_len);
+        }
+        lms_json_free(j);
+    }
+    free(line);
+    fclose(f);
+    return st;
+}
+
+static int cmd_prepare(int argc, char **argv) {
+    const char **inputs = NULL;
+    char **rest = NULL;
+    int ninputs = 0, nrest = 0;
+    const char *field = NULL, *vocab = NULL, *merges = NULL, *outdir = NULL, *input = NULL;
+    float val_fraction = 0;
+    uint64_t seed = 1337;
+    const cli_opt opts[] = {
+        {"input", CLI_STR, &input, "FILE...", "input files (repeatable; comma lists); each file is a document"},
+        {"jsonl-field", CLI_STR, &field, "NAME", "inputs are JSON Lines; each line's NAME string is a document"},
+        {"vocab", CLI_STR, &vocab, "FILE", "GPT-2 vocab.json (with --merges; default: the byte tokenizer)"},
+        {"merges", CLI_STR, &merges, "FILE", "GPT-2 merges.txt"},
+        {"output-dir", CLI_STR, &outdir, "DIR", "where train.bin (and val.bin) are written (must exist)"},
+        {"val-fraction", CLI_FLOAT, &val_fraction, "F", "fraction of documents for val.bin, chosen by seed (0 = none)"},
+        {"seed", CLI_U64, &seed, "S", "seed of the train/val document split"},
+    };
+    cli_spec spec = {"data prepare", "lmscale data prepare: tokenize text or JSON Lines into lmscale token shards.",
+                     "lmscale data prepare --input FILE... --output-dir DIR [--jsonl-field text] [--vocab F --merges F] "
+                     "[--val-fraction F]", opts, (int)(sizeof opts / sizeof opts[0]),
+                     "Every document starts with <|endoftext|>. Ids are uint16 when the vocabulary fits, else uint32."};
+    lms_tokenizer tok;
+    lms_tokenizer_init_bytes(&tok);
+    prep p;
+    memset(&p, 0, sizeof p);
+    int help = 0;
+    lms_status st = cli_take_list(argc, argv, "input", &inputs, &ninputs, &rest, &nrest);
+    if (st != LMS_OK) return cli_fail("data prepare", st);
+    LMS_TRY(cli_parse(&spec, nrest, rest, &help));
+    if (help) {
+        cli_print_help(&spec, stdout);
+        goto fail;
+    }
+    if (ninputs == 0 || !outdir) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--input FILE... and --output-dir DIR are required");
+        goto fail;
+    }
+    if (!(val_fraction >= 0 && val_fraction < 1)) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--val-fraction must be in [0, 1), got %g", val_fraction);
+        goto fail;
+    }
+    LMS_TRY(cli_load_tokenizer(vocab, merges, &tok));
+    if (tok.eot < 0) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "the tokenizer has no <|endoftext|> token to separate documents");
+        goto fail;
+    }
+    p.tok = &tok;
+    p.val_fraction = val_fraction;
+    p.key = lms_rng_key(seed, "data-prepare-split");
+    p.progress = isatty(2);
+    p.t0 = lms_now_s();
+    int width = tok.vocab_size <= 65536 ? 2 : 4;
+    char path[2][4096];
+    for (int s = 0; s < 1 + (val_fraction > 0); s++) {
+        snprintf(path[s], sizeof path[s], "%s/%s", outdir, s ? "val.bin" : "train.bin");
+        LMS_TRY(lms_shard_writer_open(&p.w[s], path[s], width));
+        p.open[s] = 1;
+    }
+    for (int i = 0; i < ninputs; i++)
+        LMS_TRY(field ? jsonl_file(&p, inputs[i], field) : text_file(&p, inputs[i]));
+    if (p.progress) fprintf(stderr, "\n");
+    if (p.docs[0] == 0 || (p.open[1] && p.docs[1] == 0)) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "%llu documents went to train.bin and %llu to val.bin: each split "
+                        "needs at least one (give more documents or change --val-fraction / --seed)",
+                        (unsigned long long)p.docs[0], (unsigned long long)p.docs[1]);
+        goto fail;
+    }
+    for (int s = 0; s < 2; s++)
+        if (p.open[s]) {
+            p.open[s] = 0;
+            LMS_TRY(lms_shard_writer_commit(&p.w[s]));
+            printf("%s: %llu documents, %llu tokens (uint%d)\n", path[s], (unsigned long long)p.docs[s],
+                   (unsigned long long)p.w[s].n, width * 8);
+        }
+fail:
+    for (int s = 0; s < 2; s++)
+        if (p.open[s]) lms_shard_writer_abort(&p.w[s]);
+    lms_tokenizer_free(&tok);
+    cli_list_free(inputs, rest);
+    return st == LMS_OK ? 0 : cli_fail("data prepare", st);
+}
+
+int cmd_data(int argc, char **argv) {
+    const char *sub = argc > 0 ? argv[0] : "";
+    if (strcmp(sub, "prepare") == 0) return cmd_prepare(argc - 1, argv + 1);
+    FILE *out = strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 ? stdout : stderr;
+    fprintf(out, "usage: lmscale data prepare [flags]   (see lmscale data prepare --help)\n");
+    if (*sub && out == stderr) fprintf(stderr, "lmscale data: error: unknown subcommand '%s'\n", sub);
+    return out == stdout ? 0 : 2;
+}
