@@ -144,6 +144,9 @@ lms_status lms_atomic_commit(lms_atomic_file *af);
 void lms_atomic_abort(lms_atomic_file *af);
 
 uint32_t lms_crc32(uint32_t crc, const void *data, size_t n);
+/* Creates path and its missing parents (mkdir -p); an error names the part
+ * that could not be made, or says path exists and is not a directory. */
+lms_status lms_mkdirs(const char *path);
 
 #ifdef __cplusplus
 }

@@ -9,7 +9,6 @@
 #define CKPT_SHARD_HEADER 16
 
 lms_status ckpt_fsync_path(const char *path);
-lms_status ckpt_mkdirs(const char *path);
 lms_status ckpt_rmtree(const char *dir);
 /* "a/b", malloc'ed; NULL when out of memory */
 char *ckpt_join(const char *a, const char *b);

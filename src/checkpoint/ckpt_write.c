@@ -31,27 +31,6 @@ lms_status ckpt_fsync_path(const char *path) {
     return LMS_OK;
 }
 
-lms_status ckpt_mkdirs(const char *path) {
-    char buf[4096];
-    size_t n = strlen(path);
-    if (n >= sizeof buf) return lms_errorf(LMS_ERR_INVALID_ARG, "checkpoint path too long: '%s'", path);
-    memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == 0) {
-            char c = buf[i];
-            buf[i] = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return lms_errorf(LMS_ERR_IO, "cannot create directory '%s': %s (check the path and its "
-                                  "permissions)", buf, strerror(errno));
-            buf[i] = c;
-        }
-    }
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return lms_errorf(LMS_ERR_IO, "'%s' exists and is not a directory (give a directory for "
-                          "checkpoints)", path);
-    return LMS_OK;
-}
 
 lms_status ckpt_rmtree(const char *dir) {
     DIR *d = opendir(dir);
@@ -78,7 +57,7 @@ char *ckpt_join(const char *a, const char *b) {
 
 lms_status lms_ckpt_begin(const char *root, int step, char **tmp_dir) {
     *tmp_dir = NULL;
-    LMS_CHECK(ckpt_mkdirs(root));
+    LMS_CHECK(lms_mkdirs(root));
     char name[64];
     snprintf(name, sizeof name, ".tmp-step-%08d", step);
     char *t = ckpt_join(root, name);

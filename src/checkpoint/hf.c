@@ -87,7 +87,7 @@ static lms_status write_config(const char *dir, const lms_gpt_config *c) {
 }
 
 lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float *params) {
-    LMS_CHECK(ckpt_mkdirs(dir));
+    LMS_CHECK(lms_mkdirs(dir));
     LMS_CHECK(write_config(dir, cfg));
     hf_entry *e;
     int n;

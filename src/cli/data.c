@@ -1,19 +1,39 @@
 /* `lmscale data prepare`: text or JSON Lines -> lmscale token shards
  * (train.bin, val.bin; docs/formats.md). Streams its input: text files are
  * tokenized in ~1 MB pieces cut where the GPT-2 pre-tokenizer would cut
- * anyway (text_file), JSONL one line at a time. */
+ * anyway (text_file), JSONL one line at a time. Pieces (and the document
+ * separators) are queued; a full queue is encoded in parallel over cores
+ * (OpenMP) and appended in order, so the output does not depend on the
+ * thread count. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "lmscale/json.h"
 #include "lmscale/tokenizer.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define PIECE (1u << 20)
 
+/* A queued piece of text (or, with n == 0 and eot set, a document
+ * separator) bound for split s. */
 typedef struct {
+    int s, eot;
+    unsigned char *text;
+    size_t n;
+    int32_t *ids;
+    size_t nids;
+    lms_status st;
+} piece;
+
+#define QUEUE_BYTES (16u << 20) /* encode in parallel once this much text is queued */
+
+typedef struct {
+    piece *q;
+    int nq, cap;
+    size_t queued;
     const lms_tokenizer *tok;
     lms_shard_writer w[2]; /* train, val */
     int open[2];
@@ -28,13 +48,29 @@ static int split_of(const prep *p) {
     return p->val_fraction > 0 && lms_rng_uniform(p->key, p->doc) < p->val_fraction;
 }
 
-static lms_status emit(prep *p, int s, const unsigned char *text, size_t n) {
-    int32_t *ids = NULL;
-    size_t nids = 0;
-    LMS_CHECK(lms_tokenizer_encode(p->tok, text, n, &ids, &nids));
-    lms_status st = lms_shard_writer_append(&p->w[s], ids, nids);
-    free(ids);
-    p->bytes += n;
+/* Encodes the queue in parallel, then appends every piece in order. */
+static lms_status flush(prep *p) {
+    const int nq = p->nq;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < nq; i++) {
+        piece *q = &p->q[i];
+        q->st = q->eot ? LMS_OK : lms_tokenizer_encode(p->tok, q->text, q->n, &q->ids, &q->nids);
+    }
+    lms_status st = LMS_OK;
+    for (int i = 0; i < nq; i++) {
+        piece *q = &p->q[i];
+        if (st == LMS_OK) st = q->st;
+        if (st == LMS_OK) {
+            int32_t eot = p->tok->eot;
+            st = q->eot ? lms_shard_writer_append(&p->w[q->s], &eot, 1)
+                        : lms_shard_writer_append(&p->w[q->s], q->ids, q->nids);
+        }
+        p->bytes += q->n;
+        free(q->text);
+        free(q->ids);
+    }
+    p->nq = 0;
+    p->queued = 0;
     if (p->progress)
         fprintf(stderr, "\rdata prepare: %llu documents, %.1f MB, %llu tokens, %.0f s   ",
                 (unsigned long long)(p->docs[0] + p->docs[1]), (double)p->bytes / 1e6,
@@ -42,12 +78,36 @@ static lms_status emit(prep *p, int s, const unsigned char *text, size_t n) {
     return st;
 }
 
+static lms_status enqueue(prep *p, int s, int eot, const unsigned char *text, size_t n) {
+    if (p->nq == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 256;
+        piece *q = realloc(p->q, sizeof *q * (size_t)cap);
+        if (!q) return lms_errorf(LMS_ERR_OOM, "out of memory queueing text");
+        p->q = q;
+        p->cap = cap;
+    }
+    piece *q = &p->q[p->nq];
+    memset(q, 0, sizeof *q);
+    q->s = s;
+    q->eot = eot;
+    if (n) {
+        q->text = malloc(n);
+        if (!q->text) return lms_errorf(LMS_ERR_OOM, "out of memory queueing text");
+        memcpy(q->text, text, n);
+        q->n = n;
+    }
+    p->nq++;
+    p->queued += n;
+    return p->queued >= QUEUE_BYTES ? flush(p) : LMS_OK;
+}
+
+static lms_status emit(prep *p, int s, const unsigned char *text, size_t n) { return enqueue(p, s, 0, text, n); }
+
 static lms_status begin_doc(prep *p, int *s) {
     *s = split_of(p);
     p->doc++;
     p->docs[*s]++;
-    int32_t eot = p->tok->eot;
-    return lms_shard_writer_append(&p->w[*s], &eot, 1);
+    return enqueue(p, *s, 1, NULL, 0);
 }
 
 static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
@@ -160,7 +220,7 @@ static int cmd_prepare(int argc, char **argv) {
         {"jsonl-field", CLI_STR, &field, "NAME", "inputs are JSON Lines; each line's NAME string is a document"},
         {"vocab", CLI_STR, &vocab, "FILE", "GPT-2 vocab.json (with --merges; default: the byte tokenizer)"},
         {"merges", CLI_STR, &merges, "FILE", "GPT-2 merges.txt"},
-        {"output-dir", CLI_STR, &outdir, "DIR", "where train.bin (and val.bin) are written (must exist)"},
+        {"output-dir", CLI_STR, &outdir, "DIR", "where train.bin (and val.bin) are written (created if missing)"},
         {"val-fraction", CLI_FLOAT, &val_fraction, "F", "fraction of documents for val.bin, chosen by seed (0 = none)"},
         {"seed", CLI_U64, &seed, "S", "seed of the train/val document split"},
     };
@@ -200,6 +260,16 @@ static int cmd_prepare(int argc, char **argv) {
     p.t0 = lms_now_s();
     int width = tok.vocab_size <= 65536 ? 2 : 4;
     char path[2][4096];
+    /* every input must be readable before anything is created */
+    for (int i = 0; i < ninputs; i++) {
+        FILE *f = fopen(inputs[i], "rb");
+        if (!f) {
+            st = lms_errorf(LMS_ERR_IO, "cannot open input '%s': %s (check the path)", inputs[i], strerror(errno));
+            goto fail;
+        }
+        fclose(f);
+    }
+    LMS_TRY(lms_mkdirs(outdir));
     for (int s = 0; s < 1 + (val_fraction > 0); s++) {
         snprintf(path[s], sizeof path[s], "%s/%s", outdir, s ? "val.bin" : "train.bin");
         LMS_TRY(lms_shard_writer_open(&p.w[s], path[s], width));
@@ -207,6 +277,7 @@ static int cmd_prepare(int argc, char **argv) {
     }
     for (int i = 0; i < ninputs; i++)
         LMS_TRY(field ? jsonl_file(&p, inputs[i], field) : text_file(&p, inputs[i]));
+    LMS_TRY(flush(&p));
     if (p.progress) fprintf(stderr, "\n");
     if (p.docs[0] == 0 || (p.open[1] && p.docs[1] == 0)) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "%llu documents went to train.bin and %llu to val.bin: each split "
@@ -222,6 +293,8 @@ static int cmd_prepare(int argc, char **argv) {
                    (unsigned long long)p.w[s].n, width * 8);
         }
 fail:
+    for (int i = 0; i < p.nq; i++) free(p.q[i].text);
+    free(p.q);
     for (int s = 0; s < 2; s++)
         if (p.open[s]) lms_shard_writer_abort(&p.w[s]);
     lms_tokenizer_free(&tok);

@@ -101,6 +101,28 @@ lms_status lms_atomic_commit(lms_atomic_file *af) {
     return LMS_OK;
 }
 
+/* mkdir -p */
+lms_status lms_mkdirs(const char *path) {
+    char buf[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return lms_errorf(LMS_ERR_INVALID_ARG, "path too long: '%s'", path);
+    memcpy(buf, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] == '/' || buf[i] == 0) {
+            char c = buf[i];
+            buf[i] = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return lms_errorf(LMS_ERR_IO, "cannot create directory '%s': %s (check the path and its "
+                                  "permissions)", buf, strerror(errno));
+            buf[i] = c;
+        }
+    }
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return lms_errorf(LMS_ERR_IO, "'%s' exists and is not a directory (give a directory path)", path);
+    return LMS_OK;
+}
+
 uint32_t lms_crc32(uint32_t crc, const void *data, size_t n) {
     /* table-driven CRC-32 (IEEE); the table is rebuilt per call on the stack
      * (256 entries, negligible next to the buffers this is used on). */

@@ -437,8 +437,7 @@ lms_status lms_bpe_train(const char *const *inputs, int ninputs, const lms_bpe_t
                           "(the bytes)%s", o->vocab_size, nspecial ? " + 1 (the special token)" : "");
     if (o->special && !*o->special)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--special is empty: give the special token, e.g. <|endoftext|>");
-    if (mkdir(out_dir, 0777) != 0 && errno != EEXIST)
-        return lms_errorf(LMS_ERR_IO, "cannot create the output directory '%s': %s", out_dir, strerror(errno));
+    LMS_CHECK(lms_mkdirs(out_dir));
     double t0 = lms_now_s();
     for (int f = 0; f < ninputs; f++) {
         unsigned char *buf;
