@@ -18,6 +18,20 @@ bad() {
     FAIL=$((FAIL + 1))
     echo "FAIL: $*"
 }
+# run NAME cmd...: runs cmd with stdout/stderr in $T/NAME.out/.err; a
+# non-zero exit is a failure (shown with its stderr).
+run() {
+    local name=$1
+    shift
+    "$@" >"$T/$name.out" 2>"$T/$name.err"
+    local rc=$?
+    if [ $rc -ne 0 ]; then
+        bad "$name: exit code $rc: $*"
+        grep -v OPENBLAS_CORETYPE "$T/$name.err" | head -5 | sed 's/^/  /'
+        return 1
+    fi
+    return 0
+}
 # Prints the closing line ctest's log shows and sets the exit status.
 summary() {
     echo "$PASS passed, $FAIL failed"

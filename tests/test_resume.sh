@@ -11,18 +11,6 @@ set -u
 NAME=test_resume
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
-run() {
-    local name=$1
-    shift
-    "$@" >"$T/$name.out" 2>"$T/$name.err"
-    local rc=$?
-    if [ $rc -ne 0 ]; then
-        bad "$name: exit code $rc: $*"
-        grep -v OPENBLAS_CORETYPE "$T/$name.err" | head -5 | sed 's/^/  /'
-        return 1
-    fi
-    return 0
-}
 # expect_fail NAME REGEX cmd...: non-zero exit (not a signal) and stderr matching REGEX
 expect_fail() {
     local name=$1 re=$2

@@ -14,20 +14,6 @@ check() {
     shift
     if "$@"; then ok; else bad "$desc"; fi
 }
-# run NAME cmd...: runs cmd with stdout/stderr in $T/NAME.out/.err; a
-# non-zero exit is a failure (shown with its stderr).
-run() {
-    local name=$1
-    shift
-    "$@" >"$T/$name.out" 2>"$T/$name.err"
-    local rc=$?
-    if [ $rc -ne 0 ]; then
-        bad "$name: exit code $rc: $*"
-        grep -v OPENBLAS_CORETYPE "$T/$name.err" | head -5 | sed 's/^/  /'
-        return 1
-    fi
-    return 0
-}
 # losses FILE: the "loss" field of each metrics line, one per line
 losses() { $PY -c 'import json,sys; [print(repr(json.loads(l)["loss"])) for l in open(sys.argv[1])]' "$1"; }
 # close_losses A B REL: same number of steps and every loss within REL

@@ -61,6 +61,15 @@ static size_t entry_numel(const hf_entry *e) {
     return (size_t)e->shape[0] * (size_t)(e->ndim > 1 ? e->shape[1] : 1);
 }
 
+/* A scratch buffer as large as the largest tensor (for transposes). */
+static lms_status alloc_largest(const hf_entry *e, int n, float **tmp) {
+    size_t maxn = 1;
+    for (int i = 0; i < n; i++)
+        if (entry_numel(&e[i]) > maxn) maxn = entry_numel(&e[i]);
+    *tmp = malloc(sizeof(float) * maxn);
+    return *tmp ? LMS_OK : lms_errorf(LMS_ERR_OOM, "out of memory for a %.1f MiB tensor buffer", maxn * 4.0 / 1048576);
+}
+
 static lms_status write_config(const char *dir, const lms_gpt_config *c) {
     char *path = ckpt_join(dir, "config.json");
     if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
@@ -122,14 +131,7 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     LMS_TRY(lms_atomic_open(&af, path));
     LMS_TRY(lms_atomic_write(&af, &hlen, 8));
     LMS_TRY(lms_atomic_write(&af, hdr, len));
-    size_t maxn = 0;
-    for (int i = 0; i < n; i++)
-        if (entry_numel(&e[i]) > maxn) maxn = entry_numel(&e[i]);
-    tmp = malloc(sizeof(float) * maxn);
-    if (!tmp) {
-        st = lms_errorf(LMS_ERR_OOM, "out of memory");
-        goto fail;
-    }
+    LMS_TRY(alloc_largest(e, n, &tmp));
     for (int i = 0; i < n; i++) {
         const lms_tensor_view *v = &views[e[i].view];
         const float *src = params + v->offset;
@@ -243,14 +245,7 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
     LMS_TRY(lms_json_parse(hdr, hlen, path, &h));
     uint64_t data_start = 8 + hlen, data_len = (uint64_t)sb.st_size - data_start;
     LMS_TRY(hf_entries(cfg, &e, &n, &views));
-    size_t maxn = 0;
-    for (int i = 0; i < n; i++)
-        if (entry_numel(&e[i]) > maxn) maxn = entry_numel(&e[i]);
-    tmp = malloc(sizeof(float) * maxn);
-    if (!tmp) {
-        st = lms_errorf(LMS_ERR_OOM, "out of memory");
-        goto fail;
-    }
+    LMS_TRY(alloc_largest(e, n, &tmp));
     for (int i = 0; i < n; i++) {
         char alt[128];
         snprintf(alt, sizeof alt, "transformer.%s", e[i].hf);

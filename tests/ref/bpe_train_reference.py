@@ -15,22 +15,11 @@ in the merges.txt layout (with the "#version: 0.2" line).
 import collections
 import sys
 
-import regex
-
-PAT = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+from gpt2_bytes import PAT, byte_order_and_map
 
 
 def bytes_to_unicode():
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return bs, dict(zip(bs, [chr(c) for c in cs]))
+    return byte_order_and_map()
 
 
 def main():
