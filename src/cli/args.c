@@ -1,5 +1,6 @@
 /* The flag parser: --name VALUE, --name=VALUE, boolean --name; strict
  * number parsing; unknown flags answered with the closest known name. */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
 #include "cli.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int edit_distance(const char *a, const char *b) {
     int la = (int)strlen(a), lb = (int)strlen(b);
@@ -148,7 +150,15 @@ int cli_launch_rank(void) {
 int cli_fail(const char *cmd, lms_status st) {
     int rank = cli_launch_rank();
     if (st == LMS_ERR_INVALID_ARG) {
-        if (rank == 0) fprintf(stderr, "lmscale %s: error: %s\n", cmd, lms_last_error());
+        if (rank == 0) {
+            fprintf(stderr, "lmscale %s: error: %s\n", cmd, lms_last_error());
+        } else {
+            /* Every rank found the same error; rank 0 says it. Exit a moment
+             * later so the launcher, which ends the job at the first
+             * non-zero exit, does not kill rank 0 before it has printed. */
+            struct timespec ts = {1, 0};
+            nanosleep(&ts, NULL);
+        }
     } else if (rank == 0 && !lms_env("OMPI_COMM_WORLD_SIZE") && !lms_env("PMI_SIZE")) {
         fprintf(stderr, "lmscale %s: error: %s\n", cmd, lms_last_error());
     } else {
