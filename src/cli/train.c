@@ -96,12 +96,11 @@ static lms_status validate(const train_opts *o, train_plan *p) {
                           "%d: lower --seq-len or raise --max-seq-len", p->T, p->cfg.maxT);
     if (o->batch_size < 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d must be at least 1", o->batch_size);
-    int ranks = p->topo.dp > 0 ? p->topo.dp : 1;
+    const int dp = p->topo.dp > 0 ? p->topo.dp : 1;
     p->micro = o->micro_batch_size ? o->micro_batch_size
-                                   : (o->batch_size % ranks == 0 ? o->batch_size / ranks : o->batch_size);
+                                   : (o->batch_size % dp == 0 ? o->batch_size / dp : o->batch_size);
     if (p->micro < 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--micro-batch-size %d must be at least 1", p->micro);
-    int dp = p->topo.dp > 0 ? p->topo.dp : 1;
     if (o->batch_size % (dp * p->micro) != 0) {
         if (dp == 1)
             return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d is not divisible by --micro-batch-size %d: "
@@ -363,8 +362,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             char eta[32];
             fmt_eta(eta, sizeof eta, (timed ? t_steps / timed : dt) * (o->steps - step - 1));
             lms_log(lg, LMS_LOG_INFO, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %6.0f tok/s "
-                    "| MFU %5.1f%% | ETA %s%s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
-                    mfu * 100, eta, "");
+                    "| MFU %5.1f%% | ETA %s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
+                    mfu * 100, eta);
             if (do_eval)
                 lms_log(lg, LMS_LOG_INFO, "step %5d/%d | val_loss %.4f | val_ppl %.2f", step + 1, o->steps,
                         vloss, exp(vloss));
