@@ -86,12 +86,41 @@ typedef struct {
     int32_t *tokens, *targets; /* owned copies of the last forward's inputs */
     int B, T;                  /* shape of the last forward */
     int have_targets;
+    const struct lms_gpt_hooks *hooks; /* NULL, or ZeRO's per-unit gather/scatter (below) */
 } lms_gpt;
+
+/* ---- parameter units ----
+ * The pieces that ZeRO-3 gathers and ZeRO-2/3 reduce-scatter one at a time,
+ * in flat-buffer order: unit 0 = embeddings (wte, wpe), 1..L = block u-1,
+ * L+1 = ln_f. */
+int lms_gpt_num_units(const lms_gpt_config *c);
+void lms_gpt_unit_range(const lms_gpt_config *c, int unit, size_t *offset, size_t *count);
+/* Points the parameter (pbase) and/or gradient (gbase) views of one unit at
+ * a buffer holding just that unit; NULL leaves that side as it is. */
+void lms_gpt_bind_unit(lms_gpt *m, int unit, float *pbase, float *gbase);
+
+/* Called by forward and backward around each use of a unit. acquire must
+ * leave the unit's parameter views valid and, in backward, its gradient
+ * views pointing at memory that backward may accumulate into (zeroed for
+ * this use); release says the use is over and, in backward, that this
+ * use's gradient contribution is complete. A unit may be used more than
+ * once per pass (the tied embedding: encoder and LM head). */
+enum { LMS_USE_FORWARD = 0, LMS_USE_BACKWARD = 1, LMS_USE_GRAD_ONLY = 2 /* backward, no parameters read */ };
+typedef struct lms_gpt_hooks {
+    void *ctx;
+    void (*acquire)(void *ctx, lms_gpt *m, int unit, int use);
+    void (*release)(void *ctx, lms_gpt *m, int unit, int use);
+} lms_gpt_hooks;
 
 /* Allocates parameters (zeroed; call lms_gpt_init_params), gradients when
  * with_grads, and activations for micro-batches up to (B, T). cfg must have
  * passed lms_gpt_config_validate. On failure everything is freed. */
 lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int with_grads);
+/* As lms_gpt_init; flags: LMS_GPT_GRADS allocates the flat gradient buffer,
+ * LMS_GPT_NO_PARAMS leaves params NULL (the views are bound per unit by
+ * hooks: ZeRO-3). */
+enum { LMS_GPT_GRADS = 1, LMS_GPT_NO_PARAMS = 2 };
+lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags);
 void lms_gpt_free(lms_gpt *m);
 
 /* Builds the named views for cfg; *out is malloc'ed (caller frees). Also
@@ -106,6 +135,10 @@ const lms_tensor_view *lms_gpt_find(const lms_gpt *m, const char *name);
 /* GPT-2 initialisation keyed by (seed, tensor name, element index): the same
  * values whatever the thread count or (later) parallel layout. */
 void lms_gpt_init_params(lms_gpt *m, uint64_t seed);
+/* The same values for the flat range [lo, lo+n) only, written to dst[0..n):
+ * how a ZeRO-3 rank initialises its shard without the whole model. */
+void lms_gpt_init_params_range(const lms_tensor_view *views, int nviews, uint64_t seed, size_t lo, size_t n,
+                               float *dst);
 
 /* Forward over tokens (B,T) (B <= cap_B, T <= cap_T). With targets, returns
  * the mean cross-entropy over the B·T positions; without, returns 0 and only

@@ -7,6 +7,7 @@
 
 #include "lmscale/comm.h"
 #include "lmscale/model.h"
+#include "lmscale/optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -61,6 +62,90 @@ void lms_dp_sync_begin(lms_dp_sync *s);
 void lms_dp_sync_ready(void *s, size_t offset, size_t count);
 /* Launches what is left and waits for every bucket. */
 lms_status lms_dp_sync_finish(lms_dp_sync *s);
+
+/* ---- ZeRO: sharded optimizer state (1), gradients (2) and parameters (3) ----
+ * Every parameter unit (lms_gpt_unit_range: embeddings, each block, ln_f)
+ * is split into dp parts of ceil(n/dp) floats; rank r owns part r of every
+ * unit, and its shard is the concatenation of those parts. AdamW moments
+ * exist only for the shard.
+ *   stage 1: full gradients; on the last micro-step each unit's gradients
+ *            are reduce-scattered (non-blocking) as soon as backward
+ *            finishes them; the shard is updated; parameters all-gathered.
+ *   stage 2: no full gradient buffer: backward writes each unit's gradients
+ *            into one of two working buffers, which is reduce-scattered
+ *            and added to the shard (every micro-step) while backward goes
+ *            on with the next unit.
+ *   stage 3: as 2, and parameters exist only as the shard: each unit is
+ *            all-gathered into a working buffer just before its use in
+ *            forward or backward and given up after.
+ * Clipping uses the global norm: the shards' sums of squares all-reduced. */
+typedef struct {
+    size_t off, n;    /* the unit in the flat layout */
+    size_t part;      /* floats per rank, ceil(n/dp) */
+    size_t mine;      /* of this rank's part, how many are inside the unit */
+    size_t shard_off; /* this rank's part in the shard buffers */
+} lms_zero_unit;
+
+typedef struct {
+    float *p;         /* parameters: into the full buffer (stage 1, 2) or the shard (3) */
+    size_t soff, n;   /* gradient / moments offset in the shard, floats */
+    int decay;
+} lms_zero_view;
+
+/* Bytes this rank holds, persistent and in working buffers. */
+typedef struct {
+    size_t param, grad, optim; /* persistent: full or shard */
+    size_t param_work, grad_work;
+} lms_zero_mem;
+
+typedef struct {
+    int stage;
+    lms_comm *comm; /* dp group; not owned */
+    lms_gpt *m;     /* not owned */
+    int dp, rank, nunits;
+    lms_zero_unit *units;
+    size_t shard_n, max_padded;
+    float *master;  /* stage 3: the parameter shard */
+    float *grad;    /* the gradient shard */
+    int nviews;
+    lms_zero_view *views;
+    /* working buffers: gathered parameters (stage 3); two gradient buffers
+     * with their reduce-scatter receive buffers and requests */
+    float *pwork, *gwork[2], *grecv[2];
+    lms_comm_req *greq[2];
+    lms_comm_req **ureq; /* stage 1: one pending reduce-scatter per unit */
+    int gunit[2], gcur;
+    lms_gpt_hooks hooks;
+    lms_status err; /* first failure inside a hook (reported by the next call) */
+    lms_zero_mem mem;
+} lms_zero;
+
+/* Builds the shard layout for model m (whose parameters must already hold
+ * their initial values for stages 1 and 2; for stage 3 create m with
+ * LMS_GPT_NO_PARAMS and fill the shard with lms_zero_init_params or
+ * lms_zero_shard_from_full). Installs m->hooks for stages 2 and 3. */
+lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m);
+void lms_zero_free(lms_zero *z);
+/* Stage 3: this rank's parameter shard from the seed / from a full copy. */
+void lms_zero_init_params(lms_zero *z, uint64_t seed);
+void lms_zero_shard_from_full(lms_zero *z, const float *full, float *shard_dst);
+/* Every rank: the whole parameter buffer into dst (num_params floats). */
+lms_status lms_zero_gather_full(lms_zero *z, float *dst);
+/* The flat range [lo, lo+n) of this rank's part of unit u. */
+static inline size_t lms_zero_part_lo(const lms_zero *z, int u) {
+    return z->units[u].off + (size_t)z->rank * z->units[u].part;
+}
+/* Before the first micro-batch of a step: zeroes the gradients held. */
+void lms_zero_begin_step(lms_zero *z);
+/* Stage 1: the ready hook for the last micro-step's backward (ctx = z). */
+void lms_zero_ready(void *z, size_t offset, size_t count);
+/* After the last micro-step's backward: completes every reduce-scatter. */
+lms_status lms_zero_finish_grads(lms_zero *z);
+/* The global gradient norm: sum of squares over every shard. */
+lms_status lms_zero_grad_norm(lms_zero *z, lms_backend *be, double *norm);
+/* AdamW on the shard (moments of shard_n floats), then (stages 1, 2) the
+ * all-gather that gives every rank the new parameters. */
+lms_status lms_zero_step(lms_zero *z, lms_adamw *opt, lms_backend *be, float lr, float grad_scale);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
 #include "lmscale/data.h"
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
+#include "lmscale/parallel.h"
 
 #include <stdio.h>
 
@@ -73,6 +74,7 @@ typedef struct {
     int dp;             /* 0: the world size */
     const char *comm;   /* auto, single, mpi */
     float bucket_mb;    /* gradient all-reduce bucket size */
+    int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
@@ -99,6 +101,10 @@ lms_status train_ckpt_start(const train_opts *o, train_ckpt_ctx *c, int G, int T
                             lms_data_order *order, int *start_step);
 /* Parameters (and AdamW state) from the checkpoint, --init or the seed. */
 lms_status train_ckpt_restore(const train_opts *o, train_ckpt_ctx *c, lms_gpt *m, lms_adamw *opt, uint64_t seed);
+/* The same under ZeRO (z->stage >= 1): parameters full or sharded, AdamW
+ * moments sharded (opt sized z->shard_n). */
+lms_status train_ckpt_restore_zero(const train_opts *o, train_ckpt_ctx *c, lms_zero *z, lms_adamw *opt,
+                                   uint64_t seed);
 /* Saves a checkpoint after `steps_done` steps when --save is set and it is
  * due (every --save-every steps, or final). */
 lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int steps_done, int final,

@@ -112,6 +112,8 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     }
     p->local_batch = o->batch_size / dp;
     p->accum = p->local_batch / p->micro;
+    if (o->zero < 0 || o->zero > 3)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d: the ZeRO stage must be 0 (off), 1, 2 or 3", o->zero);
     if (!(o->bucket_mb > 0))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--bucket-mb %g must be positive", o->bucket_mb);
     if (o->steps < 1) return lms_errorf(LMS_ERR_INVALID_ARG, "--steps %d must be at least 1", o->steps);
@@ -178,10 +180,10 @@ static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
 static lms_status check_agreement(const train_opts *o, const train_plan *p, const lms_tokens *data) {
     if (p->world->size == 1) return LMS_OK;
     char buf[4096];
-    snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g|%zu %08x",
+    snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g %d|%zu %08x",
              p->cfg.L, p->cfg.NH, p->cfg.C, p->cfg.maxT, p->cfg.V, o->batch_size, p->micro, p->T, o->steps, o->lr,
              o->min_lr, o->warmup, (int)p->sched.kind, o->beta1, o->beta2, o->eps, o->weight_decay, o->grad_clip,
-             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name, p->topo.dp, o->bucket_mb,
+             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name, p->topo.dp, o->bucket_mb, o->zero,
              data->n, lms_crc32(0, data->tokens, data->n * sizeof(int32_t)));
     int64_t h = (int64_t)(lms_hash_str(buf) >> 1), lo = 0, hi = 0;
     LMS_CHECK(p->world->i->allreduce(p->world, &h, &lo, 1, LMS_DT_I64, LMS_RED_MIN));
@@ -216,6 +218,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
 
     lms_ctx_init(&ctx, o->seed, o->threads);
     lms_dp_sync dps = {0};
+    lms_zero z = {0};
+    float *full = NULL; /* ZeRO-3: the whole model gathered, for --save-model */
     LMS_TRY(dp_setup(o, &p, &ctx));
     const int rank0 = p.world->rank == 0;
     LMS_TRY(train_ckpt_prepare(o, &p.ck, &tok, &ctx.log));
@@ -270,10 +274,18 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     }
 
     /* model and optimizer */
-    LMS_TRY(lms_gpt_init(&m, &p.cfg, p.micro, p.T, 1));
-    LMS_TRY(lms_adamw_init(&opt, m.num_params, o->beta1, o->beta2, o->eps, o->weight_decay));
-    LMS_TRY(train_ckpt_restore(o, &p.ck, &m, &opt, o->seed));
-    if (p.topo.dp > 1)
+    const int zs = o->zero;
+    LMS_TRY(lms_gpt_init_ex(&m, &p.cfg, p.micro, p.T,
+                            (zs <= 1 ? LMS_GPT_GRADS : 0) | (zs == 3 ? LMS_GPT_NO_PARAMS : 0)));
+    if (zs) {
+        LMS_TRY(lms_zero_init(&z, zs, p.world, &m));
+        LMS_TRY(lms_adamw_init(&opt, z.shard_n, o->beta1, o->beta2, o->eps, o->weight_decay));
+        LMS_TRY(train_ckpt_restore_zero(o, &p.ck, &z, &opt, o->seed));
+    } else {
+        LMS_TRY(lms_adamw_init(&opt, m.num_params, o->beta1, o->beta2, o->eps, o->weight_decay));
+        LMS_TRY(train_ckpt_restore(o, &p.ck, &m, &opt, o->seed));
+    }
+    if (p.topo.dp > 1 && !zs)
         LMS_TRY(lms_dp_sync_init(&dps, p.world, m.grads, m.num_params, (size_t)(o->bucket_mb * 1048576.0f)));
     x = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
     y = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
@@ -292,12 +304,24 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_log(lg, LMS_LOG_INFO, "train: %zu tokens%s%zu held out | batch %d x seq %d = %d tokens/step "
             "(dp %d x micro-batch %d x %d accumulation) | %d steps", n_train, val_tok ? " | validation " : " | ",
             n_val, o->batch_size, p.T, o->batch_size * p.T, p.topo.dp, p.micro, p.accum, o->steps);
-    const double state_mb[3] = {m.num_params * 4.0 / 1048576, m.num_params * 4.0 / 1048576,
-                                m.num_params * 8.0 / 1048576}; /* params, grads, AdamW m+v per rank */
-    if (p.topo.dp > 1)
-        lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s) | bucket %.1f MB | per rank: params %.1f MB, "
-                "grads %.1f MB, optimizer %.1f MB", p.topo.dp, p.world->i->name, o->bucket_mb, state_mb[0],
-                state_mb[1], state_mb[2]);
+    /* bytes held per rank for params, grads, AdamW m+v (persistent + working buffers) */
+    const double MB = 1048576.0;
+    double state_mb[3] = {m.num_params * 4.0 / MB, m.num_params * 4.0 / MB, m.num_params * 8.0 / MB};
+    if (zs) {
+        state_mb[0] = (double)(z.mem.param + z.mem.param_work) / MB;
+        state_mb[1] = (double)(z.mem.grad + z.mem.grad_work) / MB;
+        state_mb[2] = (double)z.mem.optim / MB;
+    }
+    if (p.topo.dp > 1 || zs) {
+        char how[96];
+        if (zs)
+            snprintf(how, sizeof how, "ZeRO-%d, gathers/reduce-scatters per unit", zs);
+        else
+            snprintf(how, sizeof how, "all-reduce buckets of %.1f MB", o->bucket_mb);
+        lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s), %s | per rank: params %.1f MB, grads %.1f MB, "
+                "optimizer %.1f MB (plain DP: %.1f MB in all)", p.topo.dp, p.world->i->name, how, state_mb[0],
+                state_mb[1], state_mb[2], m.num_params * 16.0 / MB);
+    }
     lms_log(lg, LMS_LOG_INFO, "optim: AdamW lr %g -> %g (%s, warm-up %d) betas (%g, %g) eps %g wd %g "
             "clip %g | backend %s (BLAS %s), %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
             lms_schedule_name(p.sched.kind), o->warmup, o->beta1, o->beta2, o->eps, o->weight_decay,
@@ -313,14 +337,19 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     int step = start_step;
     for (; step < o->steps; step++) {
         double t0 = lms_now_s();
-        lms_gpt_zero_grad(&m);
+        if (zs)
+            lms_zero_begin_step(&z);
+        else
+            lms_gpt_zero_grad(&m);
         double loss = 0;
         for (int k = 0; k < p.accum; k++) {
             for (int b = 0; b < p.micro; b++)
                 lms_loader_window(&ld, (uint64_t)step * G + first_sample + (uint64_t)k * p.micro + b,
                                   x + (size_t)b * p.T, y + (size_t)b * p.T);
             loss += lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T);
-            if (p.topo.dp > 1 && k == p.accum - 1) { /* only the last micro-step communicates */
+            if (zs == 1 && k == p.accum - 1) { /* reduce-scatter each unit as backward finishes it */
+                lms_gpt_backward_ex(&m, &p.be, dloss, lms_zero_ready, &z);
+            } else if (p.topo.dp > 1 && !zs && k == p.accum - 1) { /* only the last micro-step communicates */
                 lms_dp_sync_begin(&dps);
                 lms_gpt_backward_ex(&m, &p.be, dloss, lms_dp_sync_ready, &dps);
                 LMS_TRY(lms_dp_sync_finish(&dps));
@@ -328,13 +357,18 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                 lms_gpt_backward(&m, &p.be, dloss);
             }
         }
+        if (zs) LMS_TRY(lms_zero_finish_grads(&z));
         loss /= p.accum;
         if (p.topo.dp > 1) {
             double mean = 0;
             LMS_TRY(p.world->i->allreduce(p.world, &loss, &mean, 1, LMS_DT_F64, LMS_RED_SUM));
             loss = mean / p.topo.dp;
         }
-        double norm = sqrt(p.be.i->sumsq(&p.be, m.grads, m.num_params));
+        double norm;
+        if (zs)
+            LMS_TRY(lms_zero_grad_norm(&z, &p.be, &norm));
+        else
+            norm = sqrt(p.be.i->sumsq(&p.be, m.grads, m.num_params));
         if (!isfinite(loss) || !isfinite(norm)) {
             st = lms_errorf(LMS_ERR_NUMERIC, "the %s became %s at step %d: lower --lr (now %g) or set "
                             "--grad-clip (now %g)", isfinite(loss) ? "gradient norm" : "loss",
@@ -343,15 +377,19 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             goto fail;
         }
         float lr = lms_schedule_lr(&p.sched, step);
-        lms_adamw_step(&opt, &p.be, m.params, m.grads, m.tensors, m.num_tensors, lr,
-                       lms_clip_scale(norm, o->grad_clip));
+        if (zs)
+            LMS_TRY(lms_zero_step(&z, &opt, &p.be, lr, lms_clip_scale(norm, o->grad_clip)));
+        else
+            lms_adamw_step(&opt, &p.be, m.params, m.grads, m.tensors, m.num_tensors, lr,
+                           lms_clip_scale(norm, o->grad_clip));
         double dt = lms_now_s() - t0;
         if (step > 0 || o->steps == 1) {
             t_steps += dt;
             timed++;
         }
         double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak * p.topo.dp);
-        int do_eval = rank0 && have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
+        /* ZeRO-3's forward gathers parameters: every rank evaluates */
+        int do_eval = (rank0 || zs == 3) && have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
         double vloss = NAN;
         if (do_eval) {
             long ntok;
@@ -393,6 +431,14 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_log(lg, LMS_LOG_INFO, "done: %d steps (now at %d of %d), %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% "
             "(mean after the first step)", ran, step, o->steps, (long)ran * G * p.T, total, mean_tps,
             100 * lms_mfu(fpt, mean_tps, peak * p.topo.dp));
+    if (zs == 3 && (o->save_model || keep)) { /* the whole model, on every rank */
+        LMS_TRY(lms_alloc_checked((void **)&full, sizeof(float) * m.num_params, "the gathered model"));
+        LMS_TRY(lms_zero_gather_full(&z, full));
+        m.params = full;
+        full = NULL;
+        m.hooks = NULL;
+        lms_gpt_bind(&m.cfg, m.params, &m.p);
+    }
     if (o->save_model && rank0) {
         LMS_TRY(lms_model_save(o->save_model, &m, tok.kind));
         lms_log(lg, LMS_LOG_INFO, "saved model to %s", o->save_model);
@@ -413,6 +459,8 @@ fail:
     free(x);
     free(y);
     lms_dp_sync_free(&dps);
+    lms_zero_free(&z);
+    lms_free(full);
     lms_comm_free(p.world);
     lms_adamw_free(&opt);
     lms_gpt_free(&m);
@@ -465,6 +513,7 @@ int cmd_train(int argc, char **argv) {
         {"dp", CLI_INT, &o.dp, "N", "data-parallel ranks (0 = all processes of the job; launch with mpirun/srun)"},
         {"comm", CLI_STR, &o.comm, "NAME", "communicator: auto (MPI when launched by mpirun/srun), single, mpi"},
         {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "gradient all-reduce bucket size"},
+        {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
     };
     char epilog[512];

@@ -151,6 +151,57 @@ lms_status train_ckpt_restore(const train_opts *o, train_ckpt_ctx *c, lms_gpt *m
     return LMS_OK;
 }
 
+/* dst[shard] = this rank's parts of `name` (a tensor of the layout) from
+ * the checkpoint, read whole into buf. */
+static lms_status read_parts(const lms_ckpt *ck, const lms_zero *z, const lms_tensor_view *v, const char *group,
+                             float *buf, float *dst) {
+    char nm[128];
+    snprintf(nm, sizeof nm, "%s%s", group, v->name);
+    LMS_CHECK(lms_ckpt_read_tensor(ck, nm, buf, v->numel));
+    for (int u = 0; u < z->nunits; u++) {
+        size_t lo = lms_zero_part_lo(z, u), hi = lo + z->units[u].mine;
+        size_t a = v->offset > lo ? v->offset : lo, b = v->offset + v->numel < hi ? v->offset + v->numel : hi;
+        if (a < b) memcpy(dst + z->units[u].shard_off + (a - lo), buf + (a - v->offset), sizeof(float) * (b - a));
+    }
+    return LMS_OK;
+}
+
+lms_status train_ckpt_restore_zero(const train_opts *o, train_ckpt_ctx *c, lms_zero *z, lms_adamw *opt,
+                                   uint64_t seed) {
+    lms_gpt *m = z->m;
+    if (!c->ck && !o->init) {
+        if (z->stage == 3)
+            lms_zero_init_params(z, seed);
+        else
+            lms_gpt_init_params(m, seed);
+        return LMS_OK;
+    }
+    if (!c->ck && z->stage < 3) return lms_hf_load_params(o->init, &m->cfg, m->params);
+    lms_status st = LMS_OK;
+    float *buf = NULL;
+    size_t cap = !c->ck ? m->num_params : 0; /* --init: the whole model, then its parts */
+    for (int i = 0; i < m->num_tensors; i++)
+        if (m->tensors[i].numel > cap) cap = m->tensors[i].numel;
+    LMS_TRY(lms_alloc_checked((void **)&buf, sizeof(float) * cap, "checkpoint loading"));
+    if (!c->ck) {
+        LMS_TRY(lms_hf_load_params(o->init, &m->cfg, buf));
+        lms_zero_shard_from_full(z, buf, z->master);
+        goto fail; /* done */
+    }
+    const lms_ckpt *ck = c->ck;
+    if (z->stage < 3) LMS_TRY(lms_ckpt_load_train(ck, m, NULL)); /* the whole model; checks shapes */
+    for (int i = 0; i < m->num_tensors; i++) {
+        const lms_tensor_view *v = &m->tensors[i];
+        if (z->stage == 3) LMS_TRY(read_parts(ck, z, v, "model.", buf, z->master));
+        LMS_TRY(read_parts(ck, z, v, "optim.exp_avg.", buf, opt->m));
+        LMS_TRY(read_parts(ck, z, v, "optim.exp_avg_sq.", buf, opt->v));
+    }
+    opt->step = ck->state.adam_step;
+fail:
+    lms_free(buf);
+    return st;
+}
+
 lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int steps_done, int final,
                                  const lms_schedule *sched, int G, int T, uint64_t seed, lms_data_order order,
                                  const lms_tokenizer *tok, const lms_gpt *m, const lms_adamw *opt,

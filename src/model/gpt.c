@@ -14,6 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* around each use of a parameter unit (ZeRO); no-ops without hooks */
+#define ACQUIRE(u, mode)                                                  \
+    do {                                                                  \
+        if (m->hooks) m->hooks->acquire(m->hooks->ctx, m, (u), (mode));   \
+    } while (0)
+#define RELEASE(u, mode)                                                  \
+    do {                                                                  \
+        if (m->hooks) m->hooks->release(m->hooks->ctx, m, (u), (mode));   \
+    } while (0)
+
 static size_t carve(float **dst, float *base, size_t *off, size_t n) {
     if (base) *dst = base + *off;
     *off += (n + 15) & ~(size_t)15; /* keep 64-byte alignment */
@@ -54,12 +64,17 @@ static size_t layout_acts(lms_gpt_acts *a, float *base, const lms_gpt_config *c,
 }
 
 lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int with_grads) {
+    return lms_gpt_init_ex(m, cfg, B, T, with_grads ? LMS_GPT_GRADS : 0);
+}
+
+lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags) {
     lms_status st;
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     LMS_TRY(lms_gpt_layout(cfg, &m->tensors, &m->num_tensors, &m->num_params));
-    LMS_TRY(lms_alloc_checked((void **)&m->params, m->num_params * sizeof(float), "parameters"));
-    if (with_grads)
+    if (!(flags & LMS_GPT_NO_PARAMS))
+        LMS_TRY(lms_alloc_checked((void **)&m->params, m->num_params * sizeof(float), "parameters"));
+    if (flags & LMS_GPT_GRADS)
         LMS_TRY(lms_alloc_checked((void **)&m->grads, m->num_params * sizeof(float), "gradients"));
     m->p.h = calloc((size_t)cfg->L, sizeof(lms_gpt_block));
     m->g.h = calloc((size_t)cfg->L, sizeof(lms_gpt_block));
@@ -67,7 +82,7 @@ lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int
         st = lms_errorf(LMS_ERR_OOM, "out of memory for layer tables");
         goto fail;
     }
-    lms_gpt_bind(cfg, m->params, &m->p);
+    if (m->params) lms_gpt_bind(cfg, m->params, &m->p);
     if (m->grads) lms_gpt_bind(cfg, m->grads, &m->g);
     m->cap_B = B;
     m->cap_T = T;
@@ -117,9 +132,12 @@ float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const 
     m->have_targets = targets != NULL;
     if (targets) memcpy(m->targets, targets, sizeof(int32_t) * (size_t)N);
 
+    ACQUIRE(0, LMS_USE_FORWARD);
     op->encoder_fwd(be, a->encoded, tokens, m->p.wte, m->p.wpe, B, T, C);
+    RELEASE(0, LMS_USE_FORWARD);
     const float *x = a->encoded; /* the residual stream entering each block */
     for (int l = 0; l < c->L; l++) {
+        ACQUIRE(l + 1, LMS_USE_FORWARD);
         const lms_gpt_block *w = &m->p.h[l];
         float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC * 3, *atty = a->atty + l * NC;
         float *lse = a->att_lse + (size_t)l * N * c->NH, *attproj = a->attproj + l * NC;
@@ -138,10 +156,15 @@ float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const 
         op->gelu_fwd(be, fch_gelu, fch, NC * 4);
         op->matmul_fwd(be, fcproj, fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
         op->add(be, resid3, resid2, fcproj, NC);
+        RELEASE(l + 1, LMS_USE_FORWARD);
         x = resid3;
     }
+    ACQUIRE(c->L + 1, LMS_USE_FORWARD);
     op->layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->p.lnfw, m->p.lnfb, N, C);
+    RELEASE(c->L + 1, LMS_USE_FORWARD);
+    ACQUIRE(0, LMS_USE_FORWARD);
     op->matmul_fwd(be, a->logits, a->lnf, m->p.wte, NULL, N, C, c->Vp);
+    RELEASE(0, LMS_USE_FORWARD);
     if (!targets) return 0.0f;
     op->xent_fwd(be, a->losses, a->xent_lse, a->logits, targets, N, c->V, c->Vp);
     double sum = 0;
@@ -154,7 +177,7 @@ void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss) { lms_gpt_backwa
 void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx) {
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
-    LMS_ASSERT(m->grads && m->have_targets);
+    LMS_ASSERT((m->grads || m->hooks) && m->have_targets);
     const int B = m->B, T = m->T, C = c->C, N = B * T;
     const size_t NC = (size_t)N * C;
     lms_gpt_acts *a = &m->a;
@@ -163,16 +186,21 @@ void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_read
     /* LM head and final LayerNorm; dlogits overwrite the logits */
     op->xent_bwd(be, a->logits, a->logits, a->xent_lse, m->targets, dloss, N, c->V, c->Vp);
     memset(a->dln, 0, NC * sizeof(float));
+    ACQUIRE(0, LMS_USE_BACKWARD);
     op->matmul_bwd(be, a->dln, g->wte, NULL, a->logits, a->lnf, p->wte, N, C, c->Vp);
+    RELEASE(0, LMS_USE_BACKWARD);
     const float *x_last = c->L > 0 ? a->resid3 + (size_t)(c->L - 1) * NC : a->encoded;
     memset(a->dresid, 0, NC * sizeof(float));
+    ACQUIRE(c->L + 1, LMS_USE_BACKWARD);
     op->layernorm_bwd(be, a->dresid, g->lnfw, g->lnfb, a->dln, x_last, p->lnfw, a->lnf_mean,
                       a->lnf_rstd, N, C);
+    RELEASE(c->L + 1, LMS_USE_BACKWARD);
     if (ready) ready(ctx, (size_t)(g->lnfw - m->grads), 2 * (size_t)C);
 
     /* dresid holds d(loss)/d(residual stream) and is updated in place: the
      * residual branch is the identity, LayerNorm backward accumulates. */
     for (int l = c->L - 1; l >= 0; l--) {
+        ACQUIRE(l + 1, LMS_USE_BACKWARD);
         const lms_gpt_block *w = &p->h[l], *dw = &g->h[l];
         const float *x = l > 0 ? a->resid3 + (size_t)(l - 1) * NC : a->encoded;
         const float *ln1 = a->ln1 + l * NC, *qkv = a->qkv + l * NC * 3, *atty = a->atty + l * NC;
@@ -199,9 +227,12 @@ void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_read
         op->matmul_bwd(be, a->dln, dw->qkvw, dw->qkvb, a->dqkv, ln1, w->qkvw, N, C, 3 * C);
         op->layernorm_bwd(be, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w,
                           a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, N, C);
+        RELEASE(l + 1, LMS_USE_BACKWARD);
         if (ready) ready(ctx, (size_t)(dw->ln1w - m->grads), (size_t)(dw->fcprojb + C - dw->ln1w));
     }
+    ACQUIRE(0, LMS_USE_GRAD_ONLY);
     op->encoder_bwd(be, g->wte, g->wpe, a->dresid, m->tokens, B, T, C);
+    RELEASE(0, LMS_USE_GRAD_ONLY);
     if (ready) ready(ctx, 0, (size_t)(g->h[0].ln1w - m->grads));
 }
 

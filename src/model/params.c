@@ -76,24 +76,58 @@ lms_status lms_gpt_layout(const lms_gpt_config *cfg, lms_tensor_view **out, int 
     return LMS_OK;
 }
 
-void lms_gpt_bind(const lms_gpt_config *c, float *base, lms_gpt_tensors *t) {
-    size_t C = (size_t)c->C, off = 0;
-    t->wte = base;
-    off += (size_t)c->Vp * C;
-    t->wpe = base + off;
-    off += (size_t)c->maxT * C;
-    for (int l = 0; l < c->L; l++) {
-        lms_gpt_block *h = &t->h[l];
+static size_t block_floats(size_t C) { return 12 * C * C + 13 * C; }
+
+int lms_gpt_num_units(const lms_gpt_config *c) { return c->L + 2; }
+
+void lms_gpt_unit_range(const lms_gpt_config *c, int unit, size_t *offset, size_t *count) {
+    const size_t C = (size_t)c->C, emb = ((size_t)c->Vp + (size_t)c->maxT) * C;
+    LMS_ASSERT(unit >= 0 && unit <= c->L + 1);
+    if (unit == 0) {
+        *offset = 0;
+        *count = emb;
+    } else if (unit <= c->L) {
+        *offset = emb + (size_t)(unit - 1) * block_floats(C);
+        *count = block_floats(C);
+    } else {
+        *offset = emb + (size_t)c->L * block_floats(C);
+        *count = 2 * C;
+    }
+}
+
+/* unit pointers over base = the unit's first float */
+static void bind_unit(const lms_gpt_config *c, int unit, float *base, lms_gpt_tensors *t) {
+    const size_t C = (size_t)c->C;
+    if (unit == 0) {
+        t->wte = base;
+        t->wpe = base + (size_t)c->Vp * C;
+    } else if (unit <= c->L) {
+        lms_gpt_block *h = &t->h[unit - 1];
         float **slots[BLOCK_TENSORS] = {&h->ln1w, &h->ln1b, &h->qkvw, &h->qkvb, &h->attprojw, &h->attprojb,
                                         &h->ln2w, &h->ln2b, &h->fcw, &h->fcb, &h->fcprojw, &h->fcprojb};
-        size_t sizes[BLOCK_TENSORS] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, 4 * C * C, 4 * C, 4 * C * C, C};
+        const size_t sizes[BLOCK_TENSORS] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, 4 * C * C, 4 * C, 4 * C * C, C};
+        size_t off = 0;
         for (int k = 0; k < BLOCK_TENSORS; k++) {
             *slots[k] = base + off;
             off += sizes[k];
         }
+    } else {
+        t->lnfw = base;
+        t->lnfb = base + C;
     }
-    t->lnfw = base + off;
-    t->lnfb = base + off + C;
+}
+
+void lms_gpt_bind(const lms_gpt_config *c, float *base, lms_gpt_tensors *t) {
+    for (int u = 0; u < lms_gpt_num_units(c); u++) {
+        size_t off, n;
+        lms_gpt_unit_range(c, u, &off, &n);
+        bind_unit(c, u, base + off, t);
+    }
+}
+
+void lms_gpt_bind_unit(lms_gpt *m, int unit, float *pbase, float *gbase) {
+    if (pbase) bind_unit(&m->cfg, unit, pbase, &m->p);
+    if (gbase) bind_unit(&m->cfg, unit, gbase, &m->g);
 }
 
 const lms_tensor_view *lms_gpt_find(const lms_gpt *m, const char *name) {
@@ -102,23 +136,32 @@ const lms_tensor_view *lms_gpt_find(const lms_gpt *m, const char *name) {
     return NULL;
 }
 
-void lms_gpt_init_params(lms_gpt *m, uint64_t seed) {
-    for (int i = 0; i < m->num_tensors; i++) {
-        const lms_tensor_view *t = &m->tensors[i];
-        float *p = m->params + t->offset;
+void lms_gpt_init_params_range(const lms_tensor_view *views, int nviews, uint64_t seed, size_t lo, size_t n,
+                               float *dst) {
+    const size_t hi = lo + n;
+    for (int i = 0; i < nviews; i++) {
+        const lms_tensor_view *t = &views[i];
+        size_t a = t->offset > lo ? t->offset : lo, b = t->offset + t->numel < hi ? t->offset + t->numel : hi;
+        if (a >= b) continue;
+        float *p = dst + (a - lo);
         uint64_t key = lms_rng_key(seed, t->name);
         size_t valid = (size_t)t->valid_rows * (size_t)t->shape[1];
-        long n = (long)t->numel;
+        long j0 = (long)(a - t->offset), cnt = (long)(b - a);
 #pragma omp parallel for schedule(static)
-        for (long j = 0; j < n; j++) {
-            if ((size_t)j >= valid)
-                p[j] = 0.0f;
+        for (long k = 0; k < cnt; k++) {
+            size_t j = (size_t)(j0 + k);
+            if (j >= valid)
+                p[k] = 0.0f;
             else if (t->init_std > 0)
-                p[j] = t->init_std * lms_rng_normal(key, (uint64_t)j);
+                p[k] = t->init_std * lms_rng_normal(key, (uint64_t)j);
             else
-                p[j] = t->init_value;
+                p[k] = t->init_value;
         }
     }
+}
+
+void lms_gpt_init_params(lms_gpt *m, uint64_t seed) {
+    lms_gpt_init_params_range(m->tensors, m->num_tensors, seed, 0, m->num_params, m->params);
 }
 
 size_t lms_gpt_flop_params(const lms_gpt_config *c) {

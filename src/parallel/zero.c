@@ -1,0 +1,298 @@
+/* ZeRO stages 1, 2 and 3 over the data-parallel group (parallel.h).
+ *
+ * The shard of rank r is part r of every parameter unit, concatenated in
+ * unit order. A unit of n floats has parts of ceil(n/dp); the last parts
+ * may hang over the unit's end (or lie wholly outside it): those floats are
+ * padding, zero in every buffer, and never reach AdamW. */
+#include "lmscale/optim.h"
+#include "lmscale/parallel.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
+
+/* The views AdamW walks: each tensor clipped to this rank's part of its
+ * unit. Pass views = NULL to count. */
+static int build_views(lms_zero *z, lms_zero_view *views) {
+    const lms_gpt *m = z->m;
+    int nv = 0;
+    for (int u = 0; u < z->nunits; u++) {
+        const lms_zero_unit *un = &z->units[u];
+        size_t lo = lms_zero_part_lo(z, u), hi = lo + un->mine;
+        for (int i = 0; i < m->num_tensors; i++) {
+            const lms_tensor_view *t = &m->tensors[i];
+            size_t a = t->offset > lo ? t->offset : lo, b = min_sz(t->offset + t->numel, hi);
+            if (a >= b) continue;
+            if (views) {
+                lms_zero_view *v = &views[nv];
+                v->soff = un->shard_off + (a - lo);
+                v->n = b - a;
+                v->decay = t->decay;
+                v->p = z->stage == 3 ? z->master + v->soff : m->params + a;
+            }
+            nv++;
+        }
+    }
+    return nv;
+}
+
+static void flush_slot(lms_zero *z, int k);
+
+/* ---- hooks (stages 2 and 3) ---- */
+
+static void z_acquire(void *ctx, lms_gpt *m, int u, int use) {
+    lms_zero *z = ctx;
+    const lms_zero_unit *un = &z->units[u];
+    if (z->stage == 3 && use != LMS_USE_GRAD_ONLY) {
+        if (z->err == LMS_OK)
+            z->err = z->comm->i->allgather(z->comm, z->master + un->shard_off, z->pwork, un->part, LMS_DT_F32);
+        lms_gpt_bind_unit(m, u, z->pwork, NULL);
+    }
+    if (use == LMS_USE_FORWARD) return;
+    int k = z->gcur;
+    flush_slot(z, k); /* the reduce-scatter that last used this buffer */
+    memset(z->gwork[k], 0, sizeof(float) * un->part * (size_t)z->dp);
+    lms_gpt_bind_unit(m, u, NULL, z->gwork[k]);
+    z->gunit[k] = u;
+}
+
+static void z_release(void *ctx, lms_gpt *m, int u, int use) {
+    (void)m;
+    lms_zero *z = ctx;
+    if (use == LMS_USE_FORWARD) return;
+    int k = z->gcur;
+    LMS_ASSERT(z->gunit[k] == u);
+    if (z->err == LMS_OK)
+        z->err = z->comm->i->ireduce_scatter(z->comm, z->gwork[k], z->grecv[k], z->units[u].part, LMS_DT_F32,
+                                             LMS_RED_SUM, &z->greq[k]);
+    z->gcur = k ^ 1; /* the next unit's gradients go to the other buffer meanwhile */
+}
+
+/* Waits for slot k's reduce-scatter and adds the received part to the shard. */
+static void flush_slot(lms_zero *z, int k) {
+    if (!z->greq[k]) return;
+    lms_status st = lms_comm_wait(z->comm, z->greq[k]);
+    z->greq[k] = NULL;
+    if (z->err == LMS_OK) z->err = st;
+    const lms_zero_unit *un = &z->units[z->gunit[k]];
+    float *dst = z->grad + un->shard_off;
+    const float *src = z->grecv[k];
+    for (size_t i = 0; i < un->part; i++) dst[i] += src[i];
+}
+
+/* ---- set-up ---- */
+
+lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m) {
+    lms_status st = LMS_OK;
+    memset(z, 0, sizeof *z);
+    if (stage < 1 || stage > 3)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d: the ZeRO stage must be 0 (off), 1, 2 or 3", stage);
+    z->stage = stage;
+    z->comm = dp;
+    z->m = m;
+    z->dp = dp->size;
+    z->rank = dp->rank;
+    z->gunit[0] = z->gunit[1] = -1;
+    z->nunits = lms_gpt_num_units(&m->cfg);
+    z->units = calloc((size_t)z->nunits, sizeof *z->units);
+    z->ureq = calloc((size_t)z->nunits, sizeof *z->ureq);
+    if (!z->units || !z->ureq) return lms_errorf(LMS_ERR_OOM, "out of memory for the ZeRO layout");
+    for (int u = 0; u < z->nunits; u++) {
+        lms_zero_unit *un = &z->units[u];
+        lms_gpt_unit_range(&m->cfg, u, &un->off, &un->n);
+        un->part = (un->n + (size_t)z->dp - 1) / (size_t)z->dp;
+        size_t start = (size_t)z->rank * un->part;
+        un->mine = start < un->n ? min_sz(un->part, un->n - start) : 0;
+        un->shard_off = z->shard_n;
+        z->shard_n += un->part;
+        if (un->part * (size_t)z->dp > z->max_padded) z->max_padded = un->part * (size_t)z->dp;
+    }
+    LMS_TRY(lms_alloc_checked((void **)&z->grad, sizeof(float) * z->shard_n, "the gradient shard"));
+    memset(z->grad, 0, sizeof(float) * z->shard_n);
+    if (stage == 3) {
+        LMS_TRY(lms_alloc_checked((void **)&z->master, sizeof(float) * z->shard_n, "the parameter shard"));
+        memset(z->master, 0, sizeof(float) * z->shard_n);
+        LMS_TRY(lms_alloc_checked((void **)&z->pwork, sizeof(float) * z->max_padded, "gathered parameters"));
+    }
+    /* stage 1 stages a unit whose length dp does not divide; 2 and 3 always */
+    int nwork = stage >= 2 ? 2 : 0;
+    for (int u = 0; stage == 1 && u < z->nunits; u++)
+        if (z->units[u].n % (size_t)z->dp) nwork = 1;
+    for (int k = 0; k < nwork; k++) {
+        LMS_TRY(lms_alloc_checked((void **)&z->gwork[k], sizeof(float) * z->max_padded, "gradient buckets"));
+        memset(z->gwork[k], 0, sizeof(float) * z->max_padded);
+        if (stage >= 2)
+            LMS_TRY(lms_alloc_checked((void **)&z->grecv[k], sizeof(float) * (z->max_padded / z->dp),
+                                      "gradient buckets"));
+    }
+    z->nviews = build_views(z, NULL);
+    z->views = calloc((size_t)z->nviews + 1, sizeof *z->views);
+    if (!z->views) {
+        st = lms_errorf(LMS_ERR_OOM, "out of memory for the ZeRO layout");
+        goto fail;
+    }
+    build_views(z, z->views);
+    const size_t f = sizeof(float), N = m->num_params;
+    z->mem.param = stage == 3 ? z->shard_n * f : N * f;
+    z->mem.grad = stage == 1 ? N * f : z->shard_n * f;
+    z->mem.optim = 2 * z->shard_n * f;
+    z->mem.param_work = stage == 3 ? z->max_padded * f : 0;
+    z->mem.grad_work = (size_t)nwork * z->max_padded * f + (stage >= 2 ? 2 * (z->max_padded / z->dp) * f : 0);
+    if (stage >= 2) {
+        z->hooks.ctx = z;
+        z->hooks.acquire = z_acquire;
+        z->hooks.release = z_release;
+        m->hooks = &z->hooks;
+    }
+    return LMS_OK;
+fail:
+    lms_zero_free(z);
+    return st;
+}
+
+void lms_zero_free(lms_zero *z) {
+    if (!z) return;
+    if (z->m && z->m->hooks == &z->hooks) z->m->hooks = NULL;
+    for (int k = 0; k < 2; k++) {
+        if (z->greq[k]) lms_comm_wait(z->comm, z->greq[k]);
+        lms_free(z->gwork[k]);
+        lms_free(z->grecv[k]);
+    }
+    lms_free(z->pwork);
+    lms_free(z->master);
+    lms_free(z->grad);
+    for (int u = 0; z->ureq && u < z->nunits; u++)
+        if (z->ureq[u]) lms_comm_wait(z->comm, z->ureq[u]);
+    free(z->ureq);
+    free(z->units);
+    free(z->views);
+    memset(z, 0, sizeof *z);
+}
+
+void lms_zero_init_params(lms_zero *z, uint64_t seed) {
+    for (int u = 0; u < z->nunits; u++) {
+        const lms_zero_unit *un = &z->units[u];
+        lms_gpt_init_params_range(z->m->tensors, z->m->num_tensors, seed, lms_zero_part_lo(z, u), un->mine,
+                                  z->master + un->shard_off);
+    }
+}
+
+void lms_zero_shard_from_full(lms_zero *z, const float *full, float *shard_dst) {
+    for (int u = 0; u < z->nunits; u++) {
+        const lms_zero_unit *un = &z->units[u];
+        memcpy(shard_dst + un->shard_off, full + lms_zero_part_lo(z, u), sizeof(float) * un->mine);
+    }
+}
+
+/* ---- the step ---- */
+
+void lms_zero_begin_step(lms_zero *z) {
+    if (z->stage == 1)
+        lms_gpt_zero_grad(z->m);
+    else
+        memset(z->grad, 0, sizeof(float) * z->shard_n);
+    z->gcur = 0;
+}
+
+/* Stage 1: the ranges backward reports are whole units (lms_gpt_backward_ex). */
+void lms_zero_ready(void *ctx, size_t offset, size_t count) {
+    lms_zero *z = ctx;
+    for (int u = z->nunits - 1; u >= 0; u--) {
+        const lms_zero_unit *un = &z->units[u];
+        if (un->off < offset || un->off + un->n > offset + count) continue;
+        if (z->err != LMS_OK) return;
+        float *send = z->m->grads + un->off;
+        if (un->n % (size_t)z->dp) { /* pad to dp equal parts in the staging buffer */
+            if (z->greq[0]) {
+                z->err = lms_comm_wait(z->comm, z->greq[0]);
+                z->greq[0] = NULL;
+                if (z->err != LMS_OK) return;
+            }
+            memcpy(z->gwork[0], send, sizeof(float) * un->n);
+            memset(z->gwork[0] + un->n, 0, sizeof(float) * (un->part * (size_t)z->dp - un->n));
+            send = z->gwork[0];
+            z->err = z->comm->i->ireduce_scatter(z->comm, send, z->grad + un->shard_off, un->part, LMS_DT_F32,
+                                                 LMS_RED_SUM, &z->greq[0]);
+        } else { /* straight from the gradient buffer; completed in lms_zero_finish_grads */
+            z->err = z->comm->i->ireduce_scatter(z->comm, send, z->grad + un->shard_off, un->part, LMS_DT_F32,
+                                                 LMS_RED_SUM, &z->ureq[u]);
+        }
+    }
+}
+
+lms_status lms_zero_finish_grads(lms_zero *z) {
+    if (z->stage == 1) {
+        for (int u = 0; u < z->nunits; u++)
+            if (z->ureq[u]) {
+                lms_status w = lms_comm_wait(z->comm, z->ureq[u]);
+                z->ureq[u] = NULL;
+                if (z->err == LMS_OK) z->err = w;
+            }
+        if (z->greq[0]) {
+            lms_status w = lms_comm_wait(z->comm, z->greq[0]);
+            z->greq[0] = NULL;
+            if (z->err == LMS_OK) z->err = w;
+        }
+    } else {
+        flush_slot(z, z->gcur ^ 1);
+        flush_slot(z, z->gcur);
+    }
+    lms_status st = z->err;
+    z->err = LMS_OK;
+    if (st != LMS_OK)
+        return lms_error_context(st, "while reduce-scattering gradients (ZeRO-%d) over %d ranks", z->stage, z->dp);
+    return LMS_OK;
+}
+
+lms_status lms_zero_grad_norm(lms_zero *z, lms_backend *be, double *norm) {
+    double s = be->i->sumsq(be, z->grad, z->shard_n), tot = 0;
+    LMS_CHECK(z->comm->i->allreduce(z->comm, &s, &tot, 1, LMS_DT_F64, LMS_RED_SUM));
+    *norm = sqrt(tot);
+    return LMS_OK;
+}
+
+lms_status lms_zero_step(lms_zero *z, lms_adamw *opt, lms_backend *be, float lr, float grad_scale) {
+    LMS_ASSERT(opt->n >= z->shard_n);
+    opt->step++;
+    lms_adamw_args a = {.lr = lr, .beta1 = opt->beta1, .beta2 = opt->beta2, .eps = opt->eps,
+                        .step = opt->step, .grad_scale = grad_scale};
+    for (int i = 0; i < z->nviews; i++) {
+        const lms_zero_view *v = &z->views[i];
+        a.weight_decay = v->decay ? opt->weight_decay : 0.0f;
+        be->i->adamw(be, v->p, z->grad + v->soff, opt->m + v->soff, opt->v + v->soff, v->n, &a);
+    }
+    if (z->stage == 3) return LMS_OK;
+    /* every rank gets the updated parameters: in place where dp divides the
+     * unit, else through the staging buffer */
+    for (int u = 0; u < z->nunits; u++) {
+        const lms_zero_unit *un = &z->units[u];
+        float *full = z->m->params + un->off;
+        lms_status st;
+        if (un->n % (size_t)z->dp == 0) {
+            st = z->comm->i->allgather(z->comm, full + (size_t)z->rank * un->part, full, un->part, LMS_DT_F32);
+        } else {
+            float *buf = z->gwork[0];
+            memcpy(buf + (size_t)z->rank * un->part, full + (size_t)z->rank * un->part, sizeof(float) * un->mine);
+            st = z->comm->i->allgather(z->comm, buf + (size_t)z->rank * un->part, buf, un->part, LMS_DT_F32);
+            if (st == LMS_OK) memcpy(full, buf, sizeof(float) * un->n);
+        }
+        if (st != LMS_OK)
+            return lms_error_context(st, "while all-gathering parameters (ZeRO-%d) over %d ranks", z->stage, z->dp);
+    }
+    return LMS_OK;
+}
+
+lms_status lms_zero_gather_full(lms_zero *z, float *dst) {
+    if (z->stage < 3) {
+        memcpy(dst, z->m->params, sizeof(float) * z->m->num_params);
+        return LMS_OK;
+    }
+    for (int u = 0; u < z->nunits; u++) {
+        const lms_zero_unit *un = &z->units[u];
+        LMS_CHECK(z->comm->i->allgather(z->comm, z->master + un->shard_off, z->pwork, un->part, LMS_DT_F32));
+        memcpy(dst + un->off, z->pwork, sizeof(float) * un->n);
+    }
+    return LMS_OK;
+}
