@@ -50,6 +50,32 @@ for z in 1 2 3; do run_case "dp=2 zero=$z micro=1 (4 accumulation steps)" 2 "$T/
 "$BIN" "${COMMON[@]}" --batch-size 6 --metrics "$T/ref6.jsonl" >"$T/ref.out" 2>&1 || bad "one-process run (batch 6) failed"
 for z in 1 2 3; do run_case "dp=3 zero=$z (uneven parts)" 3 "$T/ref6.jsonl" --batch-size 6 --zero "$z"; done
 
+# checkpoints: each rank writes its own shard under ZeRO; a checkpoint saved
+# under one (dp, zero) resumes under another and gives the one-process losses
+# of steps 11..20
+resume_case() { # label save-np save-zero resume-np resume-zero
+    rm -rf "$T/ck" "$T/r.jsonl"
+    bash "$MPI" "$2" "$BIN" "${COMMON[@]}" --batch-size 8 --zero "$3" --save "$T/ck" --stop-after 10 >"$T/r1.out" 2>&1 ||
+        { bad "$1: saving run failed: $(tail -2 "$T/r1.out")"; return; }
+    local shards
+    shards=$(ls "$T"/ck/step-00000010/shard-*.bin | wc -l)
+    [ "$shards" -eq "$([ "$3" -gt 0 ] && echo "$2" || echo 1)" ] && ok || bad "$1: $shards shard files"
+    bash "$MPI" "$4" "$BIN" "${COMMON[@]}" --batch-size 8 --zero "$5" --resume "$T/ck" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
+        { bad "$1: resumed run failed: $(tail -2 "$T/r2.out")"; return; }
+    $PY - "$T/ref8.jsonl" "$T/r.jsonl" "$1" <<'PYEOF' && ok || bad "$1: steps 11-20 differ from the one-process run"
+import json, sys
+a = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[1])}
+b = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[2])}
+worst = max(abs(a[k] - b[k]) / a[k] for k in b) if sorted(b) == list(range(11, 21)) else float("inf")
+print("  %s: steps %d-%d, worst relative difference %.2e" % (sys.argv[3], min(b), max(b), worst))
+sys.exit(0 if worst <= 1e-5 else 1)
+PYEOF
+}
+resume_case "saved dp=2 zero=3, resumed dp=4 zero=1" 2 3 4 1
+resume_case "saved dp=4 zero=2, resumed dp=1 zero=0" 4 2 1 0
+resume_case "saved dp=2 zero=0, resumed dp=4 zero=3" 2 0 4 3
+resume_case "saved dp=4 zero=1, resumed dp=2 zero=2" 4 1 2 2
+
 # memory: a deep, narrow model (no unit above 5% of the parameters), dp 4
 MEM=(train --data "$T/data.txt" --num-layers 24 --hidden-size 64 --num-heads 4 --max-seq-len 16 --vocab-size 257
      --steps 2 --batch-size 4 --seq-len 16 --threads 1 --eval-interval 0 --quiet --peak-tflops 1)

@@ -25,6 +25,7 @@
 #ifndef LMSCALE_CHECKPOINT_H
 #define LMSCALE_CHECKPOINT_H
 
+#include "lmscale/comm.h"
 #include "lmscale/core.h"
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
@@ -117,6 +118,23 @@ lms_status lms_ckpt_finish(const char *root, const char *tmp_dir, int step, cons
  * (keep_last <= 0 keeps all). *saved_path (may be NULL) malloc'ed. */
 lms_status lms_ckpt_save_train(const char *root, const lms_ckpt_state *st, const lms_gpt *m,
                                const lms_adamw *opt, int keep_last, char **saved_path);
+
+/* One run of elements a rank holds: [start, start+count) of the flattened
+ * tensor `name` of global shape (ndim, shape). */
+typedef struct {
+    char name[64];
+    int ndim;
+    int64_t shape[LMS_CKPT_MAX_DIMS];
+    uint64_t start, count;
+    const float *data;
+} lms_ckpt_piece;
+/* Every rank of c (NULL: one process) writes its pieces to its own shard;
+ * rank 0 writes the index and commits <root>/step-<st->step> atomically,
+ * then keeps the newest keep_last. The pieces of all ranks together must
+ * tile every tensor exactly once. Collective: every rank gets the same
+ * status, and on failure nothing but the earlier checkpoints is left. */
+lms_status lms_ckpt_save_pieces(const char *root, const lms_ckpt_state *st, lms_comm *c,
+                                const lms_ckpt_piece *pieces, int npieces, int keep_last, char **saved_path);
 
 /* ---- reading ---- */
 

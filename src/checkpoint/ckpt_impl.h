@@ -12,6 +12,9 @@ lms_status ckpt_fsync_path(const char *path);
 lms_status ckpt_rmtree(const char *dir);
 /* "a/b", malloc'ed; NULL when out of memory */
 char *ckpt_join(const char *a, const char *b);
+/* keeps the newest keep step-* directories of root (all when keep <= 0)
+ * and removes stale .tmp-step-* ones */
+void ckpt_prune(const char *root, int keep, const lms_logger *lg);
 /* Reads a JSON file into a tree; errors name the file. */
 lms_status ckpt_read_json(const char *path, lms_json **out);
 

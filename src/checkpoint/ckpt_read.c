@@ -393,7 +393,7 @@ static int64_t dims(const lms_tensor_view *v, int64_t *shape) {
 
 /* keeps the newest keep steps under root (all when keep <= 0), removing
  * older step-* and stale .tmp-step-* directories (one writer per root) */
-static void prune(const char *root, int keep, const lms_logger *lg) {
+void ckpt_prune(const char *root, int keep, const lms_logger *lg) {
     int *steps, n;
     if (list_steps(root, &steps, &n) != LMS_OK) return;
     for (int i = keep > 0 ? keep : n; i < n; i++) {
@@ -420,40 +420,23 @@ static void prune(const char *root, int keep, const lms_logger *lg) {
 
 lms_status lms_ckpt_save_train(const char *root, const lms_ckpt_state *state, const lms_gpt *m,
                                const lms_adamw *opt, int keep_last, char **saved_path) {
-    char *tmp = NULL;
-    lms_ckpt_shard sh;
-    memset(&sh, 0, sizeof sh);
-    lms_status st = LMS_OK;
-    LMS_CHECK(lms_ckpt_begin(root, state->step, &tmp));
-    char nm[96];
-    int64_t shape[LMS_CKPT_MAX_DIMS];
-    LMS_TRY(lms_ckpt_shard_open(&sh, tmp, 0, 1));
+    lms_ckpt_piece *pc = calloc((size_t)m->num_tensors * 3, sizeof *pc);
+    if (!pc) return lms_errorf(LMS_ERR_OOM, "out of memory");
     const char *groups[3] = {G_MODEL, G_M, G_V};
     const float *bufs[3] = {m->params, opt ? opt->m : NULL, opt ? opt->v : NULL};
+    int n = 0;
     for (int g = 0; g < 3; g++) {
         if (!bufs[g]) continue;
-        for (int i = 0; i < m->num_tensors; i++) {
+        for (int i = 0; i < m->num_tensors; i++, n++) {
             const lms_tensor_view *v = &m->tensors[i];
-            tensor_name(nm, sizeof nm, groups[g], v->name);
-            int nd = (int)dims(v, shape);
-            LMS_TRY(lms_ckpt_shard_put(&sh, nm, nd, shape, 0, bufs[g] + v->offset, v->numel));
+            tensor_name(pc[n].name, sizeof pc[n].name, groups[g], v->name);
+            pc[n].ndim = (int)dims(v, pc[n].shape);
+            pc[n].count = v->numel;
+            pc[n].data = bufs[g] + v->offset;
         }
     }
-    LMS_TRY(lms_ckpt_shard_close(&sh));
-    LMS_TRY(lms_ckpt_finish(root, tmp, state->step, state, &sh, 1));
-    prune(root, keep_last, NULL);
-    if (saved_path) {
-        char name[64];
-        snprintf(name, sizeof name, "step-%08d", state->step);
-        *saved_path = ckpt_join(root, name);
-    }
-    lms_ckpt_shard_free(&sh);
-    free(tmp);
-    return LMS_OK;
-fail:
-    lms_ckpt_shard_free(&sh);
-    if (tmp) ckpt_rmtree(tmp);
-    free(tmp);
+    lms_status st = lms_ckpt_save_pieces(root, state, NULL, pc, n, keep_last, saved_path);
+    free(pc);
     return st;
 }
 

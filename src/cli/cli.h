@@ -106,11 +106,13 @@ lms_status train_ckpt_restore(const train_opts *o, train_ckpt_ctx *c, lms_gpt *m
 lms_status train_ckpt_restore_zero(const train_opts *o, train_ckpt_ctx *c, lms_zero *z, lms_adamw *opt,
                                    uint64_t seed);
 /* Saves a checkpoint after `steps_done` steps when --save is set and it is
- * due (every --save-every steps, or final). */
+ * due (every --save-every steps, or final). Without ZeRO (z NULL) rank 0
+ * alone calls it; with ZeRO every rank of z's group does and writes its own
+ * shard. */
 lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int steps_done, int final,
                                  const lms_schedule *sched, int G, int T, uint64_t seed, lms_data_order order,
                                  const lms_tokenizer *tok, const lms_gpt *m, const lms_adamw *opt,
-                                 const lms_logger *lg);
+                                 const lms_zero *z, const lms_logger *lg);
 void train_ckpt_free(train_ckpt_ctx *c);
 
 void train_opts_default(train_opts *o);

@@ -416,15 +416,19 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             fprintf(metrics, "}\n");
             fflush(metrics);
         }
-        if (rank0) /* with plain data parallelism every rank holds the same state */
+        /* plain data parallelism: every rank holds the same state, rank 0 saves;
+         * ZeRO: every rank saves its shard */
+        if (rank0 || zs)
             LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
-                                          p.order, &tok, &m, &opt, lg));
+                                          p.order, &tok, &m, &opt, zs ? &z : NULL, lg));
         if (step + 1 == o->stop_after) {
             step++;
             break;
         }
     }
-    if (rank0) LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt, lg));
+    if (rank0 || zs)
+        LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt,
+                                      zs ? &z : NULL, lg));
     double total = lms_now_s() - t_start;
     double mean_tps = timed ? (double)G * p.T * timed / t_steps : 0;
     int ran = step - start_step; /* this process's steps (resume and --stop-after count) */

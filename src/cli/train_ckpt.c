@@ -202,10 +202,56 @@ fail:
     return st;
 }
 
+/* ZeRO: this rank's parts of the optimizer state (and of the parameters at
+ * stage 3; rank 0 writes the whole parameters at stages 1 and 2). */
+static lms_status save_zero(const train_opts *o, const lms_ckpt_state *st, const lms_zero *z, const lms_adamw *opt,
+                            char **path) {
+    const lms_gpt *m = z->m;
+    int cap = (z->nviews + m->num_tensors) * 3, n = 0;
+    lms_ckpt_piece *pc = calloc((size_t)cap, sizeof *pc);
+    if (!pc) return lms_errorf(LMS_ERR_OOM, "out of memory");
+    static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
+    for (int g = 0; g < 3; g++) {
+        if (g == 0 && z->stage < 3) { /* the parameters are whole on every rank */
+            for (int i = 0; z->rank == 0 && i < m->num_tensors; i++, n++) {
+                const lms_tensor_view *v = &m->tensors[i];
+                snprintf(pc[n].name, sizeof pc[n].name, "model.%s", v->name);
+                pc[n].ndim = v->ndim;
+                pc[n].shape[0] = v->shape[0];
+                pc[n].shape[1] = v->shape[1];
+                pc[n].count = v->numel;
+                pc[n].data = m->params + v->offset;
+            }
+            continue;
+        }
+        const float *src = g == 0 ? z->master : g == 1 ? opt->m : opt->v;
+        for (int u = 0; u < z->nunits; u++) {
+            size_t lo = lms_zero_part_lo(z, u), hi = lo + z->units[u].mine;
+            for (int i = 0; i < m->num_tensors; i++) {
+                const lms_tensor_view *v = &m->tensors[i];
+                size_t a = v->offset > lo ? v->offset : lo, b = v->offset + v->numel < hi ? v->offset + v->numel : hi;
+                if (a >= b) continue;
+                LMS_ASSERT(n < cap);
+                snprintf(pc[n].name, sizeof pc[n].name, "%s%s", groups[g], v->name);
+                pc[n].ndim = v->ndim;
+                pc[n].shape[0] = v->shape[0];
+                pc[n].shape[1] = v->shape[1];
+                pc[n].start = a - v->offset;
+                pc[n].count = b - a;
+                pc[n].data = src + z->units[u].shard_off + (a - lo);
+                n++;
+            }
+        }
+    }
+    lms_status s = lms_ckpt_save_pieces(o->save_dir, st, z->comm, pc, n, o->keep_last, path);
+    free(pc);
+    return s;
+}
+
 lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int steps_done, int final,
                                  const lms_schedule *sched, int G, int T, uint64_t seed, lms_data_order order,
                                  const lms_tokenizer *tok, const lms_gpt *m, const lms_adamw *opt,
-                                 const lms_logger *lg) {
+                                 const lms_zero *z, const lms_logger *lg) {
     if (!o->save_dir || steps_done == c->last_saved_step) return LMS_OK;
     if (!final && !(o->save_every > 0 && steps_done % o->save_every == 0)) return LMS_OK;
     lms_ckpt_state st;
@@ -232,7 +278,10 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     }
     double t0 = lms_now_s();
     char *path = NULL;
-    LMS_CHECK(lms_ckpt_save_train(o->save_dir, &st, m, opt, o->keep_last, &path));
+    if (z)
+        LMS_CHECK(save_zero(o, &st, z, opt, &path));
+    else
+        LMS_CHECK(lms_ckpt_save_train(o->save_dir, &st, m, opt, o->keep_last, &path));
     lms_log(lg, LMS_LOG_INFO, "saved checkpoint %s (%.2f s)", path ? path : o->save_dir, lms_now_s() - t0);
     free(path);
     c->last_saved_step = steps_done;
