@@ -175,6 +175,31 @@ static void check_init(void) {
     for (size_t i = 0; i < pr->numel; i++) s2 += (double)ma.params[pr->offset + i] * ma.params[pr->offset + i];
     CHECK(fabs(sqrt(s2 / pr->numel) - 0.01) < 0.001, "c_proj std %g (want 0.02/sqrt(4))", sqrt(s2 / pr->numel));
     CHECK(ma.params[lms_gpt_find(&ma, "ln_f.weight")->offset] == 1.0f, "LayerNorm weight init 1");
+    /* ZeRO-3 initialises only its shard: any range equals that slice of the whole */
+    const size_t ranges[4][2] = {{0, 1}, {100, 20000}, {ta->offset - 3, ta->numel + 7}, {ma.num_params - 130, 130}};
+    float *part = malloc(sizeof(float) * ma.num_params);
+    for (int r = 0; r < 4; r++) {
+        memset(part, 0xff, sizeof(float) * ma.num_params);
+        lms_gpt_init_params_range(ma.tensors, ma.num_tensors, 7, ranges[r][0], ranges[r][1], part);
+        CHECK(memcmp(part, ma.params + ranges[r][0], ranges[r][1] * 4) == 0, "init of range [%zu, +%zu) = slice",
+              ranges[r][0], ranges[r][1]);
+    }
+    free(part);
+    /* units tile the flat buffer in order, and bind the same pointers as lms_gpt_bind */
+    lms_gpt mc;
+    lms_gpt_init_ex(&mc, &a, 1, 8, LMS_GPT_NO_PARAMS);
+    size_t next = 0;
+    for (int u = 0; u < lms_gpt_num_units(&a); u++) {
+        size_t off, n;
+        lms_gpt_unit_range(&a, u, &off, &n);
+        CHECK(off == next && n > 0, "unit %d starts at %zu (want %zu)", u, off, next);
+        next = off + n;
+        lms_gpt_bind_unit(&mc, u, ma.params + off, NULL);
+    }
+    CHECK(next == ma.num_params, "units cover the %zu parameters (%zu)", ma.num_params, next);
+    CHECK(mc.p.wpe == ma.p.wpe && mc.p.h[1].fcprojb == ma.p.h[1].fcprojb && mc.p.lnfb == ma.p.lnfb &&
+          mc.p.h[0].qkvw == ma.p.h[0].qkvw, "lms_gpt_bind_unit points where lms_gpt_bind does");
+    lms_gpt_free(&mc);
     lms_gpt_init_params(&mb, 8);
     CHECK(memcmp(ma.params + ta->offset, mb.params + tb->offset, ta->numel * 4) != 0, "seed changes init");
     CHECK(lms_gpt_flop_params(&a) + (size_t)a.maxT * a.C + (size_t)(a.Vp - a.V) * a.C == ma.num_params,
