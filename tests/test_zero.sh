@@ -95,6 +95,13 @@ print("  dp=4 per-rank state: plain %.3f MB (params %.3f grads %.3f optim %.3f),
 sys.exit(0 if s3 <= 0.30 * s0 and s3 > 0 else 1)
 PYEOF
 
+# --log-all-ranks: every rank prints and writes its own metrics (per-rank memory)
+rm -f "$T/a.jsonl"*
+bash "$MPI" 2 "$BIN" "${COMMON[@]}" --batch-size 8 --zero 3 --steps 2 --log-all-ranks --metrics "$T/a.jsonl" >"$T/a.out" 2>&1 ||
+    bad "--log-all-ranks run failed: $(tail -2 "$T/a.out")"
+[ -s "$T/a.jsonl" ] && [ -s "$T/a.jsonl.rank1" ] && ok || bad "--log-all-ranks: no per-rank metrics files"
+grep -q "\[rank 1\].*done: 2 steps" "$T/a.out" && ok || bad "--log-all-ranks: rank 1 printed nothing"
+
 # bad stage
 if "$BIN" "${COMMON[@]}" --batch-size 8 --zero 4 >"$T/b.out" 2>&1; then bad "--zero 4 accepted"; else
     grep -q "ZeRO stage must be 0 (off), 1, 2 or 3" "$T/b.out" && ok || bad "--zero 4: unclear message: $(cat "$T/b.out")"

@@ -75,6 +75,7 @@ typedef struct {
     const char *comm;   /* auto, single, mpi */
     float bucket_mb;    /* gradient all-reduce bucket size */
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
+    int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */

@@ -221,6 +221,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_zero z = {0};
     float *full = NULL; /* ZeRO-3: the whole model gathered, for --save-model */
     LMS_TRY(dp_setup(o, &p, &ctx));
+    ctx.log.all_ranks = o->log_all_ranks && p.world->size > 1;
     const int rank0 = p.world->rank == 0;
     LMS_TRY(train_ckpt_prepare(o, &p.ck, &tok, &ctx.log));
     LMS_TRY(validate(o, &p));
@@ -264,11 +265,16 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         LMS_TRY(lms_loader_init(&vld, val_ptr, n_val, p.T, LMS_ORDER_SEQUENTIAL, o->seed, "the validation data"));
     LMS_TRY(check_agreement(o, &p, train_tok));
     if (o->save_model && rank0) LMS_TRY(check_writable(o->save_model));
-    if (o->metrics && rank0) {
-        metrics = fopen(o->metrics, "a");
+    if (o->metrics && (rank0 || o->log_all_ranks)) {
+        char mpath[4096];
+        if (rank0)
+            snprintf(mpath, sizeof mpath, "%s", o->metrics);
+        else
+            snprintf(mpath, sizeof mpath, "%s.rank%d", o->metrics, p.world->rank);
+        metrics = fopen(mpath, "a");
         if (!metrics) {
             st = lms_errorf(LMS_ERR_IO, "cannot open --metrics file '%s' for appending (check that its "
-                            "directory exists and is writable)", o->metrics);
+                            "directory exists and is writable)", mpath);
             goto fail;
         }
     }
@@ -518,6 +524,7 @@ int cmd_train(int argc, char **argv) {
         {"comm", CLI_STR, &o.comm, "NAME", "communicator: auto (MPI when launched by mpirun/srun), single, mpi"},
         {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "gradient all-reduce bucket size"},
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
+        {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
     };
     char epilog[512];
