@@ -73,6 +73,7 @@ typedef struct {
     int dp;             /* 0: the world size */
     const char *comm;   /* auto, single, mpi */
     float bucket_mb;    /* gradient all-reduce bucket size */
+    float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
