@@ -2,6 +2,7 @@
  * backend) and under mpirun with 3 and 4 ranks (the mpi backend). Every
  * result is checked against a closed form of the ranks' inputs. */
 #include "check.h"
+#include "comm/comm_impl.h"
 #include "lmscale/parallel.h"
 
 #include <string.h>
@@ -113,6 +114,8 @@ static void test_topology(void) {
         CHECK(lms_topology_init(&t, P, W->rank, layouts[k][0], layouts[k][1], layouts[k][2]) == LMS_OK, "init");
         CHECK(lms_groups_init(&g, W, &t) == LMS_OK, "groups: %s", lms_last_error());
         CHECK(g.dp->size == t.dp && g.tp->size == t.tp && g.pp->size == t.pp, "group sizes");
+        CHECK(strcmp(g.dp->label, "dp group") == 0 && strcmp(g.tp->label, "tp group") == 0,
+              "groups are labelled for watchdog messages");
         CHECK(g.dp->rank == t.dp_rank && g.tp->rank == t.tp_rank, "group ranks are the coordinates");
         /* members of my dp group share my tp and pp coordinates */
         int *members = malloc(sizeof(int) * g.dp->size), me = W->rank, ok = 1;
@@ -128,9 +131,28 @@ static void test_topology(void) {
     }
 }
 
+/* LMSCALE_FAULT's grammar; the faults themselves: tests/test_faults.sh */
+static void test_fault_spec(void) {
+    lms_fault f;
+    CHECK(lms_fault_parse(NULL, &f) == LMS_OK && f.kind == LMS_FAULT_NONE, "no fault");
+    CHECK(lms_fault_parse("hang:rank=1:step=5", &f) == LMS_OK && f.kind == LMS_FAULT_HANG && f.rank == 1 &&
+          f.step == 5, "hang spec");
+    CHECK(lms_fault_parse("kill:step=2:rank=0", &f) == LMS_OK && f.kind == LMS_FAULT_KILL && f.rank == 0 &&
+          f.step == 2, "keys in any order");
+    const char *bad[] = {"hang", "exit:rank=1", "boom:rank=1:step=2", "hang:rank=x:step=1", "hang:rank=1:step=0",
+                         "hang:rank=1:step=2:when=now", "hang:rank=-1:step=2", "hang:rank=1:step=2:"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK(lms_fault_parse(bad[i], &f) == LMS_ERR_INVALID_ARG && strstr(lms_last_error(), "LMSCALE_FAULT='"),
+              "'%s' refused naming the variable: %s", bad[i], lms_last_error());
+}
+
 int main(int argc, char **argv) {
     CHECK(lms_comm_world("auto", &argc, &argv, &W) == LMS_OK, "world: %s", lms_last_error());
     if (!W) return 1;
+    /* every operation below runs tracked, under a watchdog that must not fire */
+    CHECK(lms_comm_set_timeout(W, 120) == LMS_OK, "watchdog: %s", lms_last_error());
+    CHECK(strcmp(W->label, "world") == 0, "the world is labelled");
+    test_fault_spec();
     test_collectives();
     test_topology();
     /* every rank's failures count */

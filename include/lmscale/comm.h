@@ -6,7 +6,12 @@
  * collective with the same count and type. Buffers may be the same pointer
  * (in place) where noted. Non-blocking variants return a request that must
  * be completed with lms_comm_wait before the buffers are touched. Errors
- * from the library come back as lms_status with the library's message. */
+ * from the library come back as lms_status with the library's message.
+ *
+ * Faults (docs/parallelism.md, "Faults and timeouts"): the mpi backend
+ * tracks every blocking call and every wait; a watchdog thread aborts the
+ * whole job, naming the rank and the operation, when one has been pending
+ * longer than the timeout (lms_comm_set_timeout). */
 #ifndef LMSCALE_COMM_H
 #define LMSCALE_COMM_H
 
@@ -51,12 +56,21 @@ typedef struct lms_comm_i {
     void (*free)(lms_comm *c);
     /* abort every process of the job (used by watchdogs); does not return */
     void (*abort)(lms_comm *c, int code);
+    /* The collective watchdog of this process (shared by the world and its
+     * splits): seconds > 0 starts or retimes it, 0 stops it. NULL where no
+     * operation can hang (single). Called through lms_comm_set_timeout. */
+    lms_status (*set_timeout)(lms_comm *c, double seconds);
+    /* step `step` (1-based) starts: watchdog messages name it. May be NULL. */
+    void (*mark_step)(lms_comm *c, int step);
 } lms_comm_i;
 
 struct lms_comm {
     const lms_comm_i *i;
     int rank, size;
     void *impl;
+    /* what the communicator is, for messages: "world", "dp group", ...;
+     * a string with static lifetime (the watchdog thread reads it), or NULL */
+    const char *label;
 };
 
 /* The world communicator. backend: "single", "mpi", or "auto" (mpi when this
@@ -67,6 +81,26 @@ lms_status lms_comm_world(const char *backend, int *argc, char ***argv, lms_comm
 void lms_comm_free(lms_comm *c);
 /* 1 when this build has the MPI backend. */
 int lms_comm_have_mpi(void);
+
+/* ---- faults and timeouts (docs/parallelism.md) ---- */
+
+#define LMS_COMM_TIMEOUT_DEFAULT 600.0 /* seconds, as PyTorch's NCCL default */
+#define LMS_COMM_TIMEOUT_EXIT 75       /* the job's exit status after a timeout (EX_TEMPFAIL) */
+
+/* Sets the watchdog of world's process: an operation (collective, send,
+ * recv, or a wait on a non-blocking one) pending for more than `seconds`
+ * prints one line naming the rank, the operation, its size, group and
+ * sequence number, then aborts every process of the job (exit status
+ * LMS_COMM_TIMEOUT_EXIT). seconds < 0: LMSCALE_COMM_TIMEOUT from the
+ * environment, else LMS_COMM_TIMEOUT_DEFAULT; 0: no watchdog. A no-op on the
+ * single backend, after validation. */
+lms_status lms_comm_set_timeout(lms_comm *world, double seconds);
+
+/* Marks the start of training step `step` (1-based): the watchdog names it,
+ * and a fault injected with LMSCALE_FAULT for this rank and step fires here
+ * (a testing aid: "hang:rank=R:step=S" sleeps forever, "exit:..." exits with
+ * status 3 as a crash would, "kill:..." sends this process SIGKILL). */
+void lms_comm_mark_step(lms_comm *world, int step);
 
 /* Convenience wrappers through the vtable. */
 static inline lms_status lms_comm_allreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,

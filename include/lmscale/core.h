@@ -104,8 +104,9 @@ void lms_free(void *p);
  * kernels), and the launchers' OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMI_RANK,
  * PMIX_RANK, MPI_LOCALNRANKS, SLURM_NTASKS, SLURM_PROCID (to pick the MPI
  * communicator), OMPI_COMM_WORLD_RANK (to know the rank before MPI starts),
- * LMS_TEST_CRASH_IN_SAVE (test hook, docs/checkpoints.md); see
- * docs/parallelism.md. */
+ * LMS_TEST_CRASH_IN_SAVE (test hook, docs/checkpoints.md),
+ * LMSCALE_COMM_TIMEOUT (the collective watchdog) and LMSCALE_FAULT (fault
+ * injection, a test hook); see docs/parallelism.md. */
 const char *lms_env(const char *name);
 
 /* ---- time ---- */

@@ -38,11 +38,12 @@ static lms_status run_op(lms_comm *w, bench_op op, float *a, float *b, size_t co
 }
 
 static lms_status bench_comm(const char *backend, size_t min_b, size_t max_b, int iters_opt, int warmup,
-                             const char *ops) {
+                             const char *ops, float timeout) {
     lms_comm *w = NULL;
     LMS_CHECK(lms_comm_world(backend, NULL, NULL, &w));
-    lms_status st = LMS_OK;
     float *a = NULL, *b = NULL;
+    lms_status st;
+    LMS_TRY(lms_comm_set_timeout(w, timeout));
     int P = w->size;
     size_t cap = (max_b / 4 / (size_t)P + 1) * (size_t)P;
     a = lms_alloc(cap * 4);
@@ -99,6 +100,7 @@ int cmd_bench(int argc, char **argv) {
     }
     const char *min_s = "1K", *max_s = "256M", *backend = "auto", *ops = "allreduce,reduce_scatter,allgather";
     int iters = 0, warmup = 3;
+    float timeout = -1;
     const cli_opt opts[] = {
         {"min-bytes", CLI_STR, &min_s, "SIZE", "smallest buffer (K, M, G suffixes)"},
         {"max-bytes", CLI_STR, &max_s, "SIZE", "largest buffer; sizes double from min to max"},
@@ -106,6 +108,7 @@ int cmd_bench(int argc, char **argv) {
         {"iters", CLI_INT, &iters, "N", "timed calls per size (0 = by size, 3..200)"},
         {"warmup", CLI_INT, &warmup, "N", "untimed calls per size"},
         {"comm", CLI_STR, &backend, "NAME", "auto, single or mpi"},
+        {"comm-timeout", CLI_FLOAT, &timeout, "S", "abort the job when a call waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
     };
     cli_spec spec = {"bench comm", "lmscale bench comm: all-reduce, reduce-scatter and all-gather bandwidth "
                      "(nccl-tests' algbw and busbw).", "mpirun -np N lmscale bench comm [flags]", opts,
@@ -124,6 +127,6 @@ int cmd_bench(int argc, char **argv) {
         lms_errorf(LMS_ERR_INVALID_ARG, "--min-bytes must not exceed --max-bytes; --iters and --warmup >= 0");
         return cli_fail("bench comm", LMS_ERR_INVALID_ARG);
     }
-    st = bench_comm(backend, min_b, max_b, iters, warmup, ops);
+    st = bench_comm(backend, min_b, max_b, iters, warmup, ops, timeout);
     return st == LMS_OK ? 0 : cli_fail("bench comm", st);
 }

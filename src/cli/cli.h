@@ -76,6 +76,7 @@ typedef struct {
     float bucket_mb;    /* gradient all-reduce bucket size */
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
+    float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */

@@ -16,6 +16,7 @@ void train_opts_default(train_opts *o) {
     memset(o, 0, sizeof *o);
     o->comm = "auto";
     o->bucket_mb = 25.0f;
+    o->comm_timeout = -1;
     cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
     o->model = mo;
     o->val_fraction = 0.1f;
@@ -168,6 +169,7 @@ static lms_status check_writable(const char *path) {
 /* The world communicator and the (dp, 1, 1) topology; rank 0 logs. */
 static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
     LMS_CHECK(lms_comm_world(o->comm, NULL, NULL, &p->world));
+    LMS_CHECK(lms_comm_set_timeout(p->world, o->comm_timeout));
     ctx->rank = p->world->rank;
     ctx->world = p->world->size;
     ctx->log.rank = ctx->rank;
@@ -343,6 +345,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     int step = start_step;
     for (; step < o->steps; step++) {
         double t0 = lms_now_s();
+        lms_comm_mark_step(p.world, step + 1); /* watchdog messages; LMSCALE_FAULT fires here */
         if (zs)
             lms_zero_begin_step(&z);
         else
@@ -525,6 +528,7 @@ int cmd_train(int argc, char **argv) {
         {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "gradient all-reduce bucket size"},
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
         {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
+        {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
     };
     char epilog[512];

@@ -1,7 +1,9 @@
 /* The MPI communicator (Open MPI, MPICH). Every MPI call goes through
- * MPI_TRY, which turns an error into an lms_status carrying MPI's own
- * message and the operation's name. Errors return (MPI_ERRORS_RETURN)
- * instead of aborting, so the caller can say what failed. */
+ * MPI_TRY (or done), which turns an error into an lms_status carrying MPI's
+ * own message and the operation's name. Errors return (MPI_ERRORS_RETURN)
+ * instead of aborting, so the caller can say what failed. Every call that
+ * can block is tracked by the process's collective watchdog (watchdog.c):
+ * track before, done after. */
 #include "comm_impl.h"
 
 #ifndef LMS_HAVE_MPI
@@ -16,16 +18,23 @@ lms_status lms_comm_mpi_world(int *argc, char ***argv, lms_comm **out) {
 #include <limits.h>
 #include <mpi.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 typedef struct {
     MPI_Comm comm;
     int is_world;
+    lms_watchdog *wd; /* the process's; owned by the world communicator */
+    uint64_t nops;    /* tracked operations on this communicator: the watchdog's #N */
 } mpi_impl;
 
 struct lms_comm_req {
     MPI_Request r;
     const char *what;
+    uint64_t seq;
+    size_t bytes;
 };
+
+static const char OP_FINALIZE[] = "finalize";
 
 static lms_status mpi_fail(int rc, const char *what) {
     char msg[MPI_MAX_ERROR_STRING];
@@ -40,6 +49,18 @@ static lms_status mpi_fail(int rc, const char *what) {
     } while (0)
 
 static MPI_Comm C(lms_comm *c) { return ((mpi_impl *)c->impl)->comm; }
+
+/* The watchdog's view: op is pending on c from now until done(). */
+static uint64_t track(lms_comm *c, const char *op, size_t bytes, int peer) {
+    mpi_impl *m = c->impl;
+    uint64_t seq = ++m->nops;
+    lms_watchdog_begin(m->wd, op, c->label, c->size, seq, bytes, peer);
+    return seq;
+}
+static lms_status done(lms_comm *c, int rc, const char *what) {
+    lms_watchdog_end(((mpi_impl *)c->impl)->wd);
+    return rc == MPI_SUCCESS ? LMS_OK : mpi_fail(rc, what);
+}
 
 static MPI_Datatype T(lms_dtype t) {
     switch (t) {
@@ -62,100 +83,106 @@ static lms_status count_ok(size_t n, const char *what) {
 
 static lms_status m_allreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op) {
     LMS_CHECK(count_ok(n, "allreduce"));
-    MPI_TRY(MPI_Allreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c)), "allreduce");
-    return LMS_OK;
+    track(c, "allreduce", n * lms_dtype_size(t), -1);
+    return done(c, MPI_Allreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c)), "allreduce");
 }
 static lms_status m_reduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
                                    lms_reduce_op op) {
     LMS_CHECK(count_ok(n * (size_t)c->size, "reduce_scatter"));
-    MPI_TRY(MPI_Reduce_scatter_block(s, r, (int)n, T(t), O(op), C(c)), "reduce_scatter");
-    return LMS_OK;
+    track(c, "reduce_scatter", n * (size_t)c->size * lms_dtype_size(t), -1);
+    return done(c, MPI_Reduce_scatter_block(s, r, (int)n, T(t), O(op), C(c)), "reduce_scatter");
 }
 static lms_status m_allgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t) {
     LMS_CHECK(count_ok(n * (size_t)c->size, "allgather"));
     const char *in_place = (const char *)r + (size_t)c->rank * n * lms_dtype_size(t);
-    MPI_TRY(MPI_Allgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c)), "allgather");
-    return LMS_OK;
+    track(c, "allgather", n * (size_t)c->size * lms_dtype_size(t), -1);
+    return done(c, MPI_Allgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c)),
+                "allgather");
 }
 static lms_status m_broadcast(lms_comm *c, void *b, size_t n, lms_dtype t, int root) {
     LMS_CHECK(count_ok(n, "broadcast"));
-    MPI_TRY(MPI_Bcast(b, (int)n, T(t), root, C(c)), "broadcast");
-    return LMS_OK;
+    track(c, "broadcast", n * lms_dtype_size(t), -1);
+    return done(c, MPI_Bcast(b, (int)n, T(t), root, C(c)), "broadcast");
 }
 static lms_status m_send(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag) {
     LMS_CHECK(count_ok(n, "send"));
-    MPI_TRY(MPI_Send(b, (int)n, T(t), peer, tag, C(c)), "send");
-    return LMS_OK;
+    track(c, "send", n * lms_dtype_size(t), peer);
+    return done(c, MPI_Send(b, (int)n, T(t), peer, tag, C(c)), "send");
 }
 static lms_status m_recv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag) {
     LMS_CHECK(count_ok(n, "recv"));
-    MPI_TRY(MPI_Recv(b, (int)n, T(t), peer, tag, C(c), MPI_STATUS_IGNORE), "recv");
-    return LMS_OK;
+    track(c, "recv", n * lms_dtype_size(t), peer);
+    return done(c, MPI_Recv(b, (int)n, T(t), peer, tag, C(c), MPI_STATUS_IGNORE), "recv");
 }
 static lms_status m_barrier(lms_comm *c) {
-    MPI_TRY(MPI_Barrier(C(c)), "barrier");
-    return LMS_OK;
+    track(c, "barrier", 0, -1);
+    return done(c, MPI_Barrier(C(c)), "barrier");
 }
-static lms_status new_req(lms_comm_req **req, const char *what) {
+/* A request for op `what` of `bytes`, tracked from its start (starting
+ * does not normally block; its wait does, under the same #N). */
+static lms_status new_req(lms_comm *c, lms_comm_req **req, const char *what, size_t bytes) {
     *req = malloc(sizeof **req);
     if (!*req) return lms_errorf(LMS_ERR_OOM, "out of memory for an MPI request");
     (*req)->what = what;
+    (*req)->bytes = bytes;
+    (*req)->seq = track(c, what, bytes, -1);
     return LMS_OK;
+}
+/* After the start call: untrack, and free the request if it failed. */
+static lms_status started(lms_comm *c, int rc, lms_comm_req **req) {
+    lms_status st = done(c, rc, (*req)->what);
+    if (st != LMS_OK) {
+        free(*req);
+        *req = NULL;
+    }
+    return st;
 }
 static lms_status m_iallreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
                                lms_comm_req **req) {
     LMS_CHECK(count_ok(n, "iallreduce"));
-    LMS_CHECK(new_req(req, "iallreduce"));
-    int rc = MPI_Iallreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c), &(*req)->r);
-    if (rc != MPI_SUCCESS) {
-        free(*req);
-        return mpi_fail(rc, "iallreduce");
-    }
-    return LMS_OK;
+    LMS_CHECK(new_req(c, req, "iallreduce", n * lms_dtype_size(t)));
+    return started(c, MPI_Iallreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c), &(*req)->r), req);
 }
 static lms_status m_ireduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
                                     lms_reduce_op op, lms_comm_req **req) {
     LMS_CHECK(count_ok(n * (size_t)c->size, "ireduce_scatter"));
-    LMS_CHECK(new_req(req, "ireduce_scatter"));
-    int rc = MPI_Ireduce_scatter_block(s, r, (int)n, T(t), O(op), C(c), &(*req)->r);
-    if (rc != MPI_SUCCESS) {
-        free(*req);
-        return mpi_fail(rc, "ireduce_scatter");
-    }
-    return LMS_OK;
+    LMS_CHECK(new_req(c, req, "ireduce_scatter", n * (size_t)c->size * lms_dtype_size(t)));
+    return started(c, MPI_Ireduce_scatter_block(s, r, (int)n, T(t), O(op), C(c), &(*req)->r), req);
 }
 static lms_status m_iallgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_comm_req **req) {
     LMS_CHECK(count_ok(n * (size_t)c->size, "iallgather"));
-    LMS_CHECK(new_req(req, "iallgather"));
+    LMS_CHECK(new_req(c, req, "iallgather", n * (size_t)c->size * lms_dtype_size(t)));
     const char *in_place = (const char *)r + (size_t)c->rank * n * lms_dtype_size(t);
-    int rc = MPI_Iallgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c), &(*req)->r);
-    if (rc != MPI_SUCCESS) {
-        free(*req);
-        return mpi_fail(rc, "iallgather");
-    }
-    return LMS_OK;
+    return started(c, MPI_Iallgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c),
+                                     &(*req)->r), req);
 }
 static lms_status m_wait(lms_comm *c, lms_comm_req *req) {
+    lms_watchdog_begin(((mpi_impl *)c->impl)->wd, req->what, c->label, c->size, req->seq, req->bytes, -1);
     int rc = MPI_Wait(&req->r, MPI_STATUS_IGNORE);
     const char *what = req->what;
     free(req);
-    if (rc != MPI_SUCCESS) return mpi_fail(rc, what);
-    return LMS_OK;
+    return done(c, rc, what);
 }
 
-static lms_status wrap(MPI_Comm mc, int is_world, lms_comm **out);
+static lms_status wrap(MPI_Comm mc, int is_world, lms_watchdog *wd, lms_comm **out);
 
 static lms_status m_split(lms_comm *c, int color, int key, lms_comm **out) {
     MPI_Comm nc;
-    MPI_TRY(MPI_Comm_split(C(c), color, key, &nc), "comm_split");
-    return wrap(nc, 0, out);
+    track(c, "comm_split", 0, -1);
+    LMS_CHECK(done(c, MPI_Comm_split(C(c), color, key, &nc), "comm_split"));
+    return wrap(nc, 0, ((mpi_impl *)c->impl)->wd, out);
 }
 static void m_free(lms_comm *c) {
     mpi_impl *m = c->impl;
     if (m->is_world) {
         int fin = 0;
         MPI_Finalized(&fin);
-        if (!fin) MPI_Finalize();
+        if (!fin) { /* Open MPI's finalize waits for every rank: a hung one would hold it */
+            track(c, OP_FINALIZE, 0, -1);
+            MPI_Finalize();
+            lms_watchdog_end(m->wd);
+        }
+        lms_watchdog_free(m->wd);
     } else {
         MPI_Comm_free(&m->comm);
     }
@@ -169,14 +196,27 @@ static void m_abort(lms_comm *c, int code) {
     _Exit(code);
 }
 
+/* The watchdog's way out: MPI_Abort (from the watchdog thread; Open MPI
+ * allows it at thread level FUNNELED in practice), except once MPI_Finalize
+ * has begun, when exiting non-zero makes the launcher end the job. */
+static void abort_job(const char *op, int code) {
+    if (op != OP_FINALIZE) MPI_Abort(MPI_COMM_WORLD, code);
+    _exit(code);
+}
+static lms_status m_set_timeout(lms_comm *c, double seconds) {
+    return lms_watchdog_set_timeout(((mpi_impl *)c->impl)->wd, seconds);
+}
+static void m_mark_step(lms_comm *c, int step) { lms_watchdog_mark_step(((mpi_impl *)c->impl)->wd, step); }
+
 static const lms_comm_i mpi_i = {
     .name = "mpi", .allreduce = m_allreduce, .reduce_scatter = m_reduce_scatter, .allgather = m_allgather,
     .broadcast = m_broadcast, .send = m_send, .recv = m_recv, .barrier = m_barrier,
     .iallreduce = m_iallreduce, .ireduce_scatter = m_ireduce_scatter, .iallgather = m_iallgather,
-    .wait = m_wait, .split = m_split, .free = m_free, .abort = m_abort,
+    .wait = m_wait, .split = m_split, .free = m_free, .abort = m_abort, .set_timeout = m_set_timeout,
+    .mark_step = m_mark_step,
 };
 
-static lms_status wrap(MPI_Comm mc, int is_world, lms_comm **out) {
+static lms_status wrap(MPI_Comm mc, int is_world, lms_watchdog *wd, lms_comm **out) {
     lms_comm *c = calloc(1, sizeof *c);
     mpi_impl *m = calloc(1, sizeof *m);
     if (!c || !m) {
@@ -186,6 +226,7 @@ static lms_status wrap(MPI_Comm mc, int is_world, lms_comm **out) {
     }
     m->comm = mc;
     m->is_world = is_world;
+    m->wd = wd;
     c->i = &mpi_i;
     c->impl = m;
     MPI_Comm_rank(mc, &c->rank);
@@ -201,7 +242,14 @@ lms_status lms_comm_mpi_world(int *argc, char ***argv, lms_comm **out) {
     MPI_Initialized(&inited);
     if (!inited) MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "init");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    return wrap(MPI_COMM_WORLD, 1, out);
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    lms_watchdog *wd;
+    LMS_CHECK(lms_watchdog_new(rank, size, abort_job, &wd));
+    lms_status st = wrap(MPI_COMM_WORLD, 1, wd, out);
+    if (st != LMS_OK) lms_watchdog_free(wd);
+    return st;
 }
 
 #endif

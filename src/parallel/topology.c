@@ -34,6 +34,9 @@ lms_status lms_groups_init(lms_groups *g, lms_comm *world, const lms_topology *t
     LMS_TRY(world->i->split(world, t->tp_rank + t->tp * t->pp_rank, t->dp_rank, &g->dp));
     LMS_TRY(world->i->split(world, t->dp_rank + t->dp * t->pp_rank, t->tp_rank, &g->tp));
     LMS_TRY(world->i->split(world, t->tp_rank + t->tp * t->dp_rank, t->pp_rank, &g->pp));
+    g->dp->label = "dp group"; /* named in watchdog messages */
+    g->tp->label = "tp group";
+    g->pp->label = "pp group";
     return LMS_OK;
 fail:
     lms_groups_free(g);
