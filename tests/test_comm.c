@@ -53,6 +53,13 @@ static void test_collectives(void) {
     int32_t v[3] = {r, r, r};
     W->i->broadcast(W, v, 3, LMS_DT_I32, P - 1);
     CHECK(v[0] == P - 1 && v[2] == P - 1, "broadcast from the last rank");
+    /* a library error returns (not aborts) and carries the library's own
+     * message: every rank names a root that does not exist */
+    lms_status st = W->i->broadcast(W, v, 3, LMS_DT_I32, P);
+    CHECK(st != LMS_OK && strstr(lms_last_error(), "broadcast") && strlen(lms_last_error()) > 20 &&
+              !strchr(lms_last_error(), '\n'),
+          "broadcast from rank %d of %d refused with a one-line message: %s", P, P, lms_last_error());
+    if (r == 0) printf("  broadcast from a missing root: %s\n", lms_last_error());
 
     /* non-blocking: three outstanding, completed in reverse order */
     float a1[N], a2[K], *a3 = malloc(sizeof(float) * K * P);

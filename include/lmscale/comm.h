@@ -75,7 +75,10 @@ struct lms_comm {
 
 /* The world communicator. backend: "single", "mpi", or "auto" (mpi when this
  * build has MPI and the process was started by a launcher — mpirun, srun —
- * else single). MPI is initialised here (thread level FUNNELED). */
+ * else single). MPI is initialised here (thread level FUNNELED); it fails,
+ * leaving MPI finalised again, when the library gives a lower thread level or
+ * when MPI's world is 1 process but the launcher started several (a launcher
+ * of another MPI: Open MPI's mpirun running an MPICH build, or the reverse). */
 lms_status lms_comm_world(const char *backend, int *argc, char ***argv, lms_comm **out);
 /* Frees c; for the world communicator also finalises MPI. NULL is a no-op. */
 void lms_comm_free(lms_comm *c);

@@ -19,6 +19,7 @@ lms_status lms_comm_mpi_world(int *argc, char ***argv, lms_comm **out) {
 #include <mpi.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <string.h>
 
 typedef struct {
     MPI_Comm comm;
@@ -36,11 +37,28 @@ struct lms_comm_req {
 
 static const char OP_FINALIZE[] = "finalize";
 
+/* MPI's message for rc on one line. Open MPI gives one line ("MPI_ERR_ROOT:
+ * invalid root"); MPICH gives an error stack, one line per frame ("Invalid
+ * root, error stack:\ninternal_Bcast(107): MPI_Bcast(...) failed\n...:
+ * Invalid root (value given was 3)"), joined here with "; ". */
 static lms_status mpi_fail(int rc, const char *what) {
-    char msg[MPI_MAX_ERROR_STRING];
+    char msg[MPI_MAX_ERROR_STRING + 1];
+    char flat[2 * MPI_MAX_ERROR_STRING];
     int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    return lms_errorf(LMS_ERR_IO, "MPI %s failed: %.*s", what, len, msg);
+    if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS || len < 0) len = 0;
+    if (len > MPI_MAX_ERROR_STRING) len = MPI_MAX_ERROR_STRING;
+    msg[len] = '\0';
+    size_t n = 0;
+    for (int k = 0; k < len && n + 2 < sizeof flat; k++) {
+        if (msg[k] != '\n') {
+            flat[n++] = msg[k];
+        } else if (k + 1 < len) { /* "stack:\n" -> "stack: ", else "; " */
+            if (n > 0 && flat[n - 1] != ':') flat[n++] = ';';
+            flat[n++] = ' ';
+        }
+    }
+    flat[n] = '\0';
+    return lms_errorf(LMS_ERR_IO, "MPI %s failed: %s", what, n ? flat : "(no message from the MPI library)");
 }
 #define MPI_TRY(call, what)                          \
     do {                                             \
@@ -237,18 +255,54 @@ static lms_status wrap(MPI_Comm mc, int is_world, lms_watchdog *wd, lms_comm **o
 
 int lms_comm_have_mpi(void) { return 1; }
 
+/* A launcher of another MPI (Open MPI's mpirun starting an MPICH build, or
+ * MPICH's mpiexec an Open MPI build) makes every process an MPI world of
+ * one: N copies of a one-process run. The launcher's own variables still
+ * say how many processes it started; compare. */
+static lms_status check_launcher(int size) {
+    const char *var = "OMPI_COMM_WORLD_SIZE", *v = lms_env(var);
+    if (!v) v = lms_env(var = "PMI_SIZE");
+    int launched = v ? atoi(v) : 0;
+    if (size != 1 || launched <= 1) return LMS_OK;
+    char lib[MPI_MAX_LIBRARY_VERSION_STRING + 1] = "";
+    int len = 0;
+    if (MPI_Get_library_version(lib, &len) != MPI_SUCCESS) len = 0;
+    lib[len < 0 ? 0 : len > MPI_MAX_LIBRARY_VERSION_STRING ? MPI_MAX_LIBRARY_VERSION_STRING : len] = '\0';
+    lib[strcspn(lib, ",\n")] = '\0'; /* "Open MPI v4.1.4", "MPICH Version:\t4.0.2" */
+    for (char *c = lib; *c; c++)
+        if (*c == '\t') *c = ' ';
+    return lms_errorf(LMS_ERR_INVALID_ARG, "the launcher started %d processes (%s=%d) but MPI sees each as a "
+                      "world of 1: the launcher belongs to another MPI than the one this lmscale was built "
+                      "with (%s); launch with that MPI's mpiexec (mpirun.openmpi for Open MPI, mpiexec.mpich "
+                      "for MPICH) or rebuild against the launcher's MPI",
+                      launched, var, launched, lib[0] ? lib : "unknown");
+}
+
 lms_status lms_comm_mpi_world(int *argc, char ***argv, lms_comm **out) {
-    int inited = 0, provided = 0;
+    int inited = 0, provided = MPI_THREAD_FUNNELED, size = 0;
     MPI_Initialized(&inited);
     if (!inited) MPI_TRY(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "init");
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    int rank = 0, size = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &size);
-    lms_watchdog *wd;
-    LMS_CHECK(lms_watchdog_new(rank, size, abort_job, &wd));
-    lms_status st = wrap(MPI_COMM_WORLD, 1, wd, out);
-    if (st != LMS_OK) lms_watchdog_free(wd);
+    lms_status st = LMS_OK;
+    /* the main thread calls MPI while OpenMP threads exist: SINGLE is not enough */
+    if (provided < MPI_THREAD_FUNNELED)
+        st = lms_errorf(LMS_ERR_UNSUPPORTED, "this MPI provides thread level %d, below MPI_THREAD_FUNNELED "
+                        "(%d) that lmscale needs: use an MPI built with thread support", provided,
+                        MPI_THREAD_FUNNELED);
+    int rc = MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    if (st == LMS_OK && rc != MPI_SUCCESS) st = mpi_fail(rc, "comm_set_errhandler");
+    int rank = 0;
+    rc = MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (st == LMS_OK && rc != MPI_SUCCESS) st = mpi_fail(rc, "comm_rank");
+    rc = MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (st == LMS_OK && rc != MPI_SUCCESS) st = mpi_fail(rc, "comm_size");
+    if (st == LMS_OK) st = check_launcher(size);
+    lms_watchdog *wd = NULL;
+    if (st == LMS_OK) st = lms_watchdog_new(rank, size, abort_job, &wd);
+    if (st == LMS_OK) {
+        st = wrap(MPI_COMM_WORLD, 1, wd, out);
+        if (st != LMS_OK) lms_watchdog_free(wd);
+    }
+    if (st != LMS_OK && !inited) MPI_Finalize(); /* nothing is left initialised on failure */
     return st;
 }
 
