@@ -1,6 +1,7 @@
 # Shared by the shell tests: source it after setting NAME. Resolves the binary
 # from $1, picks Debian's python3, makes a temporary directory $T (removed on
 # exit) and cd's into it, and provides the pass/fail counters and summary.
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BIN=${1:?usage: $NAME /path/to/lmscale}
 case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
 [ -x "$BIN" ] || { echo "not executable: $BIN"; exit 2; }
@@ -32,6 +33,9 @@ run() {
     fi
     return 0
 }
+# compare_losses REF GOT LABEL [FIRST-LAST] [TOL]: GOT's --metrics losses
+# equal REF's within relative TOL (1e-5); see tests/compare_losses.py.
+compare_losses() { $PY "$TESTS_DIR/compare_losses.py" "$@"; }
 # Prints the closing line ctest's log shows and sets the exit status.
 summary() {
     echo "$PASS passed, $FAIL failed"

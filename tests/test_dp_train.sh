@@ -16,23 +16,13 @@ COMMON=(train --data "$T/data.txt" --model nano --steps 20 --batch-size 8 --seq-
         --warmup-steps 3 --eval-interval 0 --data-order sequential --quiet --peak-tflops 1)
 
 "$BIN" "${COMMON[@]}" --metrics "$T/ref.jsonl" >"$T/ref.out" 2>&1 || bad "one-process run failed: $(tail -2 "$T/ref.out")"
-compare() { # label metrics
-    $PY - "$T/ref.jsonl" "$2" "$1" <<'PYEOF'
-import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
-worst = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 20 else float("inf")
-print("  %s: %d steps, worst relative loss difference %.2e" % (sys.argv[3], len(b), worst))
-sys.exit(0 if worst <= 1e-5 else 1)
-PYEOF
-}
 for np in 2 4; do
     for micro in 0 1; do
         label="dp=$np micro=$micro"
         flags=()
         [ "$micro" -gt 0 ] && flags=(--micro-batch-size "$micro")
         if bash "$MPI" "$np" "$BIN" "${COMMON[@]}" "${flags[@]}" --metrics "$T/dp.jsonl" >"$T/dp.out" 2>&1; then
-            compare "$label" "$T/dp.jsonl" && ok || bad "$label: losses differ from the one-process run"
+            compare_losses "$T/ref.jsonl" "$T/dp.jsonl" "$label" && ok || bad "$label: losses differ from the one-process run"
             [ "$(wc -l <"$T/dp.jsonl")" -eq 20 ] && ok || bad "$label: metrics has $(wc -l <"$T/dp.jsonl") lines (only rank 0 writes)"
             grep -q '"peak_rss_mb"' "$T/dp.jsonl" && grep -q '"optim_mb"' "$T/dp.jsonl" && ok || bad "$label: no memory figures in the metrics"
         else
@@ -49,14 +39,8 @@ if bash "$MPI" 2 "$BIN" "${COMMON[@]}" --save "$T/ck" --stop-after 10 >"$T/r1.ou
         rm -f "$T/r.jsonl"
         bash "$MPI" "$np" "$BIN" "${COMMON[@]}" --resume "$T/ck" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
             bad "resume at dp=$np failed: $(tail -2 "$T/r2.out")"
-        $PY - "$T/ref.jsonl" "$T/r.jsonl" "$np" <<'PYEOF' && ok || bad "resume at dp=$np: steps 11-20 differ from the one-process run"
-import json, sys
-a = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[1])}
-b = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[2])}
-worst = max(abs(a[k] - b[k]) / a[k] for k in b) if sorted(b) == list(range(11, 21)) else float("inf")
-print("  saved at dp=2, resumed at dp=%s: steps %d-%d, worst relative difference %.2e" % (sys.argv[3], min(b), max(b), worst))
-sys.exit(0 if worst <= 1e-5 else 1)
-PYEOF
+        compare_losses "$T/ref.jsonl" "$T/r.jsonl" "saved at dp=2, resumed at dp=$np" 11-20 && ok ||
+            bad "resume at dp=$np: steps 11-20 differ from the one-process run"
     done
 else
     bad "dp=2 run with --save failed: $(tail -2 "$T/r1.out")"

@@ -48,16 +48,6 @@ for i in $(seq 1 400); do echo "line $i: the quick brown fox jumps over the lazy
 COMMON=(train --data "$T/data.txt" --model nano --steps 20 --batch-size 8 --seq-len 16 --threads 1 --lr 2e-3
         --grad-clip 0.5 --warmup-steps 3 --eval-interval 0 --data-order sequential --peak-tflops 1)
 
-compare() { # label ref metrics
-    $PY - "$2" "$3" "$1" <<'PYEOF'
-import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
-worst = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 20 else float("inf")
-print("  %s: %d steps, worst relative loss difference %.2e" % (sys.argv[3], len(b), worst))
-sys.exit(0 if worst <= 1e-5 else 1)
-PYEOF
-}
 
 "$BIN" "${COMMON[@]}" --quiet --metrics "$T/ref.jsonl" >"$T/ref.out" 2>&1 ||
     bad "one-process run failed: $(tail -2 "$T/ref.out")"
@@ -70,7 +60,7 @@ for np in 2 4; do
             # recognised): rank 0 alone logs, and says mpi
             n=$(grep -c "^data parallel: $np ranks (mpi)" "$T/m.out")
             [ "$n" -eq 1 ] && ok || bad "$label: 'data parallel: $np ranks (mpi)' logged $n times: $(grep -m2 -E "^(model|data parallel)" "$T/m.out")"
-            compare "$label" "$T/ref.jsonl" "$T/m.jsonl" && ok || bad "$label: losses differ from the one-process run"
+            compare_losses "$T/ref.jsonl" "$T/m.jsonl" "$label" && ok || bad "$label: losses differ from the one-process run"
         else
             bad "$label: run failed: $(grep -m1 "error" "$T/m.out" || tail -3 "$T/m.out")"
         fi

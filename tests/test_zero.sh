@@ -17,23 +17,13 @@ for i in $(seq 1 400); do echo "line $i: the quick brown fox jumps over the lazy
 COMMON=(train --data "$T/data.txt" --model nano --steps 20 --seq-len 16 --threads 1 --lr 2e-3 --grad-clip 0.5
         --warmup-steps 3 --eval-interval 0 --data-order sequential --quiet --peak-tflops 1)
 
-compare() { # label ref metrics
-    $PY - "$2" "$3" "$1" <<'PYEOF'
-import json, sys
-a = [json.loads(l)["loss"] for l in open(sys.argv[1])]
-b = [json.loads(l)["loss"] for l in open(sys.argv[2])]
-worst = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if len(a) == len(b) == 20 else float("inf")
-print("  %s: %d steps, worst relative loss difference %.2e" % (sys.argv[3], len(b), worst))
-sys.exit(0 if worst <= 1e-5 else 1)
-PYEOF
-}
 # run_case label np ref extra-flags...
 run_case() {
     local label=$1 np=$2 ref=$3
     shift 3
     rm -f "$T/z.jsonl"
     if bash "$MPI" "$np" "$BIN" "${COMMON[@]}" "$@" --metrics "$T/z.jsonl" >"$T/z.out" 2>&1; then
-        compare "$label" "$ref" "$T/z.jsonl" && ok || bad "$label: losses differ from the one-process run"
+        compare_losses "$ref" "$T/z.jsonl" "$label" && ok || bad "$label: losses differ from the one-process run"
     else
         bad "$label: run failed: $(tail -3 "$T/z.out")"
     fi
@@ -62,14 +52,7 @@ resume_case() { # label save-np save-zero resume-np resume-zero
     [ "$shards" -eq "$([ "$3" -gt 0 ] && echo "$2" || echo 1)" ] && ok || bad "$1: $shards shard files"
     bash "$MPI" "$4" "$BIN" "${COMMON[@]}" --batch-size 8 --zero "$5" --resume "$T/ck" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
         { bad "$1: resumed run failed: $(tail -2 "$T/r2.out")"; return; }
-    $PY - "$T/ref8.jsonl" "$T/r.jsonl" "$1" <<'PYEOF' && ok || bad "$1: steps 11-20 differ from the one-process run"
-import json, sys
-a = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[1])}
-b = {json.loads(l)["step"]: json.loads(l)["loss"] for l in open(sys.argv[2])}
-worst = max(abs(a[k] - b[k]) / a[k] for k in b) if sorted(b) == list(range(11, 21)) else float("inf")
-print("  %s: steps %d-%d, worst relative difference %.2e" % (sys.argv[3], min(b), max(b), worst))
-sys.exit(0 if worst <= 1e-5 else 1)
-PYEOF
+    compare_losses "$T/ref8.jsonl" "$T/r.jsonl" "$1" 11-20 && ok || bad "$1: steps 11-20 differ from the one-process run"
 }
 resume_case "saved dp=2 zero=3, resumed dp=4 zero=1" 2 3 4 1
 resume_case "saved dp=4 zero=2, resumed dp=1 zero=0" 4 2 1 0
