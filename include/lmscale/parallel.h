@@ -135,6 +135,14 @@ lms_status lms_zero_gather_full(lms_zero *z, float *dst);
 static inline size_t lms_zero_part_lo(const lms_zero *z, int u) {
     return z->units[u].off + (size_t)z->rank * z->units[u].part;
 }
+/* Where tensor v meets this rank's part of unit u: the flat range [*a, *b);
+ * 0 when they do not meet. */
+static inline int lms_zero_overlap(const lms_zero *z, int u, const lms_tensor_view *v, size_t *a, size_t *b) {
+    const size_t lo = lms_zero_part_lo(z, u), hi = lo + z->units[u].mine, end = v->offset + v->numel;
+    *a = v->offset > lo ? v->offset : lo;
+    *b = end < hi ? end : hi;
+    return *a < *b;
+}
 /* Before the first micro-batch of a step: zeroes the gradients held. */
 void lms_zero_begin_step(lms_zero *z);
 /* Stage 1: the ready hook for the last micro-step's backward (ctx = z). */

@@ -27,29 +27,7 @@ static lms_status agree(lms_comm *c, lms_status mine, const char *what) {
 }
 
 static lms_status put_records(lms_ckpt_shard *sh, const slice_rec *r, long n) {
-    for (long i = 0; i < n; i++) {
-        lms_ckpt_tensor *t = NULL;
-        for (int k = 0; k < sh->nt; k++)
-            if (!strcmp(sh->t[k].name, r[i].name)) t = &sh->t[k];
-        if (!t) {
-            if (sh->nt == sh->cap) {
-                int cap = sh->cap ? 2 * sh->cap : 64;
-                lms_ckpt_tensor *nt = realloc(sh->t, sizeof *nt * (size_t)cap);
-                if (!nt) return lms_errorf(LMS_ERR_OOM, "out of memory");
-                sh->t = nt;
-                sh->cap = cap;
-            }
-            t = &sh->t[sh->nt++];
-            memset(t, 0, sizeof *t);
-            memcpy(t->name, r[i].name, sizeof t->name);
-            t->ndim = r[i].ndim;
-            memcpy(t->shape, r[i].shape, sizeof t->shape);
-        }
-        lms_ckpt_slice *ns = realloc(t->slices, sizeof *ns * (size_t)(t->nslices + 1));
-        if (!ns) return lms_errorf(LMS_ERR_OOM, "out of memory");
-        t->slices = ns;
-        t->slices[t->nslices++] = r[i].s;
-    }
+    for (long i = 0; i < n; i++) LMS_CHECK(ckpt_shard_add_slice(sh, r[i].name, r[i].ndim, r[i].shape, &r[i].s));
     return LMS_OK;
 }
 

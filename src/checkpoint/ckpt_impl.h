@@ -12,6 +12,10 @@ lms_status ckpt_fsync_path(const char *path);
 lms_status ckpt_rmtree(const char *dir);
 /* "a/b", malloc'ed; NULL when out of memory */
 char *ckpt_join(const char *a, const char *b);
+/* Records one slice of tensor `name` (added to s on first sight) in s's
+ * index; writes no data. */
+lms_status ckpt_shard_add_slice(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
+                                const lms_ckpt_slice *slice);
 /* keeps the newest keep step-* directories of root (all when keep <= 0)
  * and removes stale .tmp-step-* ones */
 void ckpt_prune(const char *root, int keep, const lms_logger *lg);

@@ -121,9 +121,8 @@ static lms_status shard_write(lms_ckpt_shard *s, const void *data, size_t n) {
     return LMS_OK;
 }
 
-lms_status lms_ckpt_shard_put(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
-                              uint64_t start, const float *data, uint64_t count) {
-    LMS_ASSERT(ndim >= 1 && ndim <= LMS_CKPT_MAX_DIMS && strlen(name) < 64);
+lms_status ckpt_shard_add_slice(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
+                                const lms_ckpt_slice *slice) {
     lms_ckpt_tensor *t = NULL;
     for (int i = 0; i < s->nt; i++)
         if (!strcmp(s->t[i].name, name)) t = &s->t[i];
@@ -144,13 +143,21 @@ lms_status lms_ckpt_shard_put(lms_ckpt_shard *s, const char *name, int ndim, con
     lms_ckpt_slice *ns = realloc(t->slices, sizeof *ns * (size_t)(t->nslices + 1));
     if (!ns) return lms_errorf(LMS_ERR_OOM, "out of memory");
     t->slices = ns;
-    lms_ckpt_slice *sl = &t->slices[t->nslices++];
-    memset(sl, 0, sizeof *sl);
-    snprintf(sl->file, sizeof sl->file, "%s", s->file);
-    sl->offset = s->offset;
-    sl->start = start;
-    sl->count = count;
-    sl->crc32 = lms_crc32(0, data, count * sizeof(float));
+    t->slices[t->nslices++] = *slice;
+    return LMS_OK;
+}
+
+lms_status lms_ckpt_shard_put(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
+                              uint64_t start, const float *data, uint64_t count) {
+    LMS_ASSERT(ndim >= 1 && ndim <= LMS_CKPT_MAX_DIMS && strlen(name) < 64);
+    lms_ckpt_slice sl;
+    memset(&sl, 0, sizeof sl);
+    snprintf(sl.file, sizeof sl.file, "%s", s->file);
+    sl.offset = s->offset;
+    sl.start = start;
+    sl.count = count;
+    sl.crc32 = lms_crc32(0, data, count * sizeof(float));
+    LMS_CHECK(ckpt_shard_add_slice(s, name, ndim, shape, &sl));
     LMS_CHECK(shard_write(s, data, count * sizeof(float)));
     s->offset += count * sizeof(float);
     return LMS_OK;

@@ -159,9 +159,10 @@ static lms_status read_parts(const lms_ckpt *ck, const lms_zero *z, const lms_te
     snprintf(nm, sizeof nm, "%s%s", group, v->name);
     LMS_CHECK(lms_ckpt_read_tensor(ck, nm, buf, v->numel));
     for (int u = 0; u < z->nunits; u++) {
-        size_t lo = lms_zero_part_lo(z, u), hi = lo + z->units[u].mine;
-        size_t a = v->offset > lo ? v->offset : lo, b = v->offset + v->numel < hi ? v->offset + v->numel : hi;
-        if (a < b) memcpy(dst + z->units[u].shard_off + (a - lo), buf + (a - v->offset), sizeof(float) * (b - a));
+        size_t a, b;
+        if (lms_zero_overlap(z, u, v, &a, &b))
+            memcpy(dst + z->units[u].shard_off + (a - lms_zero_part_lo(z, u)), buf + (a - v->offset),
+                   sizeof(float) * (b - a));
     }
     return LMS_OK;
 }
@@ -226,11 +227,11 @@ static lms_status save_zero(const train_opts *o, const lms_ckpt_state *st, const
         }
         const float *src = g == 0 ? z->master : g == 1 ? opt->m : opt->v;
         for (int u = 0; u < z->nunits; u++) {
-            size_t lo = lms_zero_part_lo(z, u), hi = lo + z->units[u].mine;
+            const size_t lo = lms_zero_part_lo(z, u);
             for (int i = 0; i < m->num_tensors; i++) {
                 const lms_tensor_view *v = &m->tensors[i];
-                size_t a = v->offset > lo ? v->offset : lo, b = v->offset + v->numel < hi ? v->offset + v->numel : hi;
-                if (a >= b) continue;
+                size_t a, b;
+                if (!lms_zero_overlap(z, u, v, &a, &b)) continue;
                 LMS_ASSERT(n < cap);
                 snprintf(pc[n].name, sizeof pc[n].name, "%s%s", groups[g], v->name);
                 pc[n].ndim = v->ndim;

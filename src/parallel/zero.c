@@ -20,11 +20,11 @@ static int build_views(lms_zero *z, lms_zero_view *views) {
     int nv = 0;
     for (int u = 0; u < z->nunits; u++) {
         const lms_zero_unit *un = &z->units[u];
-        size_t lo = lms_zero_part_lo(z, u), hi = lo + un->mine;
+        const size_t lo = lms_zero_part_lo(z, u);
         for (int i = 0; i < m->num_tensors; i++) {
             const lms_tensor_view *t = &m->tensors[i];
-            size_t a = t->offset > lo ? t->offset : lo, b = min_sz(t->offset + t->numel, hi);
-            if (a >= b) continue;
+            size_t a, b;
+            if (!lms_zero_overlap(z, u, t, &a, &b)) continue;
             if (views) {
                 lms_zero_view *v = &views[nv];
                 v->soff = un->shard_off + (a - lo);
