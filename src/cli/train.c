@@ -416,10 +416,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                         vloss, exp(vloss));
         }
         if (metrics) {
-            fprintf(metrics, "{\"step\": %d, \"loss\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
+            fprintf(metrics, "{\"step\": %d, \"loss\": %.17g, \"lr\": %.9g, \"grad_norm\": %.17g, "
                     "\"step_ms\": %.3f, \"tokens_per_s\": %.2f, \"mfu\": %.6f", step + 1, loss, lr, norm,
                     dt * 1e3, tps, mfu);
-            if (do_eval) fprintf(metrics, ", \"val_loss\": %.9g", vloss);
+            if (do_eval) fprintf(metrics, ", \"val_loss\": %.17g", vloss);
             fprintf(metrics, ", \"param_mb\": %.3f, \"grad_mb\": %.3f, \"optim_mb\": %.3f, \"peak_rss_mb\": %ld",
                     state_mb[0], state_mb[1], state_mb[2], peak_rss_mb());
             fprintf(metrics, "}\n");
