@@ -7,6 +7,7 @@
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
 #include "lmscale/parallel.h"
+#include "lmscale/train.h"
 
 #include <stdio.h>
 
@@ -101,20 +102,14 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
  * are replaced by the checkpoint's. */
 lms_status train_ckpt_start(const train_opts *o, train_ckpt_ctx *c, int G, int T, uint64_t *seed,
                             lms_data_order *order, int *start_step);
-/* Parameters (and AdamW state) from the checkpoint, --init or the seed. */
-lms_status train_ckpt_restore(const train_opts *o, train_ckpt_ctx *c, lms_gpt *m, lms_adamw *opt, uint64_t seed);
-/* The same under ZeRO (z->stage >= 1): parameters full or sharded, AdamW
- * moments sharded (opt sized z->shard_n). */
-lms_status train_ckpt_restore_zero(const train_opts *o, train_ckpt_ctx *c, lms_zero *z, lms_adamw *opt,
-                                   uint64_t seed);
 /* Saves a checkpoint after `steps_done` steps when --save is set and it is
- * due (every --save-every steps, or final). Without ZeRO (z NULL) rank 0
- * alone calls it; with ZeRO every rank of z's group does and writes its own
- * shard. */
+ * due (every --save-every steps, or final). Every rank calls it; the
+ * trainer's strategy decides what each writes (lms_trainer_save). The
+ * starting state (checkpoint, --init or seed) is restored by
+ * lms_trainer_init. */
 lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int steps_done, int final,
                                  const lms_schedule *sched, int G, int T, uint64_t seed, lms_data_order order,
-                                 const lms_tokenizer *tok, const lms_gpt *m, const lms_adamw *opt,
-                                 const lms_zero *z, const lms_logger *lg);
+                                 const lms_tokenizer *tok, lms_trainer *tr, const lms_logger *lg);
 void train_ckpt_free(train_ckpt_ctx *c);
 
 void train_opts_default(train_opts *o);

@@ -1,11 +1,12 @@
-/* `lmscale train`: validate everything, then the training loop — gradient
- * accumulation over micro-batches, global-norm clipping, AdamW, the LR
- * schedule, periodic validation, one log line and one JSON metrics object
- * per step. */
+/* `lmscale train`: validate everything, then the training loop: one
+ * lms_trainer_step per step (src/train: micro-batches, gradient sync,
+ * clipping, AdamW), periodic validation and checkpoints, one log line and
+ * one JSON metrics object per step. */
 #include "cli.h"
 #include "lmscale/optim.h"
 #include "lmscale/parallel.h"
 #include "lmscale/plan.h"
+#include "lmscale/train.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -197,10 +198,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     train_plan p;
     memset(&p, 0, sizeof p);
     lms_tokens loaded = {0}, loaded_val = {0};
-    lms_gpt m = {0};
-    lms_adamw opt = {0};
+    lms_trainer tr;
+    memset(&tr, 0, sizeof tr);
     FILE *metrics = NULL;
-    int32_t *x = NULL, *y = NULL;
     lms_tokenizer tok;
     lms_tokenizer_init_bytes(&tok);
     lms_ctx ctx;
@@ -208,9 +208,6 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     int start_step = 0;
 
     lms_ctx_init(&ctx, o->seed, o->threads);
-    lms_dp_sync dps = {0};
-    lms_zero z = {0};
-    float *full = NULL; /* ZeRO-3: the whole model gathered, for --save-model */
     LMS_TRY(dp_setup(o, &p, &ctx));
     ctx.log.all_ranks = o->log_all_ranks && p.world->size > 1;
     const int rank0 = p.world->rank == 0;
@@ -270,26 +267,14 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         }
     }
 
-    /* model and optimizer */
-    const int zs = o->zero;
-    LMS_TRY(lms_gpt_init_ex(&m, &p.cfg, p.micro, p.T,
-                            (zs <= 1 ? LMS_GPT_GRADS : 0) | (zs == 3 ? LMS_GPT_NO_PARAMS : 0)));
-    if (zs) {
-        LMS_TRY(lms_zero_init(&z, zs, p.world, &m, &p.be));
-        LMS_TRY(lms_adamw_init(&opt, z.shard_n, o->beta1, o->beta2, o->eps, o->weight_decay));
-        LMS_TRY(train_ckpt_restore_zero(o, &p.ck, &z, &opt, o->seed));
-    } else {
-        LMS_TRY(lms_adamw_init(&opt, m.num_params, o->beta1, o->beta2, o->eps, o->weight_decay));
-        LMS_TRY(train_ckpt_restore(o, &p.ck, &m, &opt, o->seed));
-    }
-    if (p.topo.dp > 1 && !zs)
-        LMS_TRY(lms_dp_sync_init(&dps, p.world, m.grads, m.num_params, (size_t)(o->bucket_mb * 1048576.0f)));
-    x = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
-    y = malloc(sizeof(int32_t) * (size_t)p.micro * p.T);
-    if (!x || !y) {
-        st = lms_errorf(LMS_ERR_OOM, "out of memory for batches");
-        goto fail;
-    }
+    /* model, optimizer and gradient synchronisation (src/train) */
+    lms_trainer_opts to = {.zero = o->zero, .bucket_mb = o->bucket_mb, .global_batch = o->batch_size,
+                           .micro_batch = p.micro, .seq_len = p.T, .sched = p.sched, .beta1 = o->beta1,
+                           .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->weight_decay,
+                           .grad_clip = o->grad_clip};
+    lms_train_source src = {.ck = p.ck.ck, .hf_dir = p.ck.ck ? NULL : o->init, .seed = o->seed};
+    LMS_TRY(lms_trainer_init(&tr, &to, &p.cfg, p.world, p.topo.dp, &p.be, &src));
+    lms_gpt *m = &tr.m;
     char advice[512];
     if (lms_blas_advice(advice, sizeof advice)) lms_log(&ctx.log, LMS_LOG_WARN, "%s", advice);
     double peak = o->peak_tflops > 0 ? o->peak_tflops : lms_backend_measure_peak_tflops(&p.be);
@@ -297,28 +282,19 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const lms_logger *lg = &ctx.log;
     lms_log(lg, LMS_LOG_INFO, "model: L=%d H=%d C=%d maxT=%d V=%d (padded %d) | %.2fM parameters | "
             "%.3f GFLOP/token", p.cfg.L, p.cfg.NH, p.cfg.C, p.cfg.maxT, p.cfg.V, p.cfg.Vp,
-            (double)m.num_params / 1e6, fpt / 1e9);
+            (double)m->num_params / 1e6, fpt / 1e9);
     lms_log(lg, LMS_LOG_INFO, "train: %zu tokens%s%zu held out | batch %d x seq %d = %d tokens/step "
             "(dp %d x micro-batch %d x %d accumulation) | %d steps", n_train, val_tok ? " | validation " : " | ",
             n_val, o->batch_size, p.T, o->batch_size * p.T, p.topo.dp, p.micro, p.accum, o->steps);
     /* bytes held per rank for params, grads, AdamW m+v (persistent + working buffers) */
     const double MB = 1048576.0;
-    double state_mb[3] = {m.num_params * 4.0 / MB, m.num_params * 4.0 / MB, m.num_params * 8.0 / MB};
-    if (zs) {
-        state_mb[0] = (double)(z.mem.param + z.mem.param_work) / MB;
-        state_mb[1] = (double)(z.mem.grad + z.mem.grad_work) / MB;
-        state_mb[2] = (double)z.mem.optim / MB;
-    }
-    if (p.topo.dp > 1 || zs) {
-        char how[96];
-        if (zs)
-            snprintf(how, sizeof how, "ZeRO-%d, gathers/reduce-scatters per unit", zs);
-        else
-            snprintf(how, sizeof how, "all-reduce buckets of %.1f MB", o->bucket_mb);
+    const lms_zero_mem *mem = &tr.sync.mem;
+    double state_mb[3] = {(double)(mem->param + mem->param_work) / MB, (double)(mem->grad + mem->grad_work) / MB,
+                          (double)mem->optim / MB};
+    if (strcmp(tr.sync.i->name, "none") != 0)
         lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s), %s | per rank: params %.1f MB, grads %.1f MB, "
-                "optimizer %.1f MB (plain DP: %.1f MB in all)", p.topo.dp, p.world->i->name, how, state_mb[0],
-                state_mb[1], state_mb[2], m.num_params * 16.0 / MB);
-    }
+                "optimizer %.1f MB (plain DP: %.1f MB in all)", tr.dp->size, p.world->i->name, tr.sync.how,
+                state_mb[0], state_mb[1], state_mb[2], m->num_params * 16.0 / MB);
     lms_log(lg, LMS_LOG_INFO, "optim: AdamW lr %g -> %g (%s, warm-up %d) betas (%g, %g) eps %g wd %g "
             "clip %g | backend %s (BLAS %s), %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
             lms_schedule_name(p.sched.kind), o->warmup, o->beta1, o->beta2, o->eps, o->weight_decay,
@@ -326,8 +302,6 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             o->peak_tflops > 0 ? "--peak-tflops" : "measured sgemm");
 
     const int G = o->batch_size;
-    const float dloss = 1.0f / ((float)G * p.T); /* of the global mean; summed over dp ranks */
-    const uint64_t first_sample = (uint64_t)p.world->rank * (uint64_t)p.local_batch;
     double t_start = lms_now_s(), t_steps = 0, last_val = NAN;
     int timed = 0;
     if (start_step) lms_log(lg, LMS_LOG_INFO, "resumed from %s at step %d", p.ck.resume_path, start_step);
@@ -335,68 +309,22 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     for (; step < o->steps; step++) {
         double t0 = lms_now_s();
         lms_comm_mark_step(p.world, step + 1); /* watchdog messages; LMSCALE_FAULT fires here */
-        if (zs)
-            LMS_TRY(lms_zero_begin_step(&z));
-        else
-            LMS_TRY(lms_gpt_zero_grad(&m, &p.be));
-        double loss = 0;
-        for (int k = 0; k < p.accum; k++) {
-            for (int b = 0; b < p.micro; b++)
-                lms_loader_window(&ld, (uint64_t)step * G + first_sample + (uint64_t)k * p.micro + b,
-                                  x + (size_t)b * p.T, y + (size_t)b * p.T);
-            float micro_loss;
-            LMS_TRY(lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T, &micro_loss));
-            loss += micro_loss;
-            if (zs == 1 && k == p.accum - 1) { /* reduce-scatter each unit as backward finishes it */
-                LMS_TRY(lms_gpt_backward_ex(&m, &p.be, dloss, lms_zero_ready, &z));
-            } else if (p.topo.dp > 1 && !zs && k == p.accum - 1) { /* only the last micro-step communicates */
-                lms_dp_sync_begin(&dps);
-                st = lms_gpt_backward_ex(&m, &p.be, dloss, lms_dp_sync_ready, &dps);
-                lms_status fin = lms_dp_sync_finish(&dps); /* waits for what was launched, even after a failure */
-                LMS_TRY(st != LMS_OK ? st : fin);
-            } else {
-                LMS_TRY(lms_gpt_backward(&m, &p.be, dloss));
-            }
-        }
-        if (zs) LMS_TRY(lms_zero_finish_grads(&z));
-        loss /= p.accum;
-        if (p.topo.dp > 1) {
-            double mean = 0;
-            LMS_TRY(p.world->i->allreduce(p.world, &loss, &mean, 1, LMS_DT_F64, LMS_RED_SUM));
-            loss = mean / p.topo.dp;
-        }
-        double norm;
-        if (zs)
-            LMS_TRY(lms_zero_grad_norm(&z, &p.be, &norm));
-        else {
-            LMS_TRY(p.be.i->sumsq(&p.be, m.grads, m.num_params, &norm));
-            norm = sqrt(norm);
-        }
-        if (!isfinite(loss) || !isfinite(norm)) {
-            st = lms_errorf(LMS_ERR_NUMERIC, "the %s became %s at step %d: lower --lr (now %g) or set "
-                            "--grad-clip (now %g)", isfinite(loss) ? "gradient norm" : "loss",
-                            isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite", step + 1, o->lr,
-                            o->grad_clip);
-            goto fail;
-        }
-        float lr = lms_schedule_lr(&p.sched, step);
-        if (zs)
-            LMS_TRY(lms_zero_step(&z, &opt, &p.be, lr, lms_clip_scale(norm, o->grad_clip)));
-        else
-            LMS_TRY(lms_adamw_step(&opt, &p.be, m.params, m.grads, m.tensors, m.num_tensors, lr,
-                                   lms_clip_scale(norm, o->grad_clip)));
+        lms_step_result r;
+        LMS_TRY(lms_trainer_step(&tr, &ld, step, &r));
+        const double loss = r.loss, norm = r.grad_norm;
+        const float lr = r.lr;
         double dt = lms_now_s() - t0;
         if (step > 0 || o->steps == 1) {
             t_steps += dt;
             timed++;
         }
-        double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak * p.topo.dp);
-        /* ZeRO-3's forward gathers parameters: every rank evaluates */
-        int do_eval = (rank0 || zs == 3) && have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
+        double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak * tr.topo.world);
+        /* a forward that gathers parameters (ZeRO-3) needs every rank */
+        int do_eval = (rank0 || lms_trainer_forward_is_collective(&tr)) && have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
         double vloss = NAN;
         if (do_eval) {
             long ntok;
-            LMS_TRY(eval_loss(&m, &p.be, &vld, p.micro, o->eval_batches, &vloss, &ntok));
+            LMS_TRY(eval_loss(m, &p.be, &vld, p.micro, o->eval_batches, &vloss, &ntok));
             last_val = vloss;
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
@@ -419,41 +347,30 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             fprintf(metrics, "}\n");
             fflush(metrics);
         }
-        /* plain data parallelism: every rank holds the same state, rank 0 saves;
-         * ZeRO: every rank saves its shard */
-        if (rank0 || zs)
-            LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
-                                          p.order, &tok, &m, &opt, zs ? &z : NULL, lg));
+        /* every rank: the trainer knows which of them write (src/train) */
+        LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
+                                      p.order, &tok, &tr, lg));
         if (step + 1 == o->stop_after) {
             step++;
             break;
         }
     }
-    if (rank0 || zs)
-        LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt,
-                                      zs ? &z : NULL, lg));
+    LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &tr, lg));
     double total = lms_now_s() - t_start;
     double mean_tps = timed ? (double)G * p.T * timed / t_steps : 0;
     int ran = step - start_step; /* this process's steps (resume and --stop-after count) */
     lms_log(lg, LMS_LOG_INFO, "done: %d steps (now at %d of %d), %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% "
             "(mean after the first step)", ran, step, o->steps, (long)ran * G * p.T, total, mean_tps,
-            100 * lms_mfu(fpt, mean_tps, peak * p.topo.dp));
-    if (zs == 3 && (o->save_model || keep)) { /* the whole model, on every rank */
-        LMS_TRY(lms_alloc_checked((void **)&full, sizeof(float) * m.num_params, "the gathered model"));
-        LMS_TRY(lms_zero_gather_full(&z, full));
-        m.params = full;
-        full = NULL;
-        m.hooks = NULL;
-        lms_gpt_bind(&m.cfg, m.params, &m.p);
-    }
+            100 * lms_mfu(fpt, mean_tps, peak * tr.topo.world));
+    if (o->save_model || keep) LMS_TRY(lms_trainer_gather_model(&tr)); /* the whole model, on every rank */
     if (o->save_model && rank0) {
-        LMS_TRY(lms_model_save(o->save_model, &m, tok.kind));
+        LMS_TRY(lms_model_save(o->save_model, m, tok.kind));
         lms_log(lg, LMS_LOG_INFO, "saved model to %s", o->save_model);
     }
     if (final_val_loss) *final_val_loss = (float)last_val;
     if (keep) {
-        *keep = m;
-        memset(&m, 0, sizeof m);
+        *keep = tr.m;
+        memset(&tr.m, 0, sizeof tr.m);
     }
 fail:
     if (st != LMS_OK && p.world && p.world->size > 1 && st != LMS_ERR_INVALID_ARG) {
@@ -463,14 +380,8 @@ fail:
         p.world->i->abort(p.world, 1);
     }
     if (metrics) fclose(metrics);
-    free(x);
-    free(y);
-    lms_dp_sync_free(&dps);
-    lms_zero_free(&z);
-    lms_free(full);
+    lms_trainer_free(&tr); /* before the world its groups were split from */
     lms_comm_free(p.world);
-    lms_adamw_free(&opt);
-    lms_gpt_free(&m);
     lms_tokens_free(&loaded);
     lms_tokens_free(&loaded_val);
     lms_backend_free(&p.be);

@@ -1,6 +1,7 @@
 /* The checkpoint side of `lmscale train`: --resume, --init, --save,
  * --save-every, --keep-last, --stop-after. Kept out of train.c so that the
- * training loop only calls four functions. Rules: docs/checkpoints.md. */
+ * training loop only calls three functions; what each rank holds and writes
+ * is the trainer's (src/train). Rules: docs/checkpoints.md. */
 #define _GNU_SOURCE /* realpath */
 #include "cli.h"
 #include "lmscale/checkpoint.h"
@@ -144,119 +145,14 @@ lms_status train_ckpt_start(const train_opts *o, train_ckpt_ctx *c, int G, int T
     return LMS_OK;
 }
 
-lms_status train_ckpt_restore(const train_opts *o, train_ckpt_ctx *c, lms_gpt *m, lms_adamw *opt, uint64_t seed) {
-    if (c->ck) return lms_ckpt_load_train((lms_ckpt *)c->ck, m, opt);
-    if (o->init) return lms_hf_load_params(o->init, &m->cfg, m->params);
-    lms_gpt_init_params(m, seed);
-    return LMS_OK;
-}
-
-/* dst[shard] = this rank's parts of `name` (a tensor of the layout) from
- * the checkpoint, read whole into buf. */
-static lms_status read_parts(const lms_ckpt *ck, const lms_zero *z, const lms_tensor_view *v, const char *group,
-                             float *buf, float *dst) {
-    char nm[128];
-    snprintf(nm, sizeof nm, "%s%s", group, v->name);
-    LMS_CHECK(lms_ckpt_read_tensor(ck, nm, buf, v->numel));
-    for (int u = 0; u < z->nunits; u++) {
-        size_t a, b;
-        if (lms_zero_overlap(z, u, v, &a, &b))
-            memcpy(dst + z->units[u].shard_off + (a - lms_zero_part_lo(z, u)), buf + (a - v->offset),
-                   sizeof(float) * (b - a));
-    }
-    return LMS_OK;
-}
-
-lms_status train_ckpt_restore_zero(const train_opts *o, train_ckpt_ctx *c, lms_zero *z, lms_adamw *opt,
-                                   uint64_t seed) {
-    lms_gpt *m = z->m;
-    if (!c->ck && !o->init) {
-        if (z->stage == 3)
-            lms_zero_init_params(z, seed);
-        else
-            lms_gpt_init_params(m, seed);
-        return LMS_OK;
-    }
-    if (!c->ck && z->stage < 3) return lms_hf_load_params(o->init, &m->cfg, m->params);
-    lms_status st = LMS_OK;
-    float *buf = NULL;
-    size_t cap = !c->ck ? m->num_params : 0; /* --init: the whole model, then its parts */
-    for (int i = 0; i < m->num_tensors; i++)
-        if (m->tensors[i].numel > cap) cap = m->tensors[i].numel;
-    LMS_TRY(lms_alloc_checked((void **)&buf, sizeof(float) * cap, "checkpoint loading"));
-    if (!c->ck) {
-        LMS_TRY(lms_hf_load_params(o->init, &m->cfg, buf));
-        lms_zero_shard_from_full(z, buf, z->master);
-        goto fail; /* done */
-    }
-    const lms_ckpt *ck = c->ck;
-    if (z->stage < 3) LMS_TRY(lms_ckpt_load_train(ck, m, NULL)); /* the whole model; checks shapes */
-    for (int i = 0; i < m->num_tensors; i++) {
-        const lms_tensor_view *v = &m->tensors[i];
-        if (z->stage == 3) LMS_TRY(read_parts(ck, z, v, "model.", buf, z->master));
-        LMS_TRY(read_parts(ck, z, v, "optim.exp_avg.", buf, opt->m));
-        LMS_TRY(read_parts(ck, z, v, "optim.exp_avg_sq.", buf, opt->v));
-    }
-    opt->step = ck->state.adam_step;
-fail:
-    lms_free(buf);
-    return st;
-}
-
-/* ZeRO: this rank's parts of the optimizer state (and of the parameters at
- * stage 3; rank 0 writes the whole parameters at stages 1 and 2). */
-static lms_status save_zero(const train_opts *o, const lms_ckpt_state *st, const lms_zero *z, const lms_adamw *opt,
-                            char **path) {
-    const lms_gpt *m = z->m;
-    int cap = (z->nviews + m->num_tensors) * 3, n = 0;
-    lms_ckpt_piece *pc = calloc((size_t)cap, sizeof *pc);
-    if (!pc) return lms_errorf(LMS_ERR_OOM, "out of memory");
-    static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
-    for (int g = 0; g < 3; g++) {
-        if (g == 0 && z->stage < 3) { /* the parameters are whole on every rank */
-            for (int i = 0; z->rank == 0 && i < m->num_tensors; i++, n++) {
-                const lms_tensor_view *v = &m->tensors[i];
-                snprintf(pc[n].name, sizeof pc[n].name, "model.%s", v->name);
-                pc[n].ndim = v->ndim;
-                pc[n].shape[0] = v->shape[0];
-                pc[n].shape[1] = v->shape[1];
-                pc[n].count = v->numel;
-                pc[n].data = m->params + v->offset;
-            }
-            continue;
-        }
-        const float *src = g == 0 ? z->master : g == 1 ? opt->m : opt->v;
-        for (int u = 0; u < z->nunits; u++) {
-            const size_t lo = lms_zero_part_lo(z, u);
-            for (int i = 0; i < m->num_tensors; i++) {
-                const lms_tensor_view *v = &m->tensors[i];
-                size_t a, b;
-                if (!lms_zero_overlap(z, u, v, &a, &b)) continue;
-                LMS_ASSERT(n < cap);
-                snprintf(pc[n].name, sizeof pc[n].name, "%s%s", groups[g], v->name);
-                pc[n].ndim = v->ndim;
-                pc[n].shape[0] = v->shape[0];
-                pc[n].shape[1] = v->shape[1];
-                pc[n].start = a - v->offset;
-                pc[n].count = b - a;
-                pc[n].data = src + z->units[u].shard_off + (a - lo);
-                n++;
-            }
-        }
-    }
-    lms_status s = lms_ckpt_save_pieces(o->save_dir, st, z->comm, pc, n, o->keep_last, path);
-    free(pc);
-    return s;
-}
-
 lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int steps_done, int final,
                                  const lms_schedule *sched, int G, int T, uint64_t seed, lms_data_order order,
-                                 const lms_tokenizer *tok, const lms_gpt *m, const lms_adamw *opt,
-                                 const lms_zero *z, const lms_logger *lg) {
+                                 const lms_tokenizer *tok, lms_trainer *tr, const lms_logger *lg) {
     if (!o->save_dir || steps_done == c->last_saved_step) return LMS_OK;
     if (!final && !(o->save_every > 0 && steps_done % o->save_every == 0)) return LMS_OK;
     lms_ckpt_state st;
-    lms_ckpt_state_init(&st, &m->cfg);
+    const lms_adamw *opt = &tr->opt;
+    lms_ckpt_state_init(&st, &tr->m.cfg);
     st.step = steps_done;
     st.seed = seed;
     st.data_window = (uint64_t)steps_done * (uint64_t)G;
@@ -279,11 +175,8 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     }
     double t0 = lms_now_s();
     char *path = NULL;
-    if (z)
-        LMS_CHECK(save_zero(o, &st, z, opt, &path));
-    else
-        LMS_CHECK(lms_ckpt_save_train(o->save_dir, &st, m, opt, o->keep_last, &path));
-    lms_log(lg, LMS_LOG_INFO, "saved checkpoint %s (%.2f s)", path ? path : o->save_dir, lms_now_s() - t0);
+    LMS_CHECK(lms_trainer_save(tr, o->save_dir, &st, o->keep_last, &path));
+    if (path) lms_log(lg, LMS_LOG_INFO, "saved checkpoint %s (%.2f s)", path, lms_now_s() - t0);
     free(path);
     c->last_saved_step = steps_done;
     return LMS_OK;

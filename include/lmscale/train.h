@@ -1,0 +1,144 @@
+/* lmscale train: one training step, and the gradient synchronisation it
+ * runs behind one interface.
+ *
+ * A step (lms_trainer_step) is: zero the gradients; for each of `accum`
+ * micro-batches, forward and backward (gradients accumulate); synchronise
+ * the gradients over the data-parallel group; the global gradient norm;
+ * clip; AdamW on what this rank owns. How gradients and optimizer state
+ * are held and moved is a strategy (lms_grad_sync_i), implemented by
+ *   none    one data-parallel rank: nothing to synchronise;
+ *   dp      full gradients all-reduced in buckets overlapped with the last
+ *           micro-batch's backward (parallel.h, lms_dp_sync);
+ *   zero-N  ZeRO stages 1, 2, 3 (parallel.h, lms_zero).
+ * The caller (the CLI) never asks which one runs.
+ *
+ * Process groups come from the topology (lms_groups_init): gradient
+ * collectives and the mean loss use the DP group, the data offsets use the
+ * DP rank, and MFU counts every rank of the world. */
+#ifndef LMSCALE_TRAIN_H
+#define LMSCALE_TRAIN_H
+
+#include "lmscale/checkpoint.h"
+#include "lmscale/data.h"
+#include "lmscale/optim.h"
+#include "lmscale/parallel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Where the starting parameters come from: a checkpoint (ck), Hugging Face
+ * weights (hf_dir), else the seed. */
+typedef struct {
+    const lms_ckpt *ck;
+    const char *hf_dir;
+    uint64_t seed;
+} lms_train_source;
+
+typedef struct lms_grad_sync lms_grad_sync;
+
+typedef struct lms_grad_sync_i {
+    const char *name; /* "none", "dp", "zero-1", "zero-2", "zero-3" */
+    /* The starting parameters (and AdamW state, from a checkpoint). */
+    lms_status (*restore)(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt);
+    /* Before the first micro-batch: zeroes the gradients held. */
+    lms_status (*begin_step)(lms_grad_sync *s);
+    /* The gradient-ready hook for one micro-batch's backward (last: the
+     * step's last micro-batch); *fn NULL for none. */
+    void (*grad_ready)(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **ctx);
+    /* After the last backward: every gradient this rank needs is summed
+     * over the DP group. */
+    lms_status (*finish)(lms_grad_sync *s);
+    /* The global gradient norm (over every rank's part). */
+    lms_status (*global_norm)(lms_grad_sync *s, double *norm);
+    /* AdamW on this rank's part; then every rank holds the new parameters
+     * it needs. */
+    lms_status (*optimizer_step)(lms_grad_sync *s, lms_adamw *opt, float lr, float grad_scale);
+    /* Writes this rank's pieces of a training checkpoint (every rank calls
+     * it). *path: the checkpoint, malloc'ed, on every rank that took part;
+     * NULL where this rank had nothing to write. */
+    lms_status (*save)(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
+                       int keep_last, char **path);
+    /* Makes m->params the whole model on this rank (for saving a model
+     * file); a no-op where it already is. */
+    lms_status (*gather_model)(lms_grad_sync *s);
+    void (*free)(lms_grad_sync *s);
+} lms_grad_sync_i;
+
+struct lms_grad_sync {
+    const lms_grad_sync_i *i;
+    lms_gpt *m;        /* not owned */
+    lms_backend *be;   /* not owned */
+    lms_comm *dp;      /* the data-parallel group; not owned */
+    size_t optim_n;    /* floats of AdamW state on this rank */
+    int forward_collective; /* 1: forward needs every DP rank (parameters are gathered) */
+    lms_zero_mem mem;  /* bytes held on this rank, persistent and working */
+    char how[96];      /* for the start-up line: "all-reduce buckets of 25.0 MB", ... */
+    void *impl;        /* owned */
+};
+
+/* The lms_gpt_init_ex flags the strategy of (dp size, zero stage) needs. */
+unsigned lms_grad_sync_model_flags(int dp_size, int zero);
+/* Chooses and builds the strategy for model m (created with the flags
+ * above) over the DP group dp: zero > 0 is ZeRO at that stage, else dp
+ * when dp has more than one rank, else none. */
+lms_status lms_grad_sync_init(lms_grad_sync *s, int zero, lms_comm *dp, lms_gpt *m, lms_backend *be,
+                              size_t bucket_bytes);
+void lms_grad_sync_free(lms_grad_sync *s);
+
+/* ---- the trainer ---- */
+typedef struct {
+    int zero;           /* ZeRO stage, 0 = off */
+    float bucket_mb;    /* DP all-reduce bucket size */
+    int global_batch;   /* sequences per step, over all DP ranks */
+    int micro_batch;    /* sequences per forward/backward on one rank */
+    int seq_len;
+    lms_schedule sched; /* learning rate per step */
+    float beta1, beta2, eps, weight_decay;
+    float grad_clip;    /* global-norm clip, 0 = off */
+} lms_trainer_opts;
+
+typedef struct {
+    lms_topology topo;  /* from the world and (dp, tp, pp) */
+    lms_groups groups;  /* owned */
+    lms_comm *dp;       /* the data-parallel group (groups.dp, or the world when it spans it); not owned */
+    lms_gpt m;          /* owned */
+    lms_adamw opt;      /* owned */
+    lms_grad_sync sync; /* owned */
+    lms_backend *be;    /* not owned */
+    lms_trainer_opts o;
+    int accum;          /* micro-batches per step on this rank */
+    uint64_t first_sample; /* this DP rank's first window of a step */
+    int32_t *x, *y;     /* owned, one micro-batch */
+} lms_trainer;
+
+/* The result of one step: mean loss over the global batch, the global
+ * gradient norm before clipping, the learning rate used. */
+typedef struct {
+    double loss, grad_norm;
+    float lr;
+} lms_step_result;
+
+/* Builds the topology (dp, tp, pp over world), the process groups, the
+ * model for cfg, the gradient strategy and AdamW, and restores the starting
+ * state from src. tp and pp must be 1 for now (the model is not split). */
+lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms_gpt_config *cfg, lms_comm *world,
+                            int dp, lms_backend *be, const lms_train_source *src);
+void lms_trainer_free(lms_trainer *t);
+/* One optimizer step at 0-based `step` over the windows of ld that step
+ * owns (step·global_batch + this rank's offset, ...). A non-finite loss or
+ * norm is LMS_ERR_NUMERIC, before the parameters change. */
+lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r);
+/* 1 when this rank must take part in a forward pass outside the step
+ * (validation): the strategy gathers parameters collectively. */
+int lms_trainer_forward_is_collective(const lms_trainer *t);
+/* Writes a training checkpoint (every rank calls it). */
+lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_state *st, int keep_last, char **path);
+/* Leaves t->m holding the whole model with no hooks (for lms_model_save
+ * and callers that keep the model); collective under ZeRO-3. */
+lms_status lms_trainer_gather_model(lms_trainer *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

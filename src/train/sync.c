@@ -1,0 +1,141 @@
+/* Gradient synchronisation with full gradients on every rank: "none" (one
+ * data-parallel rank) and "dp" (bucketed all-reduce overlapped with the last
+ * micro-batch's backward), and the choice of strategy (train.h). ZeRO is in
+ * sync_zero.c. */
+#include "lmscale/train.h"
+#include "train_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+unsigned lms_grad_sync_model_flags(int dp_size, int zero) {
+    (void)dp_size;
+    return (zero <= 1 ? LMS_GPT_GRADS : 0) | (zero == 3 ? LMS_GPT_NO_PARAMS : 0);
+}
+
+/* ---- none and dp ---- */
+
+static lms_status full_restore(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt) {
+    lms_gpt *m = s->m;
+    if (src->ck) return lms_ckpt_load_train(src->ck, m, opt);
+    if (src->hf_dir) return lms_hf_load_params(src->hf_dir, &m->cfg, m->params);
+    lms_gpt_init_params(m, src->seed);
+    return LMS_OK;
+}
+
+static lms_status full_begin(lms_grad_sync *s) { return lms_gpt_zero_grad(s->m, s->be); }
+
+static void none_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **ctx) {
+    *fn = NULL;
+    *ctx = NULL;
+}
+
+static lms_status none_finish(lms_grad_sync *s) { return LMS_OK; }
+
+static lms_status full_norm(lms_grad_sync *s, double *norm) {
+    double ss = 0;
+    LMS_CHECK(s->be->i->sumsq(s->be, s->m->grads, s->m->num_params, &ss));
+    *norm = sqrt(ss);
+    return LMS_OK;
+}
+
+static lms_status full_step(lms_grad_sync *s, lms_adamw *opt, float lr, float grad_scale) {
+    lms_gpt *m = s->m;
+    return lms_adamw_step(opt, s->be, m->params, m->grads, m->tensors, m->num_tensors, lr, grad_scale);
+}
+
+/* Every rank holds the same state: rank 0 writes it all. */
+static lms_status full_save(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
+                            int keep_last, char **path) {
+    *path = NULL;
+    if (s->dp->rank != 0) return LMS_OK;
+    return lms_ckpt_save_train(root, st, s->m, opt, keep_last, path);
+}
+
+static lms_status full_gather(lms_grad_sync *s) { return LMS_OK; }
+
+static void none_free(lms_grad_sync *s) {}
+
+static const lms_grad_sync_i none_i = {
+    .name = "none",
+    .restore = full_restore,
+    .begin_step = full_begin,
+    .grad_ready = none_ready,
+    .finish = none_finish,
+    .global_norm = full_norm,
+    .optimizer_step = full_step,
+    .save = full_save,
+    .gather_model = full_gather,
+    .free = none_free,
+};
+
+/* dp: only the step's last micro-batch communicates */
+static void dp_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **ctx) {
+    lms_dp_sync *d = s->impl;
+    *fn = NULL;
+    *ctx = NULL;
+    if (!last) return;
+    lms_dp_sync_begin(d);
+    *fn = lms_dp_sync_ready;
+    *ctx = d;
+}
+
+static lms_status dp_finish(lms_grad_sync *s) { return lms_dp_sync_finish(s->impl); }
+
+static void dp_free(lms_grad_sync *s) {
+    lms_dp_sync_free(s->impl);
+    free(s->impl);
+}
+
+static const lms_grad_sync_i dp_i = {
+    .name = "dp",
+    .restore = full_restore,
+    .begin_step = full_begin,
+    .grad_ready = dp_ready,
+    .finish = dp_finish,
+    .global_norm = full_norm,
+    .optimizer_step = full_step,
+    .save = full_save,
+    .gather_model = full_gather,
+    .free = dp_free,
+};
+
+/* ---- the choice ---- */
+
+lms_status lms_grad_sync_init(lms_grad_sync *s, int zero, lms_comm *dp, lms_gpt *m, lms_backend *be,
+                              size_t bucket_bytes) {
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    s->be = be;
+    s->dp = dp;
+    if (zero) return lms_grad_sync_zero_init(s, zero);
+    const size_t f = sizeof(float), N = m->num_params;
+    s->optim_n = N;
+    s->mem.param = N * f;
+    s->mem.grad = N * f;
+    s->mem.optim = 2 * N * f;
+    if (dp->size == 1) {
+        s->i = &none_i;
+        snprintf(s->how, sizeof s->how, "one rank");
+        return LMS_OK;
+    }
+    lms_dp_sync *d = calloc(1, sizeof *d);
+    if (!d) return lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets");
+    lms_status st = lms_dp_sync_init(d, dp, m->grads, N, bucket_bytes);
+    if (st != LMS_OK) {
+        free(d);
+        return st;
+    }
+    s->impl = d;
+    s->i = &dp_i;
+    snprintf(s->how, sizeof s->how, "all-reduce buckets of %.1f MB", (double)bucket_bytes / 1048576.0);
+    return LMS_OK;
+}
+
+void lms_grad_sync_free(lms_grad_sync *s) {
+    if (!s || !s->i) return;
+    s->i->free(s);
+    memset(s, 0, sizeof *s);
+}
