@@ -130,9 +130,10 @@ typedef struct {
  * are set, copied and summed through be. */
 lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be);
 void lms_zero_free(lms_zero *z);
-/* Stage 3: this rank's parameter shard from the seed / from a full copy. */
+/* Stage 3: this rank's parameter shard from the seed / from a full copy
+ * (full in host memory, shard_dst in the backend's). */
 void lms_zero_init_params(lms_zero *z, uint64_t seed);
-void lms_zero_shard_from_full(lms_zero *z, const float *full, float *shard_dst);
+lms_status lms_zero_shard_from_full(lms_zero *z, const float *full, float *shard_dst);
 /* Every rank: the whole parameter buffer into dst (num_params floats). */
 lms_status lms_zero_gather_full(lms_zero *z, float *dst);
 /* The flat range [lo, lo+n) of this rank's part of unit u. */

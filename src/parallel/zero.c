@@ -114,11 +114,10 @@ lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_b
         z->shard_n += un->part;
         if (un->part * (size_t)z->dp > z->max_padded) z->max_padded = un->part * (size_t)z->dp;
     }
+    /* lms_alloc zeroes: padding floats start (and stay) 0 */
     LMS_TRY(lms_alloc_checked((void **)&z->grad, sizeof(float) * z->shard_n, "the gradient shard"));
-    memset(z->grad, 0, sizeof(float) * z->shard_n);
     if (stage == 3) {
         LMS_TRY(lms_alloc_checked((void **)&z->master, sizeof(float) * z->shard_n, "the parameter shard"));
-        memset(z->master, 0, sizeof(float) * z->shard_n);
         LMS_TRY(lms_alloc_checked((void **)&z->pwork, sizeof(float) * z->max_padded, "gathered parameters"));
     }
     /* stage 1 stages a unit whose length dp does not divide; 2 and 3 always */
@@ -127,7 +126,6 @@ lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_b
         if (z->units[u].n % (size_t)z->dp) nwork = 1;
     for (int k = 0; k < nwork; k++) {
         LMS_TRY(lms_alloc_checked((void **)&z->gwork[k], sizeof(float) * z->max_padded, "gradient buckets"));
-        memset(z->gwork[k], 0, sizeof(float) * z->max_padded);
         if (stage >= 2)
             LMS_TRY(lms_alloc_checked((void **)&z->grecv[k], sizeof(float) * (z->max_padded / z->dp),
                                       "gradient buckets"));
@@ -184,11 +182,13 @@ void lms_zero_init_params(lms_zero *z, uint64_t seed) {
     }
 }
 
-void lms_zero_shard_from_full(lms_zero *z, const float *full, float *shard_dst) {
+lms_status lms_zero_shard_from_full(lms_zero *z, const float *full, float *shard_dst) {
     for (int u = 0; u < z->nunits; u++) {
         const lms_zero_unit *un = &z->units[u];
-        memcpy(shard_dst + un->shard_off, full + lms_zero_part_lo(z, u), sizeof(float) * un->mine);
+        LMS_CHECK(z->be->i->copy(z->be, shard_dst + un->shard_off, full + lms_zero_part_lo(z, u),
+                                 sizeof(float) * un->mine, LMS_COPY_H2D));
     }
+    return LMS_OK;
 }
 
 /* ---- the step ---- */

@@ -11,8 +11,8 @@
 
 static lms_zero *Z(lms_grad_sync *s) { return s->impl; }
 
-/* dst[shard] = this rank's parts of `name` (a tensor of the layout) from
- * the checkpoint, read whole into buf. */
+/* dst[shard] (backend memory) = this rank's parts of `name` (a tensor of
+ * the layout) from the checkpoint, read whole into buf (host memory). */
 static lms_status read_parts(const lms_ckpt *ck, const lms_zero *z, const lms_tensor_view *v, const char *group,
                              float *buf, float *dst) {
     char nm[128];
@@ -21,8 +21,8 @@ static lms_status read_parts(const lms_ckpt *ck, const lms_zero *z, const lms_te
     for (int u = 0; u < z->nunits; u++) {
         size_t a, b;
         if (lms_zero_overlap(z, u, v, &a, &b))
-            memcpy(dst + z->units[u].shard_off + (a - lms_zero_part_lo(z, u)), buf + (a - v->offset),
-                   sizeof(float) * (b - a));
+            LMS_CHECK(z->be->i->copy(z->be, dst + z->units[u].shard_off + (a - lms_zero_part_lo(z, u)),
+                                     buf + (a - v->offset), sizeof(float) * (b - a), LMS_COPY_H2D));
     }
     return LMS_OK;
 }
@@ -47,7 +47,7 @@ static lms_status zero_restore(lms_grad_sync *s, const lms_train_source *src, lm
     LMS_TRY(lms_alloc_checked((void **)&buf, sizeof(float) * cap, "checkpoint loading"));
     if (!src->ck) {
         LMS_TRY(lms_hf_load_params(src->hf_dir, &m->cfg, buf));
-        lms_zero_shard_from_full(z, buf, z->master);
+        LMS_TRY(lms_zero_shard_from_full(z, buf, z->master));
         goto fail; /* done */
     }
     const lms_ckpt *ck = src->ck;
