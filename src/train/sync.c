@@ -58,18 +58,12 @@ static lms_status full_gather(lms_grad_sync *s) { return LMS_OK; }
 
 static void none_free(lms_grad_sync *s) {}
 
-static const lms_grad_sync_i none_i = {
-    .name = "none",
-    .restore = full_restore,
-    .begin_step = full_begin,
-    .grad_ready = none_ready,
-    .finish = none_finish,
-    .global_norm = full_norm,
-    .optimizer_step = full_step,
-    .save = full_save,
-    .gather_model = full_gather,
-    .free = none_free,
-};
+/* none and dp differ only in the hook, the finish and what they free */
+#define FULL_I(nm, ready, fin, fr)                                                                          \
+    {.name = nm, .restore = full_restore, .begin_step = full_begin, .grad_ready = ready, .finish = fin,    \
+     .global_norm = full_norm, .optimizer_step = full_step, .save = full_save, .gather_model = full_gather, \
+     .free = fr}
+static const lms_grad_sync_i none_i = FULL_I("none", none_ready, none_finish, none_free);
 
 /* dp: only the step's last micro-batch communicates */
 static void dp_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **ctx) {
@@ -89,18 +83,7 @@ static void dp_free(lms_grad_sync *s) {
     free(s->impl);
 }
 
-static const lms_grad_sync_i dp_i = {
-    .name = "dp",
-    .restore = full_restore,
-    .begin_step = full_begin,
-    .grad_ready = dp_ready,
-    .finish = dp_finish,
-    .global_norm = full_norm,
-    .optimizer_step = full_step,
-    .save = full_save,
-    .gather_model = full_gather,
-    .free = dp_free,
-};
+static const lms_grad_sync_i dp_i = FULL_I("dp", dp_ready, dp_finish, dp_free);
 
 /* ---- the choice ---- */
 
