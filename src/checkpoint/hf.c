@@ -35,16 +35,14 @@ static lms_status hf_entries(const lms_gpt_config *cfg, hf_entry **out, int *n, 
         free(*views);
         return lms_errorf(LMS_ERR_OOM, "out of memory");
     }
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < nv; i++) { /* from the tensor table: HF name, Conv1D transpose, unpadded rows */
         const lms_tensor_view *v = &(*views)[i];
-        int is_embed = !strcmp(v->name, "wte") || !strcmp(v->name, "wpe");
-        snprintf(e[i].hf, sizeof e[i].hf, "%s%s", v->name, is_embed ? ".weight" : "");
+        lms_gpt_hf_name(v, e[i].hf, sizeof e[i].hf);
         e[i].view = i;
         e[i].ndim = v->ndim;
-        e[i].transpose = v->ndim == 2 && !is_embed;
-        e[i].shape[0] = e[i].transpose ? v->shape[1] : v->shape[0];
+        e[i].transpose = v->spec->hf_transpose;
+        e[i].shape[0] = e[i].transpose ? v->shape[1] : v->valid_rows;
         e[i].shape[1] = e[i].transpose ? v->shape[0] : v->shape[1];
-        if (!strcmp(v->name, "wte")) e[i].shape[0] = cfg->V;
     }
     for (int i = 1; i < nv; i++) /* insertion sort by name */
         for (int j = i; j > 0 && strcmp(e[j].hf, e[j - 1].hf) < 0; j--) {
@@ -225,8 +223,24 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
     int n = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        st = lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (--init needs a directory with config.json and "
-                        "model.safetensors, e.g. from 'lmscale export --hf')", path, strerror(errno));
+        int err = errno;
+        char *pt = ckpt_join(dir, "pytorch_model.bin"), *ix = ckpt_join(dir, "model.safetensors.index.json");
+        struct stat ps;
+        if (pt && stat(pt, &ps) == 0)
+            st = lms_errorf(LMS_ERR_IO, "'%s' has pytorch_model.bin but no model.safetensors; lmscale reads only "
+                            "safetensors (a pickle is not safe to load). Convert it once with: python3 -c "
+                            "\"from transformers import GPT2LMHeadModel as M; M.from_pretrained('%s')."
+                            "save_pretrained('%s', safe_serialization=True)\"", dir, dir, dir);
+        else if (ix && stat(ix, &ps) == 0)
+            st = lms_errorf(LMS_ERR_IO, "'%s' holds a sharded model (model.safetensors.index.json), which lmscale "
+                            "does not read: save it as one file with: python3 -c \"from transformers "
+                            "import GPT2LMHeadModel as M; M.from_pretrained('%s').save_pretrained('%s', "
+                            "max_shard_size='1000GB')\"", dir, dir, dir);
+        else
+            st = lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (--init needs a directory with config.json and "
+                            "model.safetensors, e.g. from 'lmscale export --hf')", path, strerror(err));
+        free(pt);
+        free(ix);
         goto fail;
     }
     struct stat sb;
