@@ -18,16 +18,10 @@ source "$(dirname "$0")/lib.sh"
 O=$TESTS_DIR/obs
 
 # the readers: Debian's protobuf-compiler, python3-protobuf, librsvg2-bin (.ci/run installs them)
-missing=""
-command -v protoc >/dev/null || missing="$missing protobuf-compiler"
-$PY -c 'import google.protobuf' 2>/dev/null || missing="$missing python3-protobuf"
-command -v rsvg-convert >/dev/null || missing="$missing librsvg2-bin"
-$PY -c 'import numpy' 2>/dev/null || missing="$missing python3-numpy"
-if [ -n "$missing" ]; then
-    echo "the independent readers are not installed: apt-get install$missing"
-    [ -n "${CI:-}" ] && exit 1
-    exit 77
-fi
+need_cmd protoc protobuf-compiler
+need_cmd rsvg-convert librsvg2-bin
+need_python numpy
+$PY -c 'import google.protobuf' 2>/dev/null || skip_test "$NAME needs python3-protobuf" "apt-get install python3-protobuf"
 
 # ---- the library's files: TensorBoard events and a trace of a forward/backward
 run unit "$UNIT" "$T" && ok
