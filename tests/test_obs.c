@@ -98,15 +98,16 @@ static void test_wrapped_model(const char *dir) {
     lms_obs_init(&o, 0);
     o.trace = t;
     lms_obs_step_begin(&o, 1);
-    lms_gpt_zero_grad(&a);
-    lms_gpt_zero_grad(&b);
-    float la = lms_gpt_forward(&a, &plain, tok, tgt, B, T);
+    lms_gpt_zero_grad(&a, &plain);
+    lms_gpt_zero_grad(&b, &traced);
+    float la = 0, lb = 1;
+    CHECK(lms_gpt_forward(&a, &plain, tok, tgt, B, T, &la) == LMS_OK, "forward");
     lms_obs_phase_begin(&o, LMS_PHASE_FORWARD);
-    float lb = lms_gpt_forward(&b, &traced, tok, tgt, B, T);
+    CHECK(lms_gpt_forward(&b, &traced, tok, tgt, B, T, &lb) == LMS_OK, "traced forward");
     lms_obs_phase_end(&o, LMS_PHASE_FORWARD);
-    lms_gpt_backward(&a, &plain, 1.0f / (B * T));
+    CHECK(lms_gpt_backward(&a, &plain, 1.0f / (B * T)) == LMS_OK, "backward");
     lms_obs_phase_begin(&o, LMS_PHASE_BACKWARD);
-    lms_gpt_backward(&b, &traced, 1.0f / (B * T));
+    CHECK(lms_gpt_backward(&b, &traced, 1.0f / (B * T)) == LMS_OK, "traced backward");
     lms_obs_phase_end(&o, LMS_PHASE_BACKWARD);
     CHECK(memcmp(&la, &lb, sizeof la) == 0, "loss %.9g vs traced %.9g", la, lb);
     CHECK(memcmp(a.grads, b.grads, sizeof(float) * a.num_params) == 0, "gradients differ under the trace");
@@ -122,7 +123,7 @@ static void test_wrapped_model(const char *dir) {
     size_t dropped, n = lms_trace_count(t, &dropped);
     CHECK(n > 20 && dropped == 0, "%zu events", n);
     lms_trace_set_step(t, 2); /* outside 1:1: nothing more recorded */
-    lms_gpt_forward(&b, &traced, tok, tgt, B, T);
+    lms_gpt_forward(&b, &traced, tok, tgt, B, T, &lb);
     CHECK(lms_trace_count(t, NULL) == n, "recorded outside the profiled steps");
     if (dir) {
         char path[4096];

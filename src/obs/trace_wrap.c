@@ -22,94 +22,102 @@ typedef struct {
 } bwrap;
 
 #define BW(be) ((const bwrap *)(be)->i)
-/* run CALL on the wrapped table (as `in`), recording NAME with ARGS... */
+/* returns CALL (a status expression on the wrapped table, as `in`),
+ * recording NAME with ARGS... */
 #define TRACED(be, NAME, CALL, ...)                                                        \
     do {                                                                                   \
         const bwrap *w_ = BW(be);                                                          \
         lms_backend in = {w_->inner, (be)->state};                                         \
-        if (!lms_trace_on(w_->t)) {                                                        \
-            CALL;                                                                          \
-            break;                                                                         \
-        }                                                                                  \
+        if (!lms_trace_on(w_->t)) return CALL;                                             \
         int64_t t0_ = lms_trace_now(w_->t);                                                \
-        CALL;                                                                              \
+        lms_status st_ = CALL;                                                             \
         int64_t t1_ = lms_trace_now(w_->t);                                                \
         char a_[160];                                                                      \
         snprintf(a_, sizeof a_, __VA_ARGS__);                                              \
         lms_trace_event(w_->t, NAME, "op", t0_, t1_, a_);                                  \
+        return st_;                                                                        \
     } while (0)
 
-static void w_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, const float *wte, const float *wpe,
-                          int B, int T, int C) {
-    TRACED(be, "encoder_fwd", in.i->encoder_fwd(&in, out, tok, wte, wpe, B, T, C), "\"B\": %d, \"T\": %d, \"C\": %d",
-           B, T, C);
+static lms_status w_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, const float *wte,
+                                const float *wpe, int B, int T, int C) {
+    TRACED(be, "encoder_fwd", in.i->encoder_fwd(&in, out, tok, wte, wpe, B, T, C),
+           "\"B\": %d, \"T\": %d, \"C\": %d", B, T, C);
 }
-static void w_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tok, int B,
-                          int T, int C) {
+static lms_status w_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const float *dout, const int32_t *tok,
+                                int B, int T, int C) {
     TRACED(be, "encoder_bwd", in.i->encoder_bwd(&in, dwte, dwpe, dout, tok, B, T, C),
            "\"B\": %d, \"T\": %d, \"C\": %d", B, T, C);
 }
-static void w_layernorm_fwd(lms_backend *be, float *out, float *mean, float *rstd, const float *inp,
-                            const float *wt, const float *b, int N, int C) {
+static lms_status w_layernorm_fwd(lms_backend *be, float *out, float *mean, float *rstd, const float *inp,
+                                  const float *wt, const float *b, int N, int C) {
     TRACED(be, "layernorm_fwd", in.i->layernorm_fwd(&in, out, mean, rstd, inp, wt, b, N, C),
            "\"N\": %d, \"C\": %d", N, C);
 }
-static void w_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *db, const float *dout,
-                            const float *inp, const float *wt, const float *mean, const float *rstd, int N, int C) {
+static lms_status w_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *db, const float *dout,
+                                  const float *inp, const float *wt, const float *mean, const float *rstd, int N,
+                                  int C) {
     TRACED(be, "layernorm_bwd", in.i->layernorm_bwd(&in, dinp, dw, db, dout, inp, wt, mean, rstd, N, C),
            "\"N\": %d, \"C\": %d", N, C);
 }
-static void w_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *wt, const float *bias, int N,
-                         int IC, int OC) {
+static lms_status w_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *wt, const float *bias,
+                               int N, int IC, int OC) {
     TRACED(be, "matmul_fwd", in.i->matmul_fwd(&in, out, inp, wt, bias, N, IC, OC),
            "\"N\": %d, \"IC\": %d, \"OC\": %d, \"gflop\": %.4g", N, IC, OC, 2e-9 * N * IC * OC);
 }
-static void w_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias, const float *dout,
-                         const float *inp, const float *wt, int N, int IC, int OC) {
+static lms_status w_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias, const float *dout,
+                               const float *inp, const float *wt, int N, int IC, int OC) {
     TRACED(be, "matmul_bwd", in.i->matmul_bwd(&in, dinp, dw, dbias, dout, inp, wt, N, IC, OC),
            "\"N\": %d, \"IC\": %d, \"OC\": %d, \"gflop\": %.4g", N, IC, OC, (dinp ? 4e-9 : 2e-9) * N * IC * OC);
 }
-static void w_attention_fwd(lms_backend *be, float *out, float *lse, const float *qkv, int B, int T, int C,
-                            int NH) {
+static lms_status w_attention_fwd(lms_backend *be, float *out, float *lse, const float *qkv, int B, int T, int C,
+                                  int NH) {
     TRACED(be, "attention_fwd", in.i->attention_fwd(&in, out, lse, qkv, B, T, C, NH),
            "\"B\": %d, \"T\": %d, \"C\": %d, \"NH\": %d", B, T, C, NH);
 }
-static void w_attention_bwd(lms_backend *be, float *dqkv, const float *dout, const float *qkv, const float *out,
-                            const float *lse, int B, int T, int C, int NH) {
+static lms_status w_attention_bwd(lms_backend *be, float *dqkv, const float *dout, const float *qkv,
+                                  const float *out, const float *lse, int B, int T, int C, int NH) {
     TRACED(be, "attention_bwd", in.i->attention_bwd(&in, dqkv, dout, qkv, out, lse, B, T, C, NH),
            "\"B\": %d, \"T\": %d, \"C\": %d, \"NH\": %d", B, T, C, NH);
 }
-static void w_gelu_fwd(lms_backend *be, float *out, const float *inp, size_t n) {
+static lms_status w_gelu_fwd(lms_backend *be, float *out, const float *inp, size_t n) {
     TRACED(be, "gelu_fwd", in.i->gelu_fwd(&in, out, inp, n), "\"n\": %zu", n);
 }
-static void w_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const float *dout, size_t n) {
+static lms_status w_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const float *dout, size_t n) {
     TRACED(be, "gelu_bwd", in.i->gelu_bwd(&in, dinp, inp, dout, n), "\"n\": %zu", n);
 }
-static void w_add(lms_backend *be, float *out, const float *a, const float *b, size_t n) {
+static lms_status w_add(lms_backend *be, float *out, const float *a, const float *b, size_t n) {
     TRACED(be, "add", in.i->add(&in, out, a, b, n), "\"n\": %zu", n);
 }
-static void w_accumulate(lms_backend *be, float *dst, const float *src, size_t n) {
+static lms_status w_accumulate(lms_backend *be, float *dst, const float *src, size_t n) {
     TRACED(be, "accumulate", in.i->accumulate(&in, dst, src, n), "\"n\": %zu", n);
 }
-static void w_xent_fwd(lms_backend *be, float *losses, float *lse, const float *logits, const int32_t *targets,
-                       int N, int V, int Vp) {
+static lms_status w_scale(lms_backend *be, float *x, float sc, size_t n) {
+    TRACED(be, "scale", in.i->scale(&in, x, sc, n), "\"n\": %zu", n);
+}
+static lms_status w_xent_fwd(lms_backend *be, float *losses, float *lse, const float *logits,
+                             const int32_t *targets, int N, int V, int Vp) {
     TRACED(be, "xent_fwd", in.i->xent_fwd(&in, losses, lse, logits, targets, N, V, Vp),
            "\"N\": %d, \"V\": %d, \"Vp\": %d", N, V, Vp);
 }
-static void w_xent_bwd(lms_backend *be, float *dlogits, const float *logits, const float *lse,
-                       const int32_t *targets, float dloss, int N, int V, int Vp) {
+static lms_status w_xent_bwd(lms_backend *be, float *dlogits, const float *logits, const float *lse,
+                             const int32_t *targets, float dloss, int N, int V, int Vp) {
     TRACED(be, "xent_bwd", in.i->xent_bwd(&in, dlogits, logits, lse, targets, dloss, N, V, Vp),
            "\"N\": %d, \"V\": %d, \"Vp\": %d", N, V, Vp);
 }
-static double w_sumsq(lms_backend *be, const float *x, size_t n) {
-    double r = 0;
-    TRACED(be, "sumsq", r = in.i->sumsq(&in, x, n), "\"n\": %zu", n);
-    return r;
+static lms_status w_sum(lms_backend *be, const float *x, size_t n, double *out) {
+    TRACED(be, "sum", in.i->sum(&in, x, n, out), "\"n\": %zu", n);
 }
-static void w_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
-                    const lms_adamw_args *a) {
+static lms_status w_sumsq(lms_backend *be, const float *x, size_t n, double *out) {
+    TRACED(be, "sumsq", in.i->sumsq(&in, x, n, out), "\"n\": %zu", n);
+}
+static lms_status w_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
+                          const lms_adamw_args *a) {
     TRACED(be, "adamw", in.i->adamw(&in, p, g, m, v, n, a), "\"n\": %zu", n);
 }
+static lms_status w_copy(lms_backend *be, void *dst, const void *src, size_t bytes, lms_copy_kind kind) {
+    TRACED(be, "copy", in.i->copy(&in, dst, src, bytes, kind), "\"bytes\": %zu, \"kind\": %d", bytes, (int)kind);
+}
+static lms_status w_synchronize(lms_backend *be) { TRACED(be, "synchronize", in.i->synchronize(&in), "\"sync\": 1"); }
 
 lms_status lms_trace_wrap_backend(lms_backend *be, lms_trace *t) {
     bwrap *w = calloc(1, sizeof *w);
@@ -120,8 +128,8 @@ lms_status lms_trace_wrap_backend(lms_backend *be, lms_trace *t) {
 #define SET(op)                                            \
     if (w->table.op) w->table.op = w_##op;
     SET(encoder_fwd) SET(encoder_bwd) SET(layernorm_fwd) SET(layernorm_bwd) SET(matmul_fwd) SET(matmul_bwd)
-    SET(attention_fwd) SET(attention_bwd) SET(gelu_fwd) SET(gelu_bwd) SET(add) SET(accumulate) SET(xent_fwd)
-    SET(xent_bwd) SET(sumsq) SET(adamw)
+    SET(attention_fwd) SET(attention_bwd) SET(gelu_fwd) SET(gelu_bwd) SET(add) SET(accumulate) SET(scale)
+    SET(xent_fwd) SET(xent_bwd) SET(sum) SET(sumsq) SET(adamw) SET(copy) SET(synchronize)
 #undef SET
     be->i = &w->table;
     return LMS_OK;
