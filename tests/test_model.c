@@ -71,15 +71,17 @@ static void check_backend(const fixture *f, const char *name) {
     CHECK(lms_gpt_init(&m, &cfg, f->B, f->T, 1) == LMS_OK, "init");
     CHECK(m.num_params == (size_t)f->nparams, "parameter count %zu vs PyTorch %d", m.num_params, f->nparams);
     memcpy(m.params, f->params, m.num_params * 4);
+    lms_gpt_acts a;
+    CHECK(lms_gpt_acts_init(&a, &cfg, f->B, f->T, 1) == LMS_OK, "activations");
 
     float loss = 0;
-    CHECK(lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, &loss) == LMS_OK, "forward");
+    CHECK(lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, f->B, f->T, &loss) == LMS_OK, "forward");
     size_t nl = (size_t)f->B * f->T * f->Vp;
-    double e = rel_err(m.a.logits, f->logits, nl, 1e-6);
+    double e = rel_err(a.head.logits, f->logits, nl, 1e-6);
     CHECK(e < 1e-4, "[%s] logits rel err %g", name, e);
     CHECK(fabs(loss - f->loss) / f->loss < 1e-4, "[%s] loss %.7f vs PyTorch %.7f", name, loss, f->loss);
     lms_gpt_zero_grad(&m, &be);
-    CHECK(lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T)) == LMS_OK, "backward");
+    CHECK(lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 1.0f / (f->B * f->T), NULL, NULL) == LMS_OK, "backward");
     double worst = 0;
     const char *worst_name = "";
     for (int i = 0; i < m.num_tensors; i++) {
@@ -108,8 +110,8 @@ static void check_backend(const fixture *f, const char *name) {
     for (int s = 0; s < f->nsteps; s++) {
         lms_gpt_zero_grad(&m, &be);
         float l = 0;
-        CHECK(lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, &l) == LMS_OK, "forward");
-        CHECK(lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T)) == LMS_OK, "backward");
+        CHECK(lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, f->B, f->T, &l) == LMS_OK, "forward");
+        CHECK(lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 1.0f / (f->B * f->T), NULL, NULL) == LMS_OK, "backward");
         double norm = 0;
         be.i->sumsq(&be, m.grads, m.num_params, &norm);
         norm = sqrt(norm);
@@ -145,6 +147,7 @@ static void check_backend(const fixture *f, const char *name) {
     free(ours);
     free(ref);
     lms_adamw_free(&opt);
+    lms_gpt_acts_free(&a);
     lms_gpt_free(&m);
 }
 
@@ -380,18 +383,21 @@ static void check_determinism(const fixture *f) {
     for (int r = 0; r < 2; r++) {
         lms_gpt m;
         lms_adamw opt;
+        lms_gpt_acts a;
         lms_gpt_init(&m, &cfg, f->B, f->T, 1);
+        lms_gpt_acts_init(&a, &cfg, f->B, f->T, 1);
         lms_gpt_init_params(&m, 3);
         lms_adamw_init(&opt, m.num_params, 0.9f, 0.95f, 1e-8f, 0.1f);
         for (int s = 0; s < 3; s++) {
             lms_gpt_zero_grad(&m, &be);
-            lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, NULL);
-            lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T));
+            lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, f->B, f->T, NULL);
+            lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 1.0f / (f->B * f->T), NULL, NULL);
             lms_adamw_step(&opt, &be, m.params, m.grads, m.tensors, m.num_tensors, 1e-3f, 1.0f);
         }
         res[r] = malloc(m.num_params * 4);
         memcpy(res[r], m.params, m.num_params * 4);
         lms_adamw_free(&opt);
+        lms_gpt_acts_free(&a);
         lms_gpt_free(&m);
     }
     size_t P = (size_t)f->nparams;
