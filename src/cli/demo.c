@@ -118,7 +118,7 @@ int cmd_demo(int argc, char **argv) {
     double before = score(&fresh, &be, &task, 100, 0);
     lms_gpt_free(&fresh);
 
-    LMS_TRY(train_run(&o, &train, &val, &m, NULL));
+    LMS_TRY(train_run(&o, &train, &val, &m, NULL, NULL));
     printf("samples (greedy, held-out problems):\n");
     double after = score(&m, &be, &task, n_test, n_show);
     double chance = 100.0;

@@ -148,6 +148,9 @@ static lms_status validate(const train_opts *o, train_plan *p) {
         return lms_errorf(LMS_ERR_INVALID_ARG, "--log-interval %d must be at least 1", o->log_interval);
     if (!(o->val_fraction >= 0 && o->val_fraction <= 0.5f))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--val-fraction %g must be in [0, 0.5]", o->val_fraction);
+    if (!(o->exit_duration_mins >= 0))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--exit-duration-mins %g must not be negative (0 = no limit)",
+                          o->exit_duration_mins);
     if (!(o->peak_tflops >= 0))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--peak-tflops %g must not be negative", o->peak_tflops);
     if (o->threads < 0)
@@ -203,14 +206,16 @@ static long peak_rss_mb(void) {
 }
 
 lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms_tokens *val_tok,
-                     lms_gpt *keep, float *final_val_loss) {
+                     lms_gpt *keep, float *final_val_loss, int *stopped_early) {
     lms_status st = LMS_OK;
     train_plan p;
     memset(&p, 0, sizeof p);
     lms_tokens loaded = {0}, loaded_val = {0};
     lms_gpt m = {0};
     lms_adamw opt = {0};
-    FILE *metrics = NULL;
+    train_metrics metrics = {0};
+    train_stop stop = {0};
+    const double t_begin = lms_now_s(); /* --exit-duration-mins counts from here */
     int32_t *x = NULL, *y = NULL;
     lms_tokenizer tok;
     lms_tokenizer_init_bytes(&tok);
@@ -273,12 +278,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             snprintf(mpath, sizeof mpath, "%s", o->metrics);
         else
             snprintf(mpath, sizeof mpath, "%s.rank%d", o->metrics, p.world->rank);
-        metrics = fopen(mpath, "a");
-        if (!metrics) {
-            st = lms_errorf(LMS_ERR_IO, "cannot open --metrics file '%s' for appending (check that its "
-                            "directory exists and is writable)", mpath);
-            goto fail;
-        }
+        LMS_TRY(train_metrics_open(&metrics, mpath, start_step, &ctx.log));
     }
 
     /* model and optimizer */
@@ -303,7 +303,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     }
     char advice[512];
     if (lms_blas_advice(advice, sizeof advice)) lms_log(&ctx.log, LMS_LOG_WARN, "%s", advice);
-    double peak = o->peak_tflops > 0 ? o->peak_tflops : lms_backend_measure_peak_tflops(&p.be);
+    double peak;
+    char peak_src[4400];
+    LMS_TRY(train_peak(o->peak_tflops, &p.be, ctx.threads, &ctx.log, &peak, peak_src, sizeof peak_src));
     double fpt = lms_flops_per_token(&p.cfg, p.T);
     const lms_logger *lg = &ctx.log;
     lms_log(lg, LMS_LOG_INFO, "model: L=%d H=%d C=%d maxT=%d V=%d (padded %d) | %.2fM parameters | "
@@ -333,8 +335,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_log(lg, LMS_LOG_INFO, "optim: AdamW lr %g -> %g (%s, warm-up %d) betas (%g, %g) eps %g wd %g "
             "clip %g | backend %s (BLAS %s), %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
             lms_schedule_name(p.sched.kind), o->warmup, o->beta1, o->beta2, o->eps, o->weight_decay,
-            o->grad_clip, p.be.i->name, lms_blas_corename(), ctx.threads, peak * 1e3,
-            o->peak_tflops > 0 ? "--peak-tflops" : "measured sgemm");
+            o->grad_clip, p.be.i->name, lms_blas_corename(), ctx.threads, peak * 1e3, peak_src);
 
     const int G = o->batch_size;
     const float dloss = 1.0f / ((float)G * p.T); /* of the global mean; summed over dp ranks */
@@ -342,6 +343,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     double t_start = lms_now_s(), t_steps = 0, last_val = NAN;
     int timed = 0;
     if (start_step) lms_log(lg, LMS_LOG_INFO, "resumed from %s at step %d", p.ck.resume_path, start_step);
+    /* the step this process stops after: --steps, or --stop-after when sooner */
+    const int end_step = o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
+    train_stop_install(&stop, o->exit_duration_mins, t_begin);
     int step = start_step;
     for (; step < o->steps; step++) {
         double t0 = lms_now_s();
@@ -407,7 +411,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
             char eta[32];
-            fmt_eta(eta, sizeof eta, (timed ? t_steps / timed : dt) * (o->steps - step - 1));
+            fmt_eta(eta, sizeof eta, (timed ? t_steps / timed : dt) * (end_step - step - 1));
             lms_log(lg, LMS_LOG_INFO, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %6.0f tok/s "
                     "| MFU %5.1f%% | ETA %s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
                     mfu * 100, eta);
@@ -415,35 +419,45 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                 lms_log(lg, LMS_LOG_INFO, "step %5d/%d | val_loss %.4f | val_ppl %.2f", step + 1, o->steps,
                         vloss, exp(vloss));
         }
-        if (metrics) {
-            fprintf(metrics, "{\"step\": %d, \"loss\": %.17g, \"lr\": %.9g, \"grad_norm\": %.17g, "
-                    "\"step_ms\": %.3f, \"tokens_per_s\": %.2f, \"mfu\": %.6f", step + 1, loss, lr, norm,
-                    dt * 1e3, tps, mfu);
-            if (do_eval) fprintf(metrics, ", \"val_loss\": %.17g", vloss);
-            fprintf(metrics, ", \"param_mb\": %.3f, \"grad_mb\": %.3f, \"optim_mb\": %.3f, \"peak_rss_mb\": %ld",
-                    state_mb[0], state_mb[1], state_mb[2], peak_rss_mb());
-            fprintf(metrics, "}\n");
-            fflush(metrics);
+        if (metrics.f) {
+            train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb, peak_rss_mb()};
+            LMS_TRY(train_metrics_put(&metrics, &row));
         }
         /* plain data parallelism: every rank holds the same state, rank 0 saves;
          * ZeRO: every rank saves its shard */
         if (rank0 || zs)
             LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
                                           p.order, &tok, &m, &opt, zs ? &z : NULL, lg));
-        if (step + 1 == o->stop_after) {
+        /* a signal or the time limit: every rank stops after the same step */
+        if (step + 1 < end_step) LMS_TRY(train_stop_poll(&stop, p.world));
+        if (step + 1 == end_step || stop.reason) {
             step++;
             break;
         }
     }
+    train_stop_restore(&stop); /* from here on a signal ends the process as usual */
     if (rank0 || zs)
         LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step, 1, &p.sched, G, p.T, o->seed, p.order, &tok, &m, &opt,
                                       zs ? &z : NULL, lg));
+    if (stop.reason) {
+        char why[64];
+        train_stop_reason(&stop, why, sizeof why);
+        if (o->save_dir)
+            lms_log(lg, LMS_LOG_INFO, "stopped after step %d of %d (%s): checkpoint %s/step-%08d; continue "
+                    "with --resume %s (exit %d)", step, o->steps, why, o->save_dir, step, o->save_dir,
+                    TRAIN_EXIT_STOPPED);
+        else
+            lms_log(lg, LMS_LOG_INFO, "stopped after step %d of %d (%s): no --save, so no checkpoint (exit %d)",
+                    step, o->steps, why, TRAIN_EXIT_STOPPED);
+        if (stopped_early) *stopped_early = 1;
+    }
     double total = lms_now_s() - t_start;
     double mean_tps = timed ? (double)G * p.T * timed / t_steps : 0;
     int ran = step - start_step; /* this process's steps (resume and --stop-after count) */
     lms_log(lg, LMS_LOG_INFO, "done: %d steps (now at %d of %d), %ld tokens in %.1f s | %.0f tok/s | MFU %.1f%% "
-            "(mean after the first step)", ran, step, o->steps, (long)ran * G * p.T, total, mean_tps,
-            100 * lms_mfu(fpt, mean_tps, peak * p.topo.dp));
+            "(mean after the first step, of a %.1f GFLOP/s peak per rank: %s)", ran, step, o->steps,
+            (long)ran * G * p.T, total, mean_tps, 100 * lms_mfu(fpt, mean_tps, peak * p.topo.dp), peak * 1e3,
+            peak_src);
     if (zs == 3 && (o->save_model || keep)) { /* the whole model, on every rank */
         LMS_TRY(lms_alloc_checked((void **)&full, sizeof(float) * m.num_params, "the gathered model"));
         LMS_TRY(lms_zero_gather_full(&z, full));
@@ -456,6 +470,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         LMS_TRY(lms_model_save(o->save_model, &m, tok.kind));
         lms_log(lg, LMS_LOG_INFO, "saved model to %s", o->save_model);
     }
+    LMS_TRY(train_metrics_close(&metrics));
     if (final_val_loss) *final_val_loss = (float)last_val;
     if (keep) {
         *keep = m;
@@ -468,7 +483,8 @@ fail:
                 lms_last_error(), p.world->size);
         p.world->i->abort(p.world, 1);
     }
-    if (metrics) fclose(metrics);
+    train_stop_restore(&stop);
+    if (metrics.f) fclose(metrics.f);
     free(x);
     free(y);
     lms_dp_sync_free(&dps);
@@ -529,6 +545,7 @@ int cmd_train(int argc, char **argv) {
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
         {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
         {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
+        {"exit-duration-mins", CLI_FLOAT, &o.exit_duration_mins, "MIN", "save (with --save) and stop after MIN minutes, exit 75 (0 = no limit)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
     };
     char epilog[512];
@@ -547,6 +564,8 @@ int cmd_train(int argc, char **argv) {
         cli_print_help(&spec, stdout);
         return 0;
     }
-    st = train_run(&o, NULL, NULL, NULL, NULL);
-    return st == LMS_OK ? 0 : cli_fail("train", st);
+    int stopped = 0;
+    st = train_run(&o, NULL, NULL, NULL, NULL, &stopped);
+    if (st != LMS_OK) return cli_fail("train", st);
+    return stopped ? TRAIN_EXIT_STOPPED : 0;
 }
