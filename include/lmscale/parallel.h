@@ -23,7 +23,9 @@ typedef struct {
     int dp_rank, tp_rank, pp_rank;
 } lms_topology;
 
-/* Errors when dp·tp·pp differs from world, naming the flags. */
+/* Errors when a degree is below 1 or dp·tp·pp differs from world, naming
+ * the flags (also called by lms_layout_check, plan.h). */
+lms_status lms_topology_check(int world, int dp, int tp, int pp);
 lms_status lms_topology_init(lms_topology *t, int world, int rank, int dp, int tp, int pp);
 int lms_topology_rank_of(const lms_topology *t, int dp_rank, int tp_rank, int pp_rank);
 

@@ -1,4 +1,6 @@
-/* lmscale estimation: FLOPs, MFU. Conventions in docs/mfu.md. */
+/* lmscale estimation and planning: FLOPs, memory and time of a training
+ * layout, and a planner that picks the layout (docs/estimate.md,
+ * docs/plan.md). Conventions of the FLOP counts: docs/mfu.md. */
 #ifndef LMSCALE_PLAN_H
 #define LMSCALE_PLAN_H
 
@@ -16,6 +18,77 @@ double lms_flops_per_token(const lms_gpt_config *cfg, int T);
 double lms_megatron_flops(double B, double s, double l, double h, double V);
 /* Model FLOPs utilisation in [0,1]: achieved model FLOP/s over peak. */
 double lms_mfu(double flops_per_token, double tokens_per_s, double peak_tflops);
+
+/* ---- a training layout ---- */
+typedef enum { LMS_PREC_FP32 = 0, LMS_PREC_BF16, LMS_PREC_FP16 } lms_precision;
+typedef enum { LMS_RECOMPUTE_NONE = 0, LMS_RECOMPUTE_SELECTIVE, LMS_RECOMPUTE_FULL } lms_recompute;
+lms_status lms_precision_parse(const char *s, lms_precision *out);
+lms_status lms_recompute_parse(const char *s, lms_recompute *out);
+const char *lms_precision_name(lms_precision p);
+const char *lms_recompute_name(lms_recompute r);
+
+typedef struct {
+    int world;         /* processes of the job; 0: dp·tp·pp */
+    int dp, tp, pp;    /* degrees; dp 0: world / (tp·pp) */
+    int vpp;           /* virtual pipeline stages per rank (interleaved 1F1B); 0 or 1: none */
+    int seq_len;       /* 0: the model's maximum, at most 1024 */
+    int global_batch;  /* sequences per optimizer step */
+    int micro_batch;   /* sequences per forward/backward; 0: the default */
+    int zero;          /* ZeRO stage 0..3 */
+    lms_precision prec;
+    lms_recompute recompute;
+    int seq_parallel;  /* Megatron sequence parallelism (tp > 1) */
+    /* filled by lms_layout_check */
+    int accum;         /* micro-batches per data-parallel rank per step */
+} lms_layout;
+
+/* The one check of a layout against a model, shared by `train`, `estimate`
+ * and `plan`: world = dp·tp·pp, heads and vocabulary against tp, layers
+ * against pp·vpp, the batch against dp·micro-batch, the sequence length
+ * against the model, the ZeRO stage. Fills the defaults (dp, vpp,
+ * seq_len, micro_batch) and accum. Errors name the flag and the fix. */
+lms_status lms_layout_check(lms_layout *lo, const lms_gpt_config *cfg);
+
+/* ---- estimate: memory, FLOPs, time of one layout ---- */
+/* Whose memory layout to model: lmscale's own fp32 CPU kernels (exact
+ * buffers, tp = pp = 1 only), or a Megatron-style GPU implementation
+ * (Korthikanti et al. activations, mixed-precision state). */
+typedef enum { LMS_IMPL_AUTO = 0, LMS_IMPL_LMSCALE, LMS_IMPL_MEGATRON } lms_impl;
+
+typedef struct {
+    lms_impl impl;          /* as asked; the estimate says which it used */
+    double overhead_bytes;  /* fixed per-process memory (runtime, libraries); < 0: the default */
+    double data_tokens;     /* lmscale: tokens of training data held in memory (int32 each) */
+} lms_estimate_opts;
+
+typedef struct {
+    lms_impl impl;
+    double params;          /* whole model (lmscale's count: padded vocabulary, wpe) */
+    double params_rank;     /* held by the largest rank before ZeRO (its stage, its tp part) */
+    /* per-rank bytes, on the rank that needs the most */
+    double weights, weights_work;   /* persistent; gathered working buffers (ZeRO-3) */
+    double grads, grads_work;       /* persistent; reduce-scatter buffers */
+    double optim;                   /* AdamW moments (+ fp32 master weights in mixed precision) */
+    double acts;                    /* activations of the micro-batches in flight */
+    double acts_layer;              /* Korthikanti's per-layer bytes for one micro-batch, this variant */
+    int inflight;                   /* micro-batches whose activations the first stage holds */
+    double buffers;                 /* communication buffers, logits, token buffers */
+    double overhead;                /* fixed per-process overhead */
+    double total;
+    /* FLOPs per iteration (global batch) */
+    double flops_megatron;          /* 96·B·s·l·h²(1 + s/6h + V/16lh): with full recompute */
+    double flops_megatron_norecompute; /* the same with 72 */
+    double flops_hardware;          /* what this layout executes (recompute included) */
+    double flops_model;             /* (6N + 12LCT)·tokens: model FLOPs */
+    double flops_per_token;         /* 6N + 12LCT */
+} lms_estimate;
+
+/* The layout must have passed lms_layout_check. */
+lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+                            lms_estimate *e);
+/* Days to train `tokens` tokens of a P-parameter model on n devices that
+ * each sustain x FLOP/s: (8 with full recompute, else 6)·T·P/(n·x) / 86400. */
+double lms_train_days(double tokens, double params, double n, double flops_per_s, int full_recompute);
 
 #ifdef __cplusplus
 }

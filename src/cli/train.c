@@ -89,32 +89,15 @@ static lms_status validate(const train_opts *o, train_plan *p) {
         p->cfg = p->ck.cfg; /* from --resume or --init */
     else
         LMS_CHECK(cli_model_config(&o->model, &p->cfg));
-    p->T = o->seq_len ? o->seq_len : (p->cfg.maxT < 1024 ? p->cfg.maxT : 1024);
-    if (p->T < 1)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d must be at least 1", o->seq_len);
-    if (p->T > p->cfg.maxT)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d is above the model's maximum sequence length "
-                          "%d: lower --seq-len or raise --max-seq-len", p->T, p->cfg.maxT);
-    if (o->batch_size < 1)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d must be at least 1", o->batch_size);
-    const int dp = p->topo.dp > 0 ? p->topo.dp : 1;
-    p->micro = o->micro_batch_size ? o->micro_batch_size
-                                   : (o->batch_size % dp == 0 ? o->batch_size / dp : o->batch_size);
-    if (p->micro < 1)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--micro-batch-size %d must be at least 1", p->micro);
-    if (o->batch_size % (dp * p->micro) != 0) {
-        if (dp == 1)
-            return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d is not divisible by --micro-batch-size %d: "
-                              "the global batch is micro-batch x accumulation steps (try --micro-batch-size %d)",
-                              o->batch_size, p->micro, o->batch_size % 2 == 0 ? o->batch_size / 2 : 1);
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--batch-size %d is not divisible by dp %d x --micro-batch-size %d: "
-                          "the global batch is dp x micro-batch x accumulation steps (try --batch-size %d)",
-                          o->batch_size, dp, p->micro, dp * p->micro * ((o->batch_size + dp * p->micro - 1) / (dp * p->micro)));
-    }
-    p->local_batch = o->batch_size / dp;
-    p->accum = p->local_batch / p->micro;
-    if (o->zero < 0 || o->zero > 3)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d: the ZeRO stage must be 0 (off), 1, 2 or 3", o->zero);
+    /* the layout checks shared with estimate and plan (lms_layout_check, plan.h) */
+    lms_layout lo = {.world = p->world ? p->world->size : 1, .dp = p->topo.dp > 0 ? p->topo.dp : 1, .tp = 1,
+                     .pp = 1, .seq_len = o->seq_len, .global_batch = o->batch_size,
+                     .micro_batch = o->micro_batch_size, .zero = o->zero};
+    LMS_CHECK(lms_layout_check(&lo, &p->cfg));
+    p->T = lo.seq_len;
+    p->micro = lo.micro_batch;
+    p->local_batch = o->batch_size / lo.dp;
+    p->accum = lo.accum;
     if (!(o->bucket_mb > 0))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--bucket-mb %g must be positive", o->bucket_mb);
     if (o->steps < 1) return lms_errorf(LMS_ERR_INVALID_ARG, "--steps %d must be at least 1", o->steps);

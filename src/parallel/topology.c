@@ -3,8 +3,7 @@
 
 #include <string.h>
 
-lms_status lms_topology_init(lms_topology *t, int world, int rank, int dp, int tp, int pp) {
-    memset(t, 0, sizeof *t);
+lms_status lms_topology_check(int world, int dp, int tp, int pp) {
     if (dp < 1 || tp < 1 || pp < 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--dp %d --tp %d --pp %d: every degree must be at least 1",
                           dp, tp, pp);
@@ -12,6 +11,12 @@ lms_status lms_topology_init(lms_topology *t, int world, int rank, int dp, int t
         return lms_errorf(LMS_ERR_INVALID_ARG, "the job has %d processes but --dp %d x --tp %d x --pp %d = "
                           "%ld: launch dp x tp x pp processes (e.g. mpirun -np %ld) or change the degrees",
                           world, dp, tp, pp, (long)dp * tp * pp, (long)dp * tp * pp);
+    return LMS_OK;
+}
+
+lms_status lms_topology_init(lms_topology *t, int world, int rank, int dp, int tp, int pp) {
+    memset(t, 0, sizeof *t);
+    LMS_CHECK(lms_topology_check(world, dp, tp, pp));
     t->world = world;
     t->rank = rank;
     t->dp = dp;
