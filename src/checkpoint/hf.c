@@ -225,8 +225,24 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
     int n = 0;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        st = lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (--init needs a directory with config.json and "
-                        "model.safetensors, e.g. from 'lmscale export --hf')", path, strerror(errno));
+        int err = errno;
+        char *pt = ckpt_join(dir, "pytorch_model.bin"), *ix = ckpt_join(dir, "model.safetensors.index.json");
+        struct stat ps;
+        if (pt && stat(pt, &ps) == 0)
+            st = lms_errorf(LMS_ERR_IO, "'%s' has pytorch_model.bin but no model.safetensors; lmscale reads only "
+                            "safetensors (a pickle is not safe to load). Convert it once with: python3 -c "
+                            "\"from transformers import GPT2LMHeadModel as M; M.from_pretrained('%s')."
+                            "save_pretrained('%s', safe_serialization=True)\"", dir, dir, dir);
+        else if (ix && stat(ix, &ps) == 0)
+            st = lms_errorf(LMS_ERR_IO, "'%s' holds a sharded model (model.safetensors.index.json), which lmscale "
+                            "does not read: save it as one file with: python3 -c \"from transformers "
+                            "import GPT2LMHeadModel as M; M.from_pretrained('%s').save_pretrained('%s', "
+                            "max_shard_size='1000GB')\"", dir, dir, dir);
+        else
+            st = lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (--init needs a directory with config.json and "
+                            "model.safetensors, e.g. from 'lmscale export --hf')", path, strerror(err));
+        free(pt);
+        free(ix);
         goto fail;
     }
     struct stat sb;
