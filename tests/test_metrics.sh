@@ -34,7 +34,8 @@ if mount -t tmpfs -o size=16k tmpfs small 2>/dev/null; then
     [ $rc -ne 0 ] && grep -q "cannot write --metrics file 'small/m.jsonl': No space left on device" tmpfs.out && ok ||
         bad "--metrics on a full 16 KB tmpfs: exit code $rc after $n rows: $(tail -n 1 tmpfs.out)"
 else
-    echo "  note: cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): the full-disk case runs on /dev/full only"
+    # not a skip: /dev/full above is the full disk; a tmpfs is a second one where mounting is allowed
+    echo "  note: cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN): the full disk is /dev/full only"
 fi
 
 # ---- resume: no step twice ----

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Stopping a run early on request (docs/checkpoints.md, "Stopping early"):
 #   - one process, SIGINT and SIGTERM: the run finishes its step, saves,
-#     prints one line naming the checkpoint, exits 75; resuming gives the
+#     prints one line naming the checkpoint, exits 85; resuming gives the
 #     uninterrupted run's losses bit for bit, and the metrics file holds every
 #     step once;
 #   - a second signal exits at once with 128 + the signal;
-#   - --exit-duration-mins saves and exits 75; without --save it exits 75 too
+#   - --exit-duration-mins saves and exits 85; without --save it exits 85 too
 #     and says that nothing was saved;
 #   - under mpirun with ZeRO 3: SIGTERM to one rank, or SIGUSR1 to mpirun
 #     (which forwards it), or --exit-duration-mins: every rank stops after the
-#     same step, the checkpoint has every rank's shard, the job exits 75 and
+#     same step, the checkpoint has every rank's shard, the job exits 85 and
 #     resuming continues bit-identically.
 # Usage: bash tests/test_stop.sh /path/to/lmscale
 set -u
@@ -52,11 +52,11 @@ for sig in INT TERM; do
     kill -s $sig $pid
     wait $pid
     rc=$?
-    [ $rc -eq 75 ] && ok || bad "SIG$sig: exit code $rc, want 75: $(tail -n 2 "$sig.out")"
+    [ $rc -eq 85 ] && ok || bad "SIG$sig: exit code $rc, want 85: $(tail -n 2 "$sig.out")"
     s=$(stopped_at "$sig.out")
     if [ -n "$s" ] && [ "$s" -lt $N ]; then
         ok
-        grep -q "stopped after step $s of $N (SIG$sig): checkpoint ck/step-$(printf %08d "$s"); continue with --resume ck (exit 75)" "$sig.out" &&
+        grep -q "stopped after step $s of $N (SIG$sig): checkpoint ck/step-$(printf %08d "$s"); continue with --resume ck (exit 85)" "$sig.out" &&
             ok || bad "SIG$sig: the stop line: $(grep stopped "$sig.out")"
         [ -f "ck/step-$(printf %08d "$s")/index.json" ] && ok || bad "SIG$sig: no checkpoint of step $s"
         [ "$(rows m.jsonl)" -eq "$s" ] && ok || bad "SIG$sig: metrics has $(rows m.jsonl) rows, stopped after step $s"
@@ -85,26 +85,22 @@ rc=$?
 [ $rc -eq 143 ] && ok || bad "two SIGTERMs: exit code $rc, want 143 (128 + 15): $(tail -n 2 twice.out)"
 grep -q "second signal: exiting at once" twice.out && ok || bad "two SIGTERMs: no 'second signal' line: $(tail -n 2 twice.out)"
 
-# --exit-duration-mins: saves and exits 75; without --save it says so
+# --exit-duration-mins: saves and exits 85; without --save it says so
 rm -rf ck3
 "$BIN" "${COMMON[@]}" --steps 100000 --save ck3 --exit-duration-mins 0.02 >dur.out 2>&1
 rc=$?
 s=$(stopped_at dur.out)
-[ $rc -eq 75 ] && [ -n "$s" ] && ok || bad "--exit-duration-mins: exit code $rc, want 75: $(tail -n 2 dur.out)"
+[ $rc -eq 85 ] && [ -n "$s" ] && ok || bad "--exit-duration-mins: exit code $rc, want 85: $(tail -n 2 dur.out)"
 grep -q "(--exit-duration-mins 0.02 reached): checkpoint ck3/step-" dur.out && [ -f "ck3/step-$(printf %08d "$s")/index.json" ] &&
     ok || bad "--exit-duration-mins: no checkpoint of step $s: $(grep stopped dur.out)"
 "$BIN" "${COMMON[@]}" --steps 100000 --exit-duration-mins 0.01 >dur2.out 2>&1
 rc=$?
-[ $rc -eq 75 ] && grep -q "no --save, so no checkpoint (exit 75)" dur2.out && ok ||
+[ $rc -eq 85 ] && grep -q "no --save, so no checkpoint (exit 85)" dur2.out && ok ||
     bad "--exit-duration-mins without --save: exit code $rc: $(tail -n 2 dur2.out)"
 run stop_after "$BIN" "${COMMON[@]}" --stop-after 5 # a planned stop is a success (exit 0)
 
 # ---- under MPI, ZeRO 3 ----
-if ! bash "$MPI" 2 true >/dev/null 2>&1; then
-    echo "SKIP: the MPI cases (no working mpirun: apt-get install openmpi-bin libopenmpi-dev, then rebuild)"
-    summary
-    exit
-fi
+bash "$MPI" 2 true >/dev/null 2>&1 || skip_test "the MPI cases" "no working mpirun: apt-get install openmpi-bin libopenmpi-dev, then rebuild"
 MCOMMON=("${COMMON[@]}" --zero 3 --log-all-ranks)
 # pidfile wrapper: each rank writes its PID to pid.<rank>
 WRAP='echo $$ >pid.${OMPI_COMM_WORLD_RANK:-${PMI_RANK:-x}}; exec "$@"'
@@ -135,7 +131,7 @@ mpi_case() {
     fi
     wait $pid
     rc=$?
-    [ $rc -eq 75 ] && ok || bad "$label: exit code $rc, want 75: $(grep -v '^\[rank' "$label.out" | tail -n 3)"
+    [ $rc -eq 85 ] && ok || bad "$label: exit code $rc, want 85: $(grep -v '^\[rank' "$label.out" | tail -n 3)"
     if s=$(every_rank "$label.out" "$label"); then
         ok
         local d

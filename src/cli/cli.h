@@ -2,6 +2,7 @@
 #ifndef LMS_CLI_H
 #define LMS_CLI_H
 
+#include "lmscale/checkpoint.h"
 #include "lmscale/core.h"
 #include "lmscale/data.h"
 #include "lmscale/model.h"
@@ -33,6 +34,10 @@ typedef struct {
  * Errors name the flag and suggest the closest known one. */
 lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help);
 void cli_print_help(const cli_spec *spec, FILE *out);
+/* cli_parse that also sets given[k] (spec->nopts of them, zeroed by the
+ * caller) when flag k is on the command line; cli_given asks by name. */
+lms_status cli_parse_given(const cli_spec *spec, int argc, char **argv, int *help, unsigned char *given);
+int cli_given(const cli_spec *spec, const unsigned char *given, const char *name);
 
 /* Model shape flags shared by train and eval. Dimensions left at -1 come
  * from the preset. */
@@ -78,6 +83,9 @@ typedef struct {
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
     float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
     float exit_duration_mins; /* save and stop after this many minutes (0 = no limit) */
+    int overwrite;            /* --save may delete another run's checkpoints */
+    const cli_spec *cli;      /* the parsed command line and its flags given (cli_given); NULL when not */
+    const unsigned char *given;
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
@@ -91,6 +99,7 @@ typedef struct {
      * in every checkpoint and checked on resume */
     char tok_vocab[256], tok_merges[256];
     uint32_t tok_vocab_crc, tok_merges_crc;
+    lms_ckpt_run run; /* this run's id and settings, recorded in every checkpoint */
 } train_ckpt_ctx;
 
 /* Before validation: resolves --resume (newest valid checkpoint) or reads
@@ -118,11 +127,31 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
                                  const lms_zero *z, const lms_logger *lg);
 void train_ckpt_free(train_ckpt_ctx *c);
 
+/* A run across resumes (train_resume.c, docs/checkpoints.md). On --resume
+ * (c->ck open): *out = o with the run's settings from the checkpoint where
+ * the command line did not give them; a differing flag is applied with a
+ * notice (schedule, steps, optimizer, validation cadence, save cadence) or
+ * refused (seed, batch, sequence length, data order, --val-fraction); a
+ * --stop-after not after the resumed step is refused. Without --save the
+ * run saves where the checkpoint is (save_buf holds that path). */
+lms_status train_resume_opts(const train_opts *o, const train_ckpt_ctx *c, train_opts *out, char *save_buf,
+                             size_t save_cap, const lms_logger *lg);
+/* Fills c->run, recorded in every checkpoint: the run id (the checkpoint's
+ * on resume, else a new random one, the same on every rank: collective),
+ * the split (n_train, n_val tokens) and the settings a resume restores. A
+ * resumed run's split must be its checkpoint's. */
+lms_status train_run_record(train_ckpt_ctx *c, const train_opts *o, lms_comm *world, uint64_t n_train,
+                            uint64_t n_val);
+/* --save DIR holding checkpoints of a run other than `id` (a fresh run: any
+ * checkpoint; a resumed one also owns those from before run ids) is an error
+ * unless --overwrite, which deletes them (rank 0). */
+lms_status train_check_run_folder(const train_opts *o, const char *id, int resumed, int rank, const lms_logger *lg);
+
 /* Stopping early on request (train_stop.c): the first SIGINT, SIGTERM or
  * SIGUSR1, or --exit-duration-mins, stops the run after the step it is in,
  * on every rank at the same step; it saves (with --save) and `lmscale train`
  * exits TRAIN_EXIT_STOPPED. A second signal exits at once (128 + signal). */
-#define TRAIN_EXIT_STOPPED 75 /* EX_TEMPFAIL: resumable; docs/checkpoints.md */
+#define TRAIN_EXIT_STOPPED 85 /* stopped early with a checkpoint: resume (75 is the watchdog's) */
 typedef struct {
     double t_start, limit_s; /* --exit-duration-mins from t_start (0: none) */
     int installed;

@@ -220,12 +220,13 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     ctx.log.all_ranks = o->log_all_ranks && p.world->size > 1;
     const int rank0 = p.world->rank == 0;
     LMS_TRY(train_ckpt_prepare(o, &p.ck, &tok, &ctx.log));
-    LMS_TRY(validate(o, &p));
-    if (p.ck.ck) { /* the checkpoint's seed and data order (docs/checkpoints.md) */
-        resumed = *o;
-        LMS_TRY(train_ckpt_start(o, &p.ck, o->batch_size, p.T, &resumed.seed, &p.order, &start_step));
+    char save_root[4096];
+    if (p.ck.ck) { /* the run's settings from its checkpoint (docs/checkpoints.md) */
+        LMS_TRY(train_resume_opts(o, &p.ck, &resumed, save_root, sizeof save_root, &ctx.log));
         o = &resumed;
     }
+    LMS_TRY(validate(o, &p));
+    if (p.ck.ck) LMS_TRY(train_ckpt_start(o, &p.ck, o->batch_size, p.T, &resumed.seed, &p.order, &start_step));
     /* data */
     if (!train_tok) {
         if (!o->data) {
@@ -248,7 +249,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     if (val_tok) {
         val_ptr = val_tok->tokens;
         n_val = val_tok->n;
-    } else if (o->val_fraction > 0 && o->eval_interval > 0) {
+    } else if (o->val_fraction > 0) { /* held out even without validation: --eval-interval never changes the split */
         n_val = (size_t)((double)train_tok->n * o->val_fraction);
         if (n_val < (size_t)p.T + 1) n_val = 0; /* too little data to hold out */
         n_train -= n_val;
@@ -260,6 +261,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     if (have_val)
         LMS_TRY(lms_loader_init(&vld, val_ptr, n_val, p.T, LMS_ORDER_SEQUENTIAL, o->seed, "the validation data"));
     LMS_TRY(check_agreement(o, &p, train_tok));
+    LMS_TRY(train_run_record(&p.ck, o, p.world, n_train, n_val));
+    LMS_TRY(train_check_run_folder(o, p.ck.run.id, p.ck.ck != NULL, p.world->rank, &ctx.log));
     if (o->save_model && rank0) LMS_TRY(check_writable(o->save_model));
     if (o->metrics && (rank0 || o->log_all_ranks)) {
         char mpath[4096];
@@ -503,7 +506,7 @@ int cmd_train(int argc, char **argv) {
         {"val-data", CLI_STR, &o.val_data, "FILES", "validation data, as --data (default: hold out the end of --data)"},
         {"vocab", CLI_STR, &o.vocab, "FILE", "GPT-2 vocab.json: tokenize text data with BPE (with --merges)"},
         {"merges", CLI_STR, &o.merges, "FILE", "GPT-2 merges.txt (with --vocab)"},
-        {"val-fraction", CLI_FLOAT, &o.val_fraction, "F", "fraction of --data held out for validation when no --val-data"},
+        {"val-fraction", CLI_FLOAT, &o.val_fraction, "F", "fraction of --data held out (its end) when no --val-data, whether or not validation runs"},
         {"batch-size", CLI_INT, &o.batch_size, "B", "global batch, in sequences"},
         {"micro-batch-size", CLI_INT, &o.micro_batch_size, "M", "sequences per forward/backward; B/M accumulation steps (default B)"},
         {"seq-len", CLI_INT, &o.seq_len, "T", "sequence length (default: the model's, at most 1024)"},
@@ -524,10 +527,10 @@ int cmd_train(int argc, char **argv) {
         {"data-order", CLI_STR, &o.data_order, "ORDER", "random windows by seed, or sequential from the start"},
         {"metrics", CLI_STR, &o.metrics, "FILE", "append one JSON object per step"},
         {"save-model", CLI_STR, &o.save_model, "FILE", "write the trained weights (for eval and generate)"},
-        {"save", CLI_STR, &o.save_dir, "DIR", "write training checkpoints DIR/step-NNNNNNNN (at the end, and every --save-every)"},
+        {"save", CLI_STR, &o.save_dir, "DIR", "write training checkpoints DIR/step-NNNNNNNN (at the end, and every --save-every); DIR belongs to one run"},
         {"save-every", CLI_INT, &o.save_every, "N", "checkpoint every N steps (0 = only at the end)"},
         {"keep-last", CLI_INT, &o.keep_last, "K", "keep only the newest K checkpoints (0 = all)"},
-        {"resume", CLI_STR, &o.resume, "DIR", "continue from a checkpoint, or the newest valid one in DIR"},
+        {"resume", CLI_STR, &o.resume, "DIR", "continue a run from a checkpoint, or the newest valid one in DIR: its flags and --save folder come from it"},
         {"init", CLI_STR, &o.init, "DIR", "start from Hugging Face GPT-2 weights (config.json + model.safetensors)"},
         {"stop-after", CLI_INT, &o.stop_after, "N", "stop after step N (the schedule still spans --steps; resume later)"},
         {"backend", CLI_STR, &o.backend, "NAME", "cpu (fast) or ref (reference kernels)"},
@@ -539,15 +542,19 @@ int cmd_train(int argc, char **argv) {
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
         {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
         {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
-        {"exit-duration-mins", CLI_FLOAT, &o.exit_duration_mins, "MIN", "save (with --save) and stop after MIN minutes, exit 75 (0 = no limit)"},
+        {"overwrite", CLI_BOOL, &o.overwrite, NULL, "let --save delete the checkpoints of another run in its folder"},
+        {"exit-duration-mins", CLI_FLOAT, &o.exit_duration_mins, "MIN", "save (with --save) and stop after MIN minutes, exit 85 (0 = no limit)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
     };
+    unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     cli_spec spec = {"train", "lmscale train: train a GPT model on text (bytes or GPT-2 BPE) or token shards.",
                      "lmscale train --data FILE [--model NAME] [flags]", opts,
                      (int)(sizeof opts / sizeof opts[0]), "default model: nano"};
+    o.cli = &spec;
+    o.given = given;
     int help;
     train_opts defaults = o;
-    lms_status st = cli_parse(&spec, argc, argv, &help);
+    lms_status st = cli_parse_given(&spec, argc, argv, &help, given);
     if (st != LMS_OK) return cli_fail("train", st);
     o.model_flags_given = o.model.preset != defaults.model.preset || o.model.L != -1 || o.model.NH != -1 ||
                           o.model.C != -1 || o.model.maxT != -1 || o.model.V != -1;
