@@ -67,18 +67,22 @@ static lms_status take_str(const train_opts *o, const char *flag, const char **d
     return LMS_OK;
 }
 
-/* The folder a checkpoint was saved in: its parent directory. */
-static void run_folder(const char *ckpt, char *buf, size_t cap) {
+/* The run folder a checkpoint was saved in: the parent of a directory named
+ * step-NNNNNNNN; 0 (none) for a checkpoint copied or renamed elsewhere. */
+static int run_folder(const char *ckpt, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", ckpt);
     size_t n = strlen(buf);
     while (n > 1 && buf[n - 1] == '/') buf[--n] = 0;
     char *sl = strrchr(buf, '/');
+    const char *base = sl ? sl + 1 : buf;
+    if (strlen(base) != 13 || strncmp(base, "step-", 5) != 0 || strspn(base + 5, "0123456789") != 8) return 0;
     if (!sl)
         snprintf(buf, cap, ".");
     else if (sl == buf)
         buf[1] = 0;
     else
         *sl = 0;
+    return 1;
 }
 
 static const char k_split[] = "it decides which tokens are held out for validation";
@@ -119,6 +123,12 @@ lms_status train_resume_opts(const train_opts *o, const train_ckpt_ctx *c, train
     LMS_CHECK(take_float(o, "weight-decay", &out->weight_decay, s->weight_decay, NULL, ckp, lg));
     LMS_CHECK(take_float(o, "grad-clip", &out->grad_clip, s->grad_clip, NULL, ckp, lg));
     const lms_ckpt_run *r = &s->run;
+    if (!r->present && !o->val_data && out->eval_interval == 0 && out->val_fraction > 0) {
+        /* before run records, nothing was held out without validation: keep that split */
+        out->val_fraction = 0;
+        lms_log(lg, LMS_LOG_INFO, "resume: checkpoint '%s' is from before run records and --eval-interval is 0: "
+                "nothing held out (--val-fraction 0), as when it was written", ckp);
+    }
     if (r->present) { /* checkpoints from before run records keep the command line's */
         LMS_CHECK(take_float(o, "val-fraction", &out->val_fraction, r->val_fraction, k_split, ckp, lg));
         LMS_CHECK(take_int(o, "eval-interval", &out->eval_interval, r->eval_interval, NULL, ckp, lg));
@@ -126,10 +136,10 @@ lms_status train_resume_opts(const train_opts *o, const train_ckpt_ctx *c, train
         LMS_CHECK(take_int(o, "save-every", &out->save_every, r->save_every, NULL, ckp, lg));
         LMS_CHECK(take_int(o, "keep-last", &out->keep_last, r->keep_last, NULL, ckp, lg));
     }
-    run_folder(ckp, save_buf, save_cap);
-    if (!o->save_dir)
+    int in_folder = run_folder(ckp, save_buf, save_cap);
+    if (!o->save_dir && in_folder)
         out->save_dir = save_buf;
-    else if (strcmp(o->save_dir, save_buf) != 0)
+    else if (in_folder && strcmp(o->save_dir, save_buf) != 0)
         lms_log(lg, LMS_LOG_INFO, "resume: --save %s: this run saves there (its checkpoints so far are in %s)",
                 o->save_dir, save_buf);
     if (o->stop_after > 0 && o->stop_after <= s->step)
@@ -144,8 +154,8 @@ lms_status train_resume_opts(const train_opts *o, const train_ckpt_ctx *c, train
     else if (r->present)
         snprintf(val, sizeof val, "validation: %g%% of --data held out, every %d steps", 100 * out->val_fraction,
                  out->eval_interval);
-    char saving[4200];
-    int n = snprintf(saving, sizeof saving, "saving into %s ", out->save_dir);
+    char saving[4200] = "no --save: saving nothing (the checkpoint is not in a run folder)";
+    int n = out->save_dir ? snprintf(saving, sizeof saving, "saving into %s ", out->save_dir) : 0;
     if (n > 0 && (size_t)n < sizeof saving) {
         if (out->save_every)
             snprintf(saving + n, sizeof saving - n, "every %d steps, keeping %s%d", out->save_every,
