@@ -137,8 +137,10 @@ void lms_free(void *p);
  * communicator), OMPI_COMM_WORLD_RANK (to know the rank before MPI starts),
  * LMS_TEST_CRASH_IN_SAVE (test hook, docs/checkpoints.md),
  * LMSCALE_COMM_TIMEOUT (the collective watchdog) and LMSCALE_FAULT (fault
- * injection, a test hook); see docs/parallelism.md; XDG_CACHE_HOME and HOME
- * (where `train` caches the measured MFU peak, docs/mfu.md). */
+ * injection, a test hook); see docs/parallelism.md; LMSCALE_PROGRESS
+ * (seconds between plain progress lines, 0 = none; docs/observability.md);
+ * XDG_CACHE_HOME and HOME (where `train` caches the measured MFU peak,
+ * docs/mfu.md). */
 const char *lms_env(const char *name);
 
 /* ---- time ---- */
