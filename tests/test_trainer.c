@@ -28,9 +28,11 @@ static void by_hand(lms_backend *be, const lms_loader *ld, int micro, int steps,
     lms_gpt_config cfg = CFG;
     lms_gpt_config_validate(&cfg);
     lms_gpt m;
+    lms_gpt_acts acts;
     lms_adamw opt;
     lms_trainer_opts o = opts(0, micro);
     CHECK(lms_gpt_init(&m, &cfg, micro, T, 1) == LMS_OK, "init");
+    CHECK(lms_gpt_acts_init(&acts, &cfg, micro, T, 1) == LMS_OK, "activations");
     lms_gpt_init_params(&m, 7);
     lms_adamw_init(&opt, m.num_params, o.beta1, o.beta2, o.eps, o.weight_decay);
     int32_t x[G * T], y[G * T];
@@ -41,9 +43,9 @@ static void by_hand(lms_backend *be, const lms_loader *ld, int micro, int steps,
             for (int b = 0; b < micro; b++)
                 lms_loader_window(ld, (uint64_t)s * G + (uint64_t)k * micro + b, x + b * T, y + b * T);
             float ml;
-            lms_gpt_forward(&m, be, x, y, micro, T, &ml);
+            lms_gpt_forward(&m, be, &acts, x, y, micro, T, &ml);
             l += ml;
-            lms_gpt_backward(&m, be, 1.0f / (G * T));
+            lms_gpt_backward(&m, be, &acts, x, y, 1.0f / (G * T), NULL, NULL);
         }
         double ss;
         be->i->sumsq(be, m.grads, m.num_params, &ss);
@@ -54,6 +56,7 @@ static void by_hand(lms_backend *be, const lms_loader *ld, int micro, int steps,
     }
     if (final_params) memcpy(final_params, m.params, m.num_params * sizeof(float));
     lms_adamw_free(&opt);
+    lms_gpt_acts_free(&acts);
     lms_gpt_free(&m);
 }
 

@@ -103,6 +103,7 @@ typedef struct {
     lms_groups groups;  /* owned */
     lms_comm *dp;       /* the data-parallel group (groups.dp, or the world when it spans it); not owned */
     lms_gpt m;          /* owned */
+    lms_gpt_acts acts;  /* owned: one micro-batch's activations (also for validation) */
     lms_adamw opt;      /* owned */
     lms_grad_sync sync; /* owned */
     lms_backend *be;    /* not owned */

@@ -28,6 +28,7 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
     LMS_TRY(lms_gpt_init_ex(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero)));
+    LMS_TRY(lms_gpt_acts_init(&t->acts, cfg, o->micro_batch, o->seq_len, 1));
     LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));
@@ -50,6 +51,7 @@ void lms_trainer_free(lms_trainer *t) {
     free(t->y);
     lms_grad_sync_free(&t->sync);
     lms_adamw_free(&t->opt);
+    lms_gpt_acts_free(&t->acts);
     lms_gpt_free(&t->m);
     lms_groups_free(&t->groups);
     memset(t, 0, sizeof *t);
@@ -67,12 +69,12 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
             lms_loader_window(ld, (uint64_t)step * G + t->first_sample + (uint64_t)k * M + b, t->x + (size_t)b * T,
                               t->y + (size_t)b * T);
         float micro_loss;
-        LMS_CHECK(lms_gpt_forward(&t->m, t->be, t->x, t->y, M, T, &micro_loss));
+        LMS_CHECK(lms_gpt_forward(&t->m, t->be, &t->acts, t->x, t->y, M, T, &micro_loss));
         loss += micro_loss;
         lms_grad_ready_fn ready;
         void *ctx;
         s->i->grad_ready(s, k == t->accum - 1, &ready, &ctx);
-        lms_status st = lms_gpt_backward_ex(&t->m, t->be, dloss, ready, ctx);
+        lms_status st = lms_gpt_backward(&t->m, t->be, &t->acts, t->x, t->y, dloss, ready, ctx);
         if (st != LMS_OK) {
             if (ready) s->i->finish(s); /* waits for what was launched */
             return st;
