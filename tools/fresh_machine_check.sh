@@ -103,7 +103,12 @@ fi
 echo "base root: $BASE (debootstrap of $(cat "$BASE/.lms-debootstrap-done"))"
 rm -rf "$ROOT"
 cp -a "$BASE" "$ROOT"
+# what any machine has of its own: its name, resolving locally (without
+# /etc/hosts each MPI start waits ~5 s on DNS for this host's name)
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+hostname >"$ROOT/etc/hostname"
+cp /etc/hosts "$ROOT/etc/hosts"
+grep -qw "$(hostname)" "$ROOT/etc/hosts" || echo "127.0.1.1 $(hostname)" >>"$ROOT/etc/hosts"
 # a chroot is not a booted machine: packages must not start their daemons
 # (munged, slurmd...) in it; they would outlive the check. A real machine
 # would start them; the tests start their own either way.
