@@ -24,6 +24,7 @@
 #                      (the package downloads and installs run before, outside it)
 # CPU-heavy: on a shared machine pass --lock /tmp/lms-heavy.lock.
 set -euo pipefail
+{ # read to the end before running: editing this file during a run cannot change the run
 MODE=full
 MIRROR=
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,7 +69,7 @@ MOUNTS=()
 cleanup() {
     local i
     for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do
-        umount -l "${MOUNTS[i]}" 2>/dev/null || true
+        umount -R -l "${MOUNTS[i]}" 2>/dev/null || true
     done
     MOUNTS=()
     if [ $KEEP = 0 ] && [ -d "$ROOT" ]; then
@@ -128,7 +129,7 @@ fi
 
 # ---- 3. what a running machine has: /proc, /sys, /dev, /dev/pts, /dev/shm (MPI), /run
 mnt proc -t proc proc
-mnt sys -t sysfs sysfs
+mnt sys --rbind /sys # with /sys/fs/cgroup: slurmd needs it
 mnt dev --bind /dev
 mnt dev/pts -t devpts devpts -o newinstance,ptmxmode=0666
 mnt dev/shm -t tmpfs shm -o mode=1777
@@ -172,3 +173,4 @@ t3=$(date +%s)
 echo "fresh_machine_check ($MODE): exit code $rc; packages $((t2 - t1)) s, build and tests $((t3 - t2)) s" \
     "(with any wait for the lock), all $((t3 - t0)) s" | tee -a "$LOG"
 exit "$rc"
+}
