@@ -4,6 +4,7 @@
  * sizes (T not a multiple of 32/64, C not a multiple of 64). */
 #include "check.h"
 #include "lmscale/backend.h"
+#include "backend/cpu/vmath.h"
 
 #include <string.h>
 
@@ -249,7 +250,27 @@ static void test_optim_ops(void) {
     CHECK(fabs(p - pd) < 1e-6, "adamw matches the formula: %g vs %g", p, pd);
 }
 
+/* lms_vexpf against libm over the range the kernels use, and NaN in, NaN
+ * out (the NaN used to reach a float-to-int conversion: undefined
+ * behaviour, caught by -fsanitize=float-cast-overflow in the sanitizer
+ * build) */
+static void test_vexpf(void) {
+    double worst = 0;
+    for (int i = 0; i <= 2000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 2000.0f;
+        double e = exp((double)x), got = lms_vexpf(x);
+        double rel = fabs(got - e) / e;
+        if (rel > worst) worst = rel;
+    }
+    CHECK(worst < 1e-6, "vexpf relative error %g", worst);
+    volatile float nan = NAN, inf = INFINITY;
+    CHECK(isnan(lms_vexpf(nan)) && isnan(lms_vexpf(-nan)), "vexpf(NaN) is not NaN");
+    CHECK(lms_vexpf(-inf) >= 0 && lms_vexpf(-inf) < 1e-37f && lms_vexpf(inf) > 1e38f, "vexpf(+-inf)");
+    CHECK(isnan(lms_vtanhf(nan)), "vtanhf(NaN) is not NaN");
+}
+
 int main(void) {
+    test_vexpf();
     test_layernorm();
     test_matmul();
     test_attention();

@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -288,10 +289,19 @@ static lms_status read_slice(const lms_ckpt *ck, const lms_ckpt_tensor *t, const
                         (unsigned long long)s->offset, (unsigned long long)end);
         goto done;
     }
-    if (lms_crc32(0, dst, bytes) != s->crc32)
+    if (lms_crc32(0, dst, bytes) != s->crc32) {
         st = lms_errorf(LMS_ERR_FORMAT, "checksum mismatch in tensor %s (elements %llu..%llu) of '%s': the "
                         "checkpoint is corrupt (resume from another checkpoint)", t->name,
                         (unsigned long long)s->start, (unsigned long long)(s->start + s->count), p);
+        goto done;
+    }
+    for (uint64_t k = 0; k < s->count; k++) /* lmscale writes finite values only */
+        if (!isfinite(dst[k])) {
+            st = lms_errorf(LMS_ERR_NUMERIC, "checkpoint '%s': tensor %s holds %s at element %llu (in '%s'): it "
+                            "was saved from a diverged run; resume from an earlier checkpoint", ck->dir, t->name,
+                            isnan(dst[k]) ? "NaN" : "an infinity", (unsigned long long)(s->start + k), p);
+            break;
+        }
 done:
     if (f) fclose(f);
     free(p);
@@ -459,25 +469,33 @@ static int64_t dims(const lms_tensor_view *v, int64_t *shape) {
     return v->ndim;
 }
 
-/* keeps the newest keep steps under root (all when keep <= 0), removing
- * older step-* and stale .tmp-step-* directories (one writer per root) */
-void ckpt_prune(const char *root, int keep, const lms_logger *lg) {
+/* See ckpt_impl.h. One writer per root. */
+void ckpt_prune(const char *root, int keep, int saved, const lms_logger *lg) {
     int *steps, n;
     if (list_steps(root, &steps, &n) != LMS_OK) return;
-    for (int i = keep > 0 ? keep : n; i < n; i++) {
+    int kept = 0, newer = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i] > saved) { /* not this run's: another run's later steps */
+            newer++;
+            continue;
+        }
+        if (keep <= 0 || kept++ < keep) continue;
         char name[64];
         snprintf(name, sizeof name, "step-%08d", steps[i]);
-        char *dir = ckpt_join(root, name);
-        if (dir && ckpt_rmtree(dir) != LMS_OK && lg)
-            lms_log(lg, LMS_LOG_WARN, "cannot remove old checkpoint '%s': %s", dir, lms_last_error());
-        free(dir);
+        if (ckpt_discard(root, name) != LMS_OK && lg)
+            lms_log(lg, LMS_LOG_WARN, "cannot remove old checkpoint '%s/%s': %s", root, name, lms_last_error());
     }
+    if (newer && lg)
+        lms_log(lg, LMS_LOG_WARN, "'%s' holds %d checkpoint%s after step %d, the one just saved (from another run, "
+                "the newest step-%08d): --keep-last leaves %s alone, and --resume '%s' would pick the newest; "
+                "remove %s or save into another directory", root, newer, newer == 1 ? "" : "s", saved, steps[0],
+                newer == 1 ? "it" : "them", root, newer == 1 ? "it" : "them");
     free(steps);
-    /* partial saves a crash left behind */
+    /* partial saves and deletions a crash left behind */
     DIR *d = opendir(root);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, ".tmp-step-", 10) != 0) continue;
+        if (strncmp(e->d_name, ".tmp-step-", 10) != 0 && strncmp(e->d_name, ".trash-step-", 12) != 0) continue;
         char *dir = ckpt_join(root, e->d_name);
         if (dir && ckpt_rmtree(dir) != LMS_OK && lg)
             lms_log(lg, LMS_LOG_WARN, "cannot remove partial checkpoint '%s': %s", dir, lms_last_error());

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char hf[96];        /* transformers name */
@@ -68,7 +69,10 @@ static lms_status alloc_largest(const hf_entry *e, int n, float **tmp) {
     return *tmp ? LMS_OK : lms_errorf(LMS_ERR_OOM, "out of memory for a %.1f MiB tensor buffer", maxn * 4.0 / 1048576);
 }
 
-static lms_status write_config(const char *dir, const lms_gpt_config *c) {
+/* config.json written to its temporary name and synced, not yet renamed:
+ * the caller commits it after model.safetensors, so a failure (a full disk)
+ * never leaves a config.json without its weights. */
+static lms_status config_open(const char *dir, const lms_gpt_config *c, lms_atomic_file *af) {
     char *path = ckpt_join(dir, "config.json");
     if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
     char buf[1024];
@@ -81,25 +85,28 @@ static lms_status write_config(const char *dir, const lms_gpt_config *c) {
                      "  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
                      "  \"initializer_range\": 0.02,\n  \"torch_dtype\": \"float32\"\n}\n",
                      c->C, c->NH, c->L, c->maxT, c->maxT, c->V, c->V - 1, c->V - 1);
-    lms_atomic_file af;
-    lms_status st = lms_atomic_open(&af, path);
+    lms_status st = lms_atomic_open(af, path);
     free(path);
     LMS_CHECK(st);
-    st = lms_atomic_write(&af, buf, (size_t)n);
-    if (st != LMS_OK) {
-        lms_atomic_abort(&af);
-        return st;
-    }
-    return lms_atomic_commit(&af);
+    st = lms_atomic_write(af, buf, (size_t)n);
+    if (st == LMS_OK && (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0))
+        st = lms_errorf(LMS_ERR_IO, "cannot write '%s': %s (disk full?)", af->tmp_path, strerror(errno));
+    if (st != LMS_OK) lms_atomic_abort(af);
+    return st;
 }
 
 lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float *params) {
     LMS_CHECK(lms_mkdirs(dir));
-    LMS_CHECK(write_config(dir, cfg));
+    lms_atomic_file caf = {0};
+    LMS_CHECK(config_open(dir, cfg, &caf));
     hf_entry *e;
     int n;
     lms_tensor_view *views;
-    LMS_CHECK(hf_entries(cfg, &e, &n, &views));
+    lms_status hs = hf_entries(cfg, &e, &n, &views);
+    if (hs != LMS_OK) {
+        lms_atomic_abort(&caf);
+        return hs;
+    }
     lms_status st = LMS_OK;
     char *path = ckpt_join(dir, "model.safetensors"), *hdr = NULL;
     float *tmp = NULL;
@@ -142,10 +149,13 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
         }
         LMS_TRY(lms_atomic_write(&af, src, ne * sizeof(float)));
     }
-    st = lms_atomic_commit(&af);
+    st = lms_atomic_commit(&af); /* the weights first, then their config */
     af.f = NULL;
+    if (st == LMS_OK) st = lms_atomic_commit(&caf);
+    caf.f = NULL;
 fail:
     if (af.f) lms_atomic_abort(&af);
+    if (caf.f) lms_atomic_abort(&caf);
     free(tmp);
     free(hdr);
     free(path);
