@@ -65,7 +65,14 @@ import json, sys
 p, expr = sys.argv[1], sys.argv[2]
 j = json.load(open(p))
 j0 = json.dumps(j)
-t = next(t for t in j["tensors"] if t["name"] == "model.wte")
+# the last large parameter: an overflowing read runs past the end of the buffer
+t = max((t for t in j["tensors"] if t["name"].startswith("model.") and t["slices"][0]["count"] > 2048),
+        key=lambda t: t["slices"][0]["offset"])
+def crc(s, n):  # CRC-32 of the first n floats of slice s, so that the slice passes its check
+    import os, zlib
+    with open(os.path.join(os.path.dirname(p), s["file"]), "rb") as f:
+        f.seek(s["offset"])
+        return zlib.crc32(f.read(4 * n))
 exec(expr)
 assert (j if isinstance(j, str) else json.dumps(j)) != j0, "nothing changed: " + expr
 open(p, "w").write(j if isinstance(j, str) else json.dumps(j))
@@ -73,7 +80,7 @@ EOF
 }
 # the heap overflow: slices {start 0, count n-1}, {start n-1, count 2^64-2048}
 craft overflow 's = t["slices"][0]; n = s["count"]
-t["slices"] = [dict(s, count=n - 1), dict(s, start=n - 1, count=2**64 - 2048, offset=s["offset"] + 4 * (n - 1))]'
+t["slices"] = [dict(s, count=n - 1, crc32=crc(s, n - 1)), dict(s, start=n - 1, count=2**64 - 2048, offset=s["offset"] + 4 * (n - 1))]'
 craft count53 's = t["slices"][0]; t["slices"] = [dict(s, count=2**53)]'
 craft step_neg 'j["state"]["step"] = -4'
 craft step_big 'j["state"]["step"] = 1e10'
