@@ -21,6 +21,12 @@ char *ckpt_join(const char *a, const char *b);
  * index; writes no data. */
 lms_status ckpt_shard_add_slice(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
                                 const lms_ckpt_slice *slice);
+/* step-* directories under root, newest first; *steps malloc'ed */
+lms_status ckpt_list_steps(const char *root, int **steps, int *n);
+/* index.json's "run" object (ckpt_runs.c): written when r->present; absent
+ * on reading leaves r->present 0 */
+void ckpt_write_run(FILE *f, const lms_ckpt_run *r);
+lms_status ckpt_parse_run(const lms_json *root, const char *path, lms_ckpt_run *r);
 /* After step `saved` was written: keeps the newest keep step-* directories
  * of root at or below step `saved` (all when keep <= 0), so that a run never
  * prunes what it just wrote in favour of another run's higher steps (those
