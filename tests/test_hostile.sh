@@ -13,6 +13,7 @@
 set -u
 
 NAME=test_hostile
+MPI=$(cd "$(dirname "$0")" && pwd)/mpirun.sh # before lib.sh changes directory
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_python
@@ -137,6 +138,20 @@ for c in "$D"/step-*; do
         grep -Eq "loss=[0-9]" "$T/div_eval_$(basename "$c").out" && ok || bad "diverge: $c does not evaluate to a finite loss"
 done
 [ $n -ge 1 ] && ok || bad "diverge: no checkpoint kept (the finite ones were pruned)"
+
+# the same under ZeRO-1 on 2 ranks (every rank checks the shard it writes)
+if ldd "$BIN" 2>/dev/null | grep -q libmpi; then
+    DZ=$T/divz
+    probe diverge_zero "became (infinite|NaN) at step.*lower --lr" env OMP_NUM_THREADS=1 bash "$MPI" 2 \
+        "${TR[@]}" --steps 30 --lr 1e3 --grad-clip 0 --zero 1 --save "$DZ" --save-every 1 --keep-last 3
+    for c in "$DZ"/step-*; do
+        [ -d "$c" ] || continue
+        run "divz_eval_$(basename "$c")" "$BIN" eval --resume "$c" --data "$DATA" --seq-len 16 &&
+            grep -Eq "loss=[0-9]" "$T/divz_eval_$(basename "$c").out" && ok || bad "diverge_zero: $c is not finite"
+    done
+else
+    skip "the ZeRO divergence case" "build lmscale with MPI (apt-get install libopenmpi-dev openmpi-bin)"
+fi
 
 # ---- FIFOs where a file is expected: refused at once, never waited on
 mkfifo "$T/fifo"
