@@ -11,6 +11,7 @@ set -u
 NAME=test_resume
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python
 # expect_fail NAME REGEX cmd...: non-zero exit (not a signal) and stderr matching REGEX
 expect_fail() {
     local name=$1 re=$2

@@ -9,6 +9,7 @@ NAME=test_usability
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python numpy
 RD="$PY $SRC/tests/ref/write_shards.py read"
 
 

@@ -35,16 +35,14 @@ static lms_status hf_entries(const lms_gpt_config *cfg, hf_entry **out, int *n, 
         free(*views);
         return lms_errorf(LMS_ERR_OOM, "out of memory");
     }
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < nv; i++) { /* from the tensor table: HF name, Conv1D transpose, unpadded rows */
         const lms_tensor_view *v = &(*views)[i];
-        int is_embed = !strcmp(v->name, "wte") || !strcmp(v->name, "wpe");
-        snprintf(e[i].hf, sizeof e[i].hf, "%s%s", v->name, is_embed ? ".weight" : "");
+        lms_gpt_hf_name(v, e[i].hf, sizeof e[i].hf);
         e[i].view = i;
         e[i].ndim = v->ndim;
-        e[i].transpose = v->ndim == 2 && !is_embed;
-        e[i].shape[0] = e[i].transpose ? v->shape[1] : v->shape[0];
+        e[i].transpose = v->spec->hf_transpose;
+        e[i].shape[0] = e[i].transpose ? v->shape[1] : v->valid_rows;
         e[i].shape[1] = e[i].transpose ? v->shape[0] : v->shape[1];
-        if (!strcmp(v->name, "wte")) e[i].shape[0] = cfg->V;
     }
     for (int i = 1; i < nv; i++) /* insertion sort by name */
         for (int j = i; j > 0 && strcmp(e[j].hf, e[j - 1].hf) < 0; j--) {
