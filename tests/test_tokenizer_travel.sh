@@ -12,6 +12,7 @@ NAME=test_tokenizer_travel
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python numpy
 W="$PY $SRC/tests/ref/write_shards.py"
 
 field() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))['tokenizer'][sys.argv[2]])" "$1" "$2"; }
