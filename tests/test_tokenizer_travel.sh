@@ -80,6 +80,16 @@ run gen_hf "$BIN" generate --init hf "${G[@]}" && ok
 run gen_ck "$BIN" generate --resume ck "${G[@]}" && ok
 cmp -s gen_hf.out gen_ck.out && ok || bad "generate --init of the export differs from --resume"
 
+# a Hugging Face folder without tokenizer files (and not a byte model, V != 257): bytes, with a warning
+mkdir hfnotok && cp hf/config.json hf/model.safetensors hfnotok/
+run init_notok_eval "$BIN" eval --init hfnotok --data text.txt --seq-len 32 --threads 1 && ok
+grep -q "has no vocab.json/merges.txt: text is read as byte tokens" init_notok_eval.out init_notok_eval.err && ok ||
+    bad "eval --init without tokenizer files: no warning"
+run init_notok_vocab "$BIN" eval --init hfnotok --data text.txt --seq-len 32 --threads 1 "${TOK[@]}" && ok
+cmp -s init_notok_vocab.out ev_hf.out && ok || bad "eval --init without files + --vocab differs from the export"
+run init_notok_bpe "$BIN" eval --init hfnotok --data sh/val.bin --seq-len 32 --threads 1 && ok
+run init_notok_gen "$BIN" generate --init hfnotok --prompt "the" --max-new-tokens 3 --threads 1 && ok
+
 # ---- resuming on raw text: tokenized with the checkpoint's BPE
 run resume_text "$BIN" "${TR[@]}" --data text.txt --resume ck --steps 6 && ok
 grep -q "train: $((NBPE - NBPE / 10)) tokens\|train: $NBPE tokens" resume_text.out && ok ||

@@ -60,6 +60,7 @@ typedef struct {
     char vocab[4096], merges[4096];
     uint32_t vocab_crc, merges_crc;
     char src[4200]; /* where it came from, for messages: "checkpoint 'ck/step-00000010'" */
+    int text_as_bytes; /* unknown, but text is read as bytes (--init DIR without tokenizer files) */
 } cli_tok_id;
 void cli_tokid_set(cli_tok_id *id, cli_tok_kind kind, const char *src);
 /* BPE from the two files (both required), CRCs computed. */
@@ -82,6 +83,10 @@ lms_status cli_tokid_copy_to(const cli_tok_id *id, const char *dir);
  * may be NULL or unknown) they must be the same and are used; else the copy
  * inside ckdir, else the recorded paths; CRCs checked. */
 lms_status cli_tokid_ckpt(const lms_ckpt_state *s, const char *ckdir, const cli_tok_id *given, cli_tok_id *out);
+/* --init DIR without tokenizer files: bytes when the model has the byte
+ * vocabulary (V = 257); else unknown (any token data agrees) with text read
+ * as bytes, and a warning. */
+void cli_tokid_hf_bytes(cli_tok_id *id, const char *src, int V, const lms_logger *lg);
 /* Refuses an unknown tokenizer where one is needed (why: "to encode the
  * prompt"). */
 lms_status cli_tokid_require(const cli_tok_id *id, const char *why);

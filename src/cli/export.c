@@ -9,9 +9,10 @@
 #include <unistd.h>
 
 /* The model's tokenizer: from its source, or --vocab/--merges (given) that
- * must not contradict it. */
+ * must not contradict it. file_kind: the model file's tokenizer field
+ * (--load), or the vocabulary size (--init). */
 static lms_status model_tokenizer(const char *load, const char *init, const lms_ckpt *ck, const char *ckpath,
-                                  int file_kind, const cli_tok_id *given, cli_tok_id *id) {
+                                  int file_kind, const cli_tok_id *given, cli_tok_id *id, const lms_logger *lg) {
     char src[4200];
     if (ck) return cli_tokid_ckpt(&ck->state, ckpath, given, id);
     if (init) {
@@ -22,7 +23,7 @@ static lms_status model_tokenizer(const char *load, const char *init, const lms_
         if (given->kind != CLI_TOK_UNKNOWN)
             *id = *given;
         else
-            cli_tokid_set(id, CLI_TOK_BYTES, src);
+            cli_tokid_hf_bytes(id, src, file_kind, lg);
         return LMS_OK;
     }
     snprintf(src, sizeof src, "model file '%s'", load);
@@ -55,18 +56,18 @@ lms_status cli_load_model(const char *load, const char *init, const char *resume
     if (load) {
         int kind = 0;
         LMS_CHECK(lms_model_load(load, m, B, T, 0, &kind));
-        LMS_TRY(model_tokenizer(load, NULL, NULL, NULL, kind, &given, id));
+        LMS_TRY(model_tokenizer(load, NULL, NULL, NULL, kind, &given, id, lg));
         LMS_TRY(cli_tokid_load(id, tok));
         return LMS_OK;
     }
     if (init) {
         LMS_CHECK(lms_hf_read_config(init, &cfg));
-        LMS_CHECK(model_tokenizer(NULL, init, NULL, NULL, 0, &given, id));
+        LMS_CHECK(model_tokenizer(NULL, init, NULL, NULL, cfg.V, &given, id, lg));
     } else {
         LMS_CHECK(lms_ckpt_resolve(resume, lg, &path));
         LMS_TRY(lms_ckpt_open(&ck, path));
         cfg = ck.state.cfg;
-        LMS_TRY(model_tokenizer(NULL, NULL, &ck, path, 0, &given, id));
+        LMS_TRY(model_tokenizer(NULL, NULL, &ck, path, 0, &given, id, lg));
     }
     if (B <= 0) B = 1;
     if (T <= 0) T = cfg.maxT;
@@ -97,7 +98,7 @@ lms_status cli_check_data_tokenizer(const char *data, const cli_tok_id *model) {
     LMS_CHECK(cli_tokid_data(data, LMS_DATA_VAL, &d, &text));
     LMS_CHECK(cli_tokid_agree(&d, model, "Evaluate on data tokenized with the model's tokenizer (lmscale data "
                               "prepare --vocab/--merges), or on text."));
-    if (text && !(model->kind == CLI_TOK_BYTES || model->have_files))
+    if (text && !(model->kind == CLI_TOK_BYTES || model->have_files || model->text_as_bytes))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--data has text, but %s does not name its tokenizer files: give "
                           "them with --vocab/--merges", model->src);
     return LMS_OK;

@@ -258,7 +258,15 @@ lms_status cli_tokid_data(const char *paths, lms_data_role role, cli_tok_id *id,
 }
 
 lms_status cli_tokid_require(const cli_tok_id *id, const char *why) {
-    if (id->kind != CLI_TOK_UNKNOWN) return LMS_OK;
+    if (id->kind != CLI_TOK_UNKNOWN || id->text_as_bytes) return LMS_OK;
     return lms_errorf(LMS_ERR_INVALID_ARG, "%s names no tokenizer files (it was trained on token data without "
                       "--vocab/--merges): give them with --vocab/--merges %s", id->src, why);
+}
+
+void cli_tokid_hf_bytes(cli_tok_id *id, const char *src, int V, const lms_logger *lg) {
+    cli_tokid_set(id, V == 257 ? CLI_TOK_BYTES : CLI_TOK_UNKNOWN, src);
+    id->text_as_bytes = 1;
+    if (V != 257)
+        lms_log(lg, LMS_LOG_WARN, "%s has no vocab.json/merges.txt: text is read as byte tokens, although the "
+                "model has %d ids (give --vocab/--merges if it was trained with a BPE tokenizer)", src, V);
 }

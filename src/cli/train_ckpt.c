@@ -48,8 +48,9 @@ static lms_status run_tokenizer(const train_opts *o, cli_tok_id *run, lms_tokeni
             cli_tokid_set(run, CLI_TOK_BYTES, "this run (byte tokens: no --vocab/--merges)");
         } else {
             cli_tokid_set(run, d.kind, d.src);
-            lms_log(lg, LMS_LOG_WARN, "%s names no tokenizer files: checkpoints will not record the tokenizer, "
-                    "and eval/generate will need --vocab/--merges (give them here to record them)", d.src);
+            if (!text)
+                lms_log(lg, LMS_LOG_WARN, "%s names no tokenizer files: checkpoints will not record the tokenizer, "
+                        "and eval/generate will need --vocab/--merges (give them here to record them)", run->src);
         }
     }
     LMS_CHECK(cli_tokid_agree(&d, run, "Use data tokenized with the run's tokenizer (lmscale data prepare "
@@ -96,7 +97,7 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
             LMS_CHECK(cli_tokid_agree(&given, &hf, "Drop --vocab/--merges (--init brings its tokenizer)."));
             c->tok_id = hf;
         } else if (given.kind == CLI_TOK_UNKNOWN) {
-            cli_tokid_set(&c->tok_id, CLI_TOK_BYTES, src);
+            cli_tokid_hf_bytes(&c->tok_id, src, c->cfg.V, lg);
         }
     }
     LMS_CHECK(run_tokenizer(o, &c->tok_id, tok, lg));
