@@ -69,7 +69,7 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
                           "run (its own weights), --init starts a new one from Hugging Face weights");
     if (o->save_every < 0 || o->keep_last < 0 || o->stop_after < 0)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every, --keep-last and --stop-after must not be negative");
-    if ((o->save_every || o->keep_last) && !o->save_dir)
+    if ((o->save_every || o->keep_last) && !o->save_dir && !o->resume) /* a resume saves where it resumes from */
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every and --keep-last need --save DIR");
     cli_tok_id given;
     cli_tokid_set(&given, CLI_TOK_UNKNOWN, "--vocab/--merges");
@@ -250,6 +250,7 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     st.weight_decay = opt->weight_decay;
     st.grad_clip = o->grad_clip;
     st.adam_step = opt->step;
+    st.run = c->run;
     (void)tok;
     LMS_CHECK(cli_tokid_record(&c->tok_id, &st));
     double t0 = lms_now_s();
