@@ -163,6 +163,8 @@ run bpe_b "$BIN" "${RB[@]}" --save-model "$T/bpe_res.bin"
 cmp -s "$T/bpe_full.bin" "$T/bpe_res.bin" && ok || bad "BPE run: 2 + resume + 2 steps differs from 4 steps"
 # the checkpoint carries a copy of the tokenizer: the original files may change or go
 echo "x" >>"$T/hfbpe/merges.txt"
+RB=(train --data "$DATA" --resume "$T/ckbpe/step-00000002" --steps 4 --batch-size 2 --seq-len 16 --eval-interval 0
+    --quiet "${TH[@]}")
 run bpe_orig_changed "$BIN" "${RB[@]}" --save-model "$T/bpe_res2.bin" &&
     cmp -s "$T/bpe_full.bin" "$T/bpe_res2.bin" && ok || bad "resume with the checkpoint's copy of the tokenizer"
 echo "x" >>"$T/ckbpe/step-00000002/merges.txt" # the copy damaged too

@@ -90,9 +90,11 @@ cmp -s init_notok_vocab.out ev_hf.out && ok || bad "eval --init without files + 
 run init_notok_bpe "$BIN" eval --init hfnotok --data sh/val.bin --seq-len 32 --threads 1 && ok
 run init_notok_gen "$BIN" generate --init hfnotok --prompt "the" --max-new-tokens 3 --threads 1 && ok
 
-# ---- resuming on raw text: tokenized with the checkpoint's BPE
-run resume_text "$BIN" "${TR[@]}" --data text.txt --resume ck --steps 6 && ok
-grep -q "train: $((NBPE - NBPE / 10)) tokens\|train: $NBPE tokens" resume_text.out && ok ||
+# ---- resuming on raw text: tokenized with the checkpoint's BPE (a run on text with --vocab/--merges,
+# resumed without them)
+run tr_text "$BIN" "${TR[@]}" --data text.txt "${TOK[@]}" --val-fraction 0 --save ckt --stop-after 2 && ok
+run resume_text "$BIN" "${TR[@]}" --data text.txt --val-fraction 0 --resume ckt && ok
+grep -q "train: $NBPE tokens" resume_text.out && ok ||
     bad "resume on text: $(grep -m1 'train:' resume_text.out) (the BPE gives $NBPE ids, bytes $NB)"
 
 # ---- contradictions are refused, naming both tokenizers

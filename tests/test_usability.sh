@@ -72,7 +72,7 @@ fails prep_tiny "leaves val.bin empty" -- "$BIN" data prepare --input t.txt --va
 
 # ---- a folder or a glob of shards as --data
 ntrain=$(wc -w <<<"$tr") nval=$(wc -w <<<"$va")
-"$BIN" train --data split --steps 1 --batch-size 1 --seq-len 16 --threads 1 --eval-interval 0 >dir.txt 2>&1
+"$BIN" train --data split --steps 1 --batch-size 1 --seq-len 16 --threads 1 --val-fraction 0 >dir.txt 2>&1
 grep -q "train: $ntrain tokens" dir.txt && ok || bad "--data DIR: $(grep -m1 -E 'train:|error' dir.txt) (train.bin has $ntrain)"
 "$BIN" train --data split --val-data split --steps 1 --batch-size 1 --seq-len 16 --threads 1 >dirv.txt 2>&1
 grep -q "train: $ntrain tokens | validation $nval" dirv.txt && ok || bad "--val-data DIR: $(grep -m1 -E 'train:|error' dirv.txt)"
@@ -89,7 +89,7 @@ cp lc/corpus_train_000002.bin lc/corpus_val_000000.bin
 rm -f lc/a.* lc/b.* lc/*_mg.*
 n12=$(($(wc -w <ids1.txt) + $(wc -w <ids2.txt)))
 for d in lc "lc/corpus_train_*.bin"; do
-    "$BIN" train --data "$d" --steps 1 --batch-size 1 --seq-len 16 --threads 1 --eval-interval 0 >glob.txt 2>&1
+    "$BIN" train --data "$d" --steps 1 --batch-size 1 --seq-len 16 --threads 1 --val-fraction 0 >glob.txt 2>&1
     grep -q "train: $n12 tokens" glob.txt && ok || bad "--data '$d': $(grep -m1 -E 'train:|error' glob.txt) (want $n12)"
 done
 run ev_glob "$BIN" eval --model nano --data "lc/corpus_train_*.bin" --seq-len 16 --threads 1 && ok
