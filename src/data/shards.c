@@ -251,18 +251,20 @@ static int exists(const char *path) {
     return stat(path, &sb) == 0; /* never opened here: a FIFO would block */
 }
 
+/* The message lms_read_file gives for PATH (cannot open, not a regular
+ * file), else "WHAT 'PATH'". */
+static lms_status read_error(const char *path, const char *what) {
+    unsigned char *d;
+    size_t n;
+    lms_status st = lms_read_file(path, &d, &n);
+    if (st != LMS_OK) return st;
+    free(d);
+    return lms_errorf(LMS_ERR_IO, "%s '%s'", what, path);
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && strcmp(s + a - b, suf) == 0;
-}
-
-/* The error for a data path that does not open: lms_read_file's message. */
-static lms_status cannot_open(const char *path) {
-    unsigned char *d;
-    size_t n;
-    lms_status rs = lms_read_file(path, &d, &n);
-    if (rs == LMS_OK) free(d);
-    return rs == LMS_OK ? lms_errorf(LMS_ERR_IO, "cannot open data file '%s'", path) : rs;
 }
 
 /* One file (or Megatron pair), appended to out. */
@@ -276,15 +278,15 @@ static lms_status open_one(const char *path, const lms_tokenizer *tok, lms_token
         snprintf(idx, sizeof idx, "%s.idx", path);
         snprintf(bin, sizeof bin, "%s.bin", path);
         if (exists(idx)) return open_megatron(idx, bin, out, cap);
-        return cannot_open(path);
+        return read_error(path, "cannot open data file");
     }
     LMS_CHECK(lms_fopen_regular(path, &f)); /* a FIFO or device is refused, without blocking */
     unsigned char h[8] = {0};
     size_t got = fread(h, 1, 8, f);
     uint64_t size;
     if (file_size(f, &size) != 0) {
-        fclose(f);
-        return lms_errorf(LMS_ERR_IO, "cannot seek in data file '%s'", path);
+        fclose(f); /* a directory, on some file systems (tmpfs) */
+        return read_error(path, "cannot seek in data file");
     }
     lms_status st;
     if (got == 8 && memcmp(h, LMSTOK_MAGIC, 8) == 0) {
@@ -348,15 +350,18 @@ lms_status lms_data_probe(const char *path, lms_data_format *fmt, int *shard_tok
     char idx[4096];
     size_t len = strlen(path);
     if (len + 5 > sizeof idx) return lms_errorf(LMS_ERR_INVALID_ARG, "data path too long: '%s'", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
         snprintf(idx, sizeof idx, "%s.idx", path);
         if (exists(idx)) {
             *fmt = LMS_DATA_MEGATRON;
             return LMS_OK;
         }
-        return cannot_open(path);
+        return read_error(path, "cannot open data file");
     }
+    if (!S_ISREG(sb.st_mode)) return LMS_OK; /* not opened here (a FIFO would block): the reader refuses it */
+    FILE *f = fopen(path, "rb");
+    if (!f) return read_error(path, "cannot open data file");
     unsigned char h[LMSTOK_HEADER] = {0};
     size_t got = fread(h, 1, sizeof h, f);
     fclose(f);
