@@ -107,6 +107,29 @@ run() {
     fi
     return 0
 }
+# fails NAME TEXT... -- CMD...: CMD exits non-zero and its stderr holds every
+# TEXT (fixed strings); output in $T/NAME.out/.err.
+fails() {
+    local name=$1 want=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        want+=("$1")
+        shift
+    done
+    shift
+    if "$@" >"$T/$name.out" 2>"$T/$name.err"; then
+        bad "$name: accepted: $*"
+        return 1
+    fi
+    local w
+    for w in "${want[@]}"; do
+        if ! grep -qF -- "$w" "$T/$name.err"; then
+            bad "$name: message lacks '$w': $(head -3 "$T/$name.err")"
+            return 1
+        fi
+    done
+    ok
+}
 # compare_losses REF GOT LABEL [FIRST-LAST] [TOL]: GOT's --metrics losses
 # equal REF's within relative TOL (1e-5); see tests/compare_losses.py.
 compare_losses() { $PY "$TESTS_DIR/compare_losses.py" "$@"; }

@@ -55,6 +55,54 @@ typedef struct {
     {"vocab-size", CLI_INT, &(mo).V, "V", "vocabulary size (padded to a multiple of 64 inside)"}
 lms_status cli_model_config(const cli_model_opts *mo, lms_gpt_config *cfg);
 
+/* The identity of a tokenizer (tokid.c): which one a model, a checkpoint or
+ * a data file belongs to, so that a contradiction is refused. */
+typedef enum { CLI_TOK_UNKNOWN = 0, CLI_TOK_BYTES, CLI_TOK_BPE } cli_tok_kind;
+typedef struct {
+    cli_tok_kind kind;
+    int have_files; /* BPE: vocab/merges (absolute) hold the files, CRC-32s of their bytes */
+    char vocab[4096], merges[4096];
+    uint32_t vocab_crc, merges_crc;
+    char src[4200]; /* where it came from, for messages: "checkpoint 'ck/step-00000010'" */
+    int text_as_bytes; /* unknown, but text is read as bytes (--init DIR without tokenizer files) */
+} cli_tok_id;
+void cli_tokid_set(cli_tok_id *id, cli_tok_kind kind, const char *src);
+/* BPE from the two files (both required), CRCs computed. */
+lms_status cli_tokid_files(cli_tok_id *id, const char *vocab, const char *merges, const char *src);
+/* dir/vocab.json + dir/merges.txt when both exist (*found); one alone is an
+ * error. */
+lms_status cli_tokid_dir(cli_tok_id *id, const char *dir, const char *src, int *found);
+/* Same tokenizer, as far as both are known (unknown agrees with anything;
+ * two BPE with files compare their CRCs). */
+int cli_tokid_same(const cli_tok_id *a, const cli_tok_id *b);
+/* Refuses a contradiction with a message naming both, then `fix`. */
+lms_status cli_tokid_agree(const cli_tok_id *a, const cli_tok_id *b, const char *fix);
+const char *cli_tokid_describe(const cli_tok_id *id, char *buf, size_t cap);
+/* The tokenizer itself: BPE with files, else bytes. */
+lms_status cli_tokid_load(const cli_tok_id *id, lms_tokenizer *tok);
+/* Copies BPE files into dir as vocab.json and merges.txt (atomically;
+ * checks they did not change); nothing for other tokenizers. */
+lms_status cli_tokid_copy_to(const cli_tok_id *id, const char *dir);
+/* A checkpoint's recorded tokenizer, found: with --vocab/--merges (given,
+ * may be NULL or unknown) they must be the same and are used; else the copy
+ * inside ckdir, else the recorded paths; CRCs checked. */
+lms_status cli_tokid_ckpt(const lms_ckpt_state *s, const char *ckdir, const cli_tok_id *given, cli_tok_id *out);
+/* --init DIR without tokenizer files: bytes when the model has the byte
+ * vocabulary (V = 257); else unknown (any token data agrees) with text read
+ * as bytes, and a warning. */
+void cli_tokid_hf_bytes(cli_tok_id *id, const char *src, int V, const lms_logger *lg);
+/* Refuses an unknown tokenizer where one is needed (why: "to encode the
+ * prompt"). */
+lms_status cli_tokid_require(const cli_tok_id *id, const char *why);
+/* Into a checkpoint's state: "bpe" + files, "bytes", or "unknown" (BPE ids
+ * whose files are not known, e.g. llm.c shards). */
+lms_status cli_tokid_record(const cli_tok_id *id, lms_ckpt_state *s);
+/* What the data files of a --data value were tokenized with: lmscale
+ * shards' header, vocab.json + merges.txt beside a shard, llm.c shards (GPT-2
+ * ids); unknown when nothing says. Files that disagree are refused.
+ * *has_text: some files are text (tokenized by the run's tokenizer). */
+lms_status cli_tokid_data(const char *paths, lms_data_role role, cli_tok_id *id, int *has_text);
+
 /* Training, shared by `train` and `demo`. */
 typedef struct {
     cli_model_opts model;
@@ -95,10 +143,8 @@ typedef struct {
     char *resume_path;     /* the checkpoint resumed from; owned */
     void *ck;              /* lms_ckpt *, owned */
     int last_saved_step;
-    /* the BPE tokenizer's files (absolute paths) and their CRC-32s, recorded
-     * in every checkpoint and checked on resume */
-    char tok_vocab[256], tok_merges[256];
-    uint32_t tok_vocab_crc, tok_merges_crc;
+    /* the run's tokenizer, recorded in (and copied into) every checkpoint */
+    cli_tok_id tok_id;
     lms_ckpt_run run; /* this run's id and settings, recorded in every checkpoint */
 } train_ckpt_ctx;
 
@@ -219,11 +265,17 @@ lms_status cli_load_tokenizer(const char *vocab, const char *merges, lms_tokeniz
 
 int cmd_export(int argc, char **argv);
 
+
 /* The model from exactly one of --load FILE, --init DIR (Hugging Face) or
  * --resume DIR (checkpoint, or the newest valid one in DIR), inference only,
- * activations for (B, T) (B <= 0: 1; T <= 0: the model's maxT). */
-lms_status cli_load_model(const char *load, const char *init, const char *resume, int B, int T, lms_gpt *m,
+ * activations for (B, T) (B <= 0: 1; T <= 0: the model's maxT); and its
+ * tokenizer (*tok, identity *id): the one it records, or --vocab/--merges
+ * (may be NULL), which must not contradict it. */
+lms_status cli_load_model(const char *load, const char *init, const char *resume, const char *vocab,
+                          const char *merges, int B, int T, lms_gpt *m, lms_tokenizer *tok, cli_tok_id *id,
                           const lms_logger *lg);
+/* Refuses --data whose tokenizer contradicts the model's (eval). */
+lms_status cli_check_data_tokenizer(const char *data, const cli_tok_id *model);
 
 /* Evaluate mean loss over sequential windows; used by train and eval. */
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,

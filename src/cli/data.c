@@ -244,7 +244,9 @@ static int cmd_prepare(int argc, char **argv) {
     cli_spec spec = {"data prepare", "lmscale data prepare: tokenize text or JSON Lines into lmscale token shards.",
                      "lmscale data prepare --input FILE... --output-dir DIR [--jsonl-field text] [--vocab F --merges F] "
                      "[--val-fraction F]", opts, (int)(sizeof opts / sizeof opts[0]),
-                     "Every document starts with <|endoftext|>. Ids are uint16 when the vocabulary fits, else uint32."};
+                     "Every document starts with <|endoftext|>. Ids are uint16 when the vocabulary fits, else uint32.\n"
+                     "The shards' header records the tokenizer; a BPE tokenizer's vocab.json and merges.txt are copied\n"
+                     "into DIR, where train, eval and resume find them."};
     lms_tokenizer tok;
     lms_tokenizer_init_bytes(&tok);
     prep p;
@@ -295,7 +297,13 @@ static int cmd_prepare(int argc, char **argv) {
     for (int s = 0; s < 1 + (val_fraction > 0); s++) {
         snprintf(path[s], sizeof path[s], "%s/%s", outdir, s ? "val.bin" : "train.bin");
         LMS_TRY(lms_shard_writer_open(&p.w[s], path[s], width));
+        p.w[s].tokenizer = tok.kind == LMS_TOK_BPE ? LMS_SHARD_TOK_BPE : LMS_SHARD_TOK_BYTES;
         p.open[s] = 1;
+    }
+    if (tok.kind == LMS_TOK_BPE) { /* the tokenizer travels with the shards: vocab.json + merges.txt beside them */
+        cli_tok_id id;
+        LMS_TRY(cli_tokid_files(&id, vocab, merges, "--vocab/--merges"));
+        LMS_TRY(cli_tokid_copy_to(&id, outdir));
     }
     if (by_tokens) {
         p.count_only = 1;

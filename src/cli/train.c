@@ -237,7 +237,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         LMS_TRY(lms_tokens_open(o->data, &tok, &loaded));
         train_tok = &loaded;
         if (o->val_data) {
-            LMS_TRY(lms_tokens_open(o->val_data, &tok, &loaded_val));
+            LMS_TRY(lms_tokens_open_role(o->val_data, &tok, LMS_DATA_VAL, &loaded_val));
             val_tok = &loaded_val;
         }
     }
@@ -466,7 +466,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         lms_gpt_bind(&m.cfg, m.params, &m.p);
     }
     if (o->save_model && rank0) {
-        LMS_TRY(lms_model_save(o->save_model, &m, tok.kind));
+        LMS_TRY(lms_model_save(o->save_model, &m, p.ck.tok_id.kind == CLI_TOK_BPE ? 1 : p.ck.tok_id.kind == CLI_TOK_BYTES ? 0 : 2));
         lms_log(lg, LMS_LOG_INFO, "saved model to %s", o->save_model);
     }
     LMS_TRY(train_metrics_close(&metrics));
