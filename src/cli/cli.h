@@ -6,6 +6,7 @@
 #include "lmscale/data.h"
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
+#include "lmscale/obs.h"
 #include "lmscale/parallel.h"
 
 #include <stdio.h>
@@ -77,6 +78,10 @@ typedef struct {
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
     float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
+    /* seeing the run (train_obs.c, docs/observability.md) */
+    const char *tensorboard_dir; /* TensorBoard event files (rank 0) */
+    const char *profile, *trace; /* "A:B" and the trace file */
+    lms_obs *obs;                /* when set, the caller's timing (bench train); else train's own */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
@@ -117,6 +122,35 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
                                  const lms_zero *z, const lms_logger *lg);
 void train_ckpt_free(train_ckpt_ctx *c);
 
+/* What train shows of a run (train_obs.c): per-phase timing, the --profile
+ * trace, TensorBoard events, the summary table. */
+typedef struct {
+    lms_obs own, *obs;
+    lms_trace *trace;
+    lms_tb *tb;
+    int rank0, step_a, step_b, written;
+    double t_ckpt;
+} train_obs;
+typedef struct {
+    int step;
+    double loss;
+    float lr;
+    double grad_norm, val_loss, tokens_per_s, mfu, peak_rss_mb, step_s;
+} train_obs_row;
+/* After validation, before any collective of the run: wraps the backend and
+ * *world when profiling (the wrapper replaces *world and owns it). */
+lms_status train_obs_open(train_obs *to, const train_opts *o, lms_comm **world, lms_backend *be);
+void train_obs_log(const train_obs *to, const train_opts *o, const lms_logger *lg);
+/* After each step's metrics: TensorBoard scalars; the trace is written
+ * (collectively) after step STEP_B. */
+lms_status train_obs_step(train_obs *to, const train_opts *o, lms_comm *world, const train_obs_row *r);
+void train_obs_ckpt_begin(train_obs *to);
+void train_obs_ckpt_end(train_obs *to, int saved);
+/* The trace if not yet written, and the summary table (rank 0). */
+lms_status train_obs_close(train_obs *to, const train_opts *o, lms_comm *world, const lms_logger *lg,
+                           double tokens_per_step, double flops_per_token, double peak_tflops);
+void train_obs_free(train_obs *to, lms_backend *be);
+
 void train_opts_default(train_opts *o);
 /* Validates o, loads data (unless train/val tokens are given), trains and
  * saves. When keep is non-NULL the trained model is moved there (caller
@@ -129,6 +163,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_train(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
@@ -153,6 +188,9 @@ lms_status cli_load_model(const char *load, const char *init, const char *resume
 /* Evaluate mean loss over sequential windows; used by train and eval. */
 lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens);
+/* The same, reporting tokens done to prog (may be NULL). */
+lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
+                        double *loss, long *tokens, lms_progress *prog);
 
 /* This process's rank as the launcher set it (0 when not launched by
  * mpirun/srun); used before a communicator exists. */
