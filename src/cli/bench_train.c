@@ -4,13 +4,14 @@
  * and reports tokens/s, TFLOP/s and MFU against the sgemm peak it measures,
  * the mean time per phase (lms_obs) and peak memory; --json prints one
  * object for scripts (bench/). Under mpirun it runs data-parallel and rank 0
- * reports the job's numbers. */
+ * reports the job's numbers. train's own log lines go to stderr. */
 #include "cli.h"
 #include "lmscale/obs.h"
 #include "lmscale/plan.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void print_json(const train_opts *o, const lms_gpt_config *cfg, double nparams, const lms_obs *obs,
                        double peak, double fpt, int dp, int threads) {
@@ -98,7 +99,16 @@ int cmd_bench_train(int argc, char **argv) {
     if (!json && cli_launch_rank() == 0)
         fprintf(stderr, "bench train: %s, batch %d x seq %d, %d steps (%d warm-up)...\n", o.model.preset,
                 o.batch_size, o.seq_len, o.steps, warmup);
+    /* train's own lines (model, optimizer, done) go to stderr: stdout is the report */
+    fflush(stdout);
+    int saved_out = dup(1);
+    if (saved_out >= 0) dup2(2, 1);
     st = train_run(&o, &toks, NULL, NULL, NULL);
+    fflush(stdout);
+    if (saved_out >= 0) {
+        dup2(saved_out, 1);
+        close(saved_out);
+    }
     free(toks.tokens);
     if (st != LMS_OK) return cli_fail("bench train", st);
     if (obs.rank != 0) return 0;
