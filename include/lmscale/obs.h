@@ -63,6 +63,7 @@ typedef struct lms_obs {
     int step;              /* 1-based number of the current step */
     lms_trace *trace;      /* where spans also go when profiling; not owned, may be NULL */
     double t_step, t_phase[LMS_PHASE_COUNT];
+    unsigned open;         /* phases begun and not yet ended (bit p) */
     /* facts of the run, set by train for its callers (bench train) */
     int rank, dp, threads;
     double num_params, peak_tflops; /* peak: the whole job's */
@@ -73,6 +74,8 @@ void lms_obs_init(lms_obs *o, int skip);
 /* step: 1-based. Also opens a "step N" span in the trace when it records. */
 void lms_obs_step_begin(lms_obs *o, int step);
 void lms_obs_phase_begin(lms_obs *o, lms_phase p);
+/* A no-op for a phase not begun, so that a path that ended it early (to
+ * time something else inside) may meet the common end. */
 void lms_obs_phase_end(lms_obs *o, lms_phase p);
 /* Ends the step: o->cur holds its times, counted steps are added to sum. */
 void lms_obs_step_end(lms_obs *o);

@@ -364,16 +364,17 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                 lms_obs_phase_begin(ob, LMS_PHASE_GRAD_COMM); /* what backward did not hide */
                 lms_status fin = lms_dp_sync_finish(&dps); /* waits for what was launched, even after a failure */
                 lms_obs_phase_end(ob, LMS_PHASE_GRAD_COMM);
-                lms_obs_phase_begin(ob, LMS_PHASE_BACKWARD);
                 LMS_TRY(st != LMS_OK ? st : fin);
             } else {
                 LMS_TRY(lms_gpt_backward(&m, &p.be, dloss));
             }
             lms_obs_phase_end(ob, LMS_PHASE_BACKWARD);
         }
-        lms_obs_phase_begin(ob, LMS_PHASE_GRAD_COMM);
-        if (zs) LMS_TRY(lms_zero_finish_grads(&z));
-        lms_obs_phase_end(ob, LMS_PHASE_GRAD_COMM);
+        if (zs) {
+            lms_obs_phase_begin(ob, LMS_PHASE_GRAD_COMM);
+            LMS_TRY(lms_zero_finish_grads(&z));
+            lms_obs_phase_end(ob, LMS_PHASE_GRAD_COMM);
+        }
         loss /= p.accum;
         if (p.topo.dp > 1) {
             double mean = 0;
