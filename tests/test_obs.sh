@@ -123,6 +123,8 @@ grep -q "give both --profile STEP_A:STEP_B and --trace FILE.json" "$T/e4" && ok 
 grep -q "is not a step range" "$T/e5" && ok || bad "$(cat "$T/e5")"
 "${TRAIN[@]}" --profile 1:2 --trace "$T/no/such/dir/x.json" >"$T/o6" 2>"$T/e6" && bad "unwritable --trace accepted" || ok
 ! grep -q '^step' "$T/o6" && ok || bad "training started before refusing the --trace path"
+"${TRAIN[@]}" --data "$T/missing.txt" --tensorboard-dir "$T/tb_refused" >/dev/null 2>&1 && bad "missing data accepted" || ok
+[ ! -e "$T/tb_refused" ] && ok || bad "a refused run left a TensorBoard directory"
 
 # ---- two data-parallel ranks: one trace with both, collectives with bytes and group; rank 0's events only
 if [ "$WITH_MPI" = mpi ]; then

@@ -140,7 +140,9 @@ typedef struct {
 /* After validation, before any collective of the run: wraps the backend and
  * *world when profiling (the wrapper replaces *world and owns it). */
 lms_status train_obs_open(train_obs *to, const train_opts *o, lms_comm **world, lms_backend *be);
-void train_obs_log(const train_obs *to, const train_opts *o, const lms_logger *lg);
+/* Right before the first step: opens the TensorBoard file (rank 0), says
+ * where things go. */
+lms_status train_obs_start(train_obs *to, const train_opts *o, const lms_logger *lg);
 /* After each step's metrics: TensorBoard scalars; the trace is written
  * (collectively) after step STEP_B. */
 lms_status train_obs_step(train_obs *to, const train_opts *o, lms_comm *world, const train_obs_row *r);

@@ -333,7 +333,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     int step = start_step;
     ob->rank = p.world->rank, ob->dp = p.topo.dp, ob->threads = ctx.threads;
     ob->num_params = (double)m.num_params, ob->peak_tflops = peak * p.topo.dp;
-    train_obs_log(&tob, o, lg);
+    LMS_TRY(train_obs_start(&tob, o, lg));
     for (; step < o->steps; step++) {
         double t0 = lms_now_s();
         lms_obs_step_begin(ob, step + 1);

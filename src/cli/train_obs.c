@@ -29,14 +29,17 @@ lms_status train_obs_open(train_obs *to, const train_opts *o, lms_comm **world, 
         LMS_CHECK(lms_trace_wrap_comm(world, to->trace));
         to->obs->trace = to->trace;
     }
-    if (o->tensorboard_dir && to->rank0) LMS_CHECK(lms_tb_open(o->tensorboard_dir, &to->tb));
     return LMS_OK;
 }
 
-void train_obs_log(const train_obs *to, const train_opts *o, const lms_logger *lg) {
-    if (to->tb) lms_log(lg, LMS_LOG_INFO, "tensorboard: %s (flushed every step)", lms_tb_path(to->tb));
+lms_status train_obs_start(train_obs *to, const train_opts *o, const lms_logger *lg) {
+    if (o->tensorboard_dir && to->rank0) { /* only now: a run refused earlier leaves no file */
+        LMS_CHECK(lms_tb_open(o->tensorboard_dir, &to->tb));
+        lms_log(lg, LMS_LOG_INFO, "tensorboard: %s (flushed every step)", lms_tb_path(to->tb));
+    }
     if (to->trace)
         lms_log(lg, LMS_LOG_INFO, "profile: steps %d-%d traced to %s", to->step_a, to->step_b, o->trace);
+    return LMS_OK;
 }
 
 lms_status train_obs_step(train_obs *to, const train_opts *o, lms_comm *world, const train_obs_row *r) {
