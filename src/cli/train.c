@@ -212,8 +212,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     LMS_TRY(train_ckpt_prepare(o, &p.ck, &tok, &ctx.log));
     LMS_TRY(validate(o, &p));
     train_obs tob; /* timing, --profile, --tensorboard-dir (train_obs.c) */
+    have_tob = 1; /* train_obs_free undoes whatever train_obs_open did */
     LMS_TRY(train_obs_open(&tob, o, &p.world, &p.be));
-    have_tob = 1;
     lms_obs *ob = tob.obs;
     if (p.ck.ck) { /* the checkpoint's seed and data order (docs/checkpoints.md) */
         resumed = *o;
