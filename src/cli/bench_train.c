@@ -103,7 +103,7 @@ int cmd_bench_train(int argc, char **argv) {
     fflush(stdout);
     int saved_out = dup(1);
     if (saved_out >= 0) dup2(2, 1);
-    st = train_run(&o, &toks, NULL, NULL, NULL);
+    st = train_run(&o, &toks, NULL, NULL, NULL, NULL);
     fflush(stdout);
     if (saved_out >= 0) {
         dup2(saved_out, 1);
