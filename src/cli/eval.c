@@ -38,6 +38,7 @@ int cmd_eval(int argc, char **argv) {
         return 0;
     }
     lms_gpt m = {0};
+    lms_gpt_acts acts = {0};
     lms_tokens toks = {0};
     lms_backend be = {0};
     lms_tokenizer tok;
@@ -83,18 +84,20 @@ int cmd_eval(int argc, char **argv) {
     LMS_TRY(lms_tokens_check_vocab(&toks, m.cfg.V, data));
     lms_loader ld;
     LMS_TRY(lms_loader_init(&ld, toks.tokens, toks.n, m.cap_T, LMS_ORDER_SEQUENTIAL, seed, data));
+    LMS_TRY(lms_gpt_acts_init(&acts, &m.cfg, batch, m.cap_T, 0));
     double loss;
     long ntok;
     size_t nw = lms_loader_num_windows(&ld);
     if (max_batches > 0 && (size_t)max_batches * (size_t)batch < nw) nw = (size_t)max_batches * (size_t)batch;
     lms_progress prog;
     lms_progress_begin(&prog, "eval", (double)nw * ld.T, "tokens", 1);
-    st = eval_loss_ex(&m, &be, &ld, batch, max_batches, &loss, &ntok, &prog);
+    st = eval_loss_ex(&m, &be, &acts, &ld, batch, max_batches, &loss, &ntok, &prog);
     if (st != LMS_OK) lms_progress_abort(&prog);
     LMS_TRY(st);
     lms_progress_end(&prog);
     printf("loss=%.6f ppl=%.4f tokens=%ld\n", loss, exp(loss), ntok);
 fail:
+    lms_gpt_acts_free(&acts);
     lms_gpt_free(&m);
     lms_tokens_free(&toks);
     lms_tokenizer_free(&tok);

@@ -38,13 +38,13 @@ void train_opts_default(train_opts *o) {
     o->backend = "cpu";
 }
 
-lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
+lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens) {
-    return eval_loss_ex(m, be, ld, B, max_batches, loss, tokens, NULL);
+    return eval_loss_ex(m, be, a, ld, B, max_batches, loss, tokens, NULL);
 }
 
-lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
-                        double *loss, long *tokens, lms_progress *prog) {
+lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B,
+                        long max_batches, double *loss, long *tokens, lms_progress *prog) {
     const int T = ld->T;
     int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
     if (!x || !y) {
@@ -59,7 +59,7 @@ lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B
         int b = 0;
         for (; b < B && w < nw; b++, w++) lms_loader_window(ld, w, x + (size_t)b * T, y + (size_t)b * T);
         float l;
-        lms_status st = lms_gpt_forward(m, be, x, y, b, T, &l);
+        lms_status st = lms_gpt_forward(m, be, a, x, y, b, T, &l);
         if (st != LMS_OK) {
             free(x);
             free(y);
@@ -195,6 +195,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     memset(&p, 0, sizeof p);
     lms_tokens loaded = {0}, loaded_val = {0};
     lms_gpt m = {0};
+    lms_gpt_acts acts = {0};
     lms_adamw opt = {0};
     train_metrics metrics = {0};
     train_stop stop = {0};
@@ -276,6 +277,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const int zs = o->zero;
     LMS_TRY(lms_gpt_init_ex(&m, &p.cfg, p.micro, p.T,
                             (zs <= 1 ? LMS_GPT_GRADS : 0) | (zs == 3 ? LMS_GPT_NO_PARAMS : 0)));
+    LMS_TRY(lms_gpt_acts_init(&acts, &p.cfg, p.micro, p.T, 1));
     if (zs) {
         LMS_TRY(lms_zero_init(&z, zs, p.world, &m, &p.be));
         LMS_TRY(lms_adamw_init(&opt, z.shard_n, o->beta1, o->beta2, o->eps, o->weight_decay));
@@ -358,22 +360,22 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             lms_obs_phase_end(ob, LMS_PHASE_DATA);
             float micro_loss;
             lms_obs_phase_begin(ob, LMS_PHASE_FORWARD);
-            LMS_TRY(lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T, &micro_loss));
+            LMS_TRY(lms_gpt_forward(&m, &p.be, &acts, x, y, p.micro, p.T, &micro_loss));
             lms_obs_phase_end(ob, LMS_PHASE_FORWARD);
             loss += micro_loss;
             lms_obs_phase_begin(ob, LMS_PHASE_BACKWARD);
             if (zs == 1 && k == p.accum - 1) { /* reduce-scatter each unit as backward finishes it */
-                LMS_TRY(lms_gpt_backward_ex(&m, &p.be, dloss, lms_zero_ready, &z));
+                LMS_TRY(lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, lms_zero_ready, &z));
             } else if (p.topo.dp > 1 && !zs && k == p.accum - 1) { /* only the last micro-step communicates */
                 lms_dp_sync_begin(&dps);
-                st = lms_gpt_backward_ex(&m, &p.be, dloss, lms_dp_sync_ready, &dps);
+                st = lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, lms_dp_sync_ready, &dps);
                 lms_obs_phase_end(ob, LMS_PHASE_BACKWARD);
                 lms_obs_phase_begin(ob, LMS_PHASE_GRAD_COMM); /* what backward did not hide */
                 lms_status fin = lms_dp_sync_finish(&dps); /* waits for what was launched, even after a failure */
                 lms_obs_phase_end(ob, LMS_PHASE_GRAD_COMM);
                 LMS_TRY(st != LMS_OK ? st : fin);
             } else {
-                LMS_TRY(lms_gpt_backward(&m, &p.be, dloss));
+                LMS_TRY(lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, NULL, NULL));
             }
             lms_obs_phase_end(ob, LMS_PHASE_BACKWARD);
         }
@@ -422,7 +424,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         double vloss = NAN;
         if (do_eval) {
             long ntok;
-            LMS_TRY(eval_loss(&m, &p.be, &vld, p.micro, o->eval_batches, &vloss, &ntok));
+            LMS_TRY(eval_loss(&m, &p.be, &acts, &vld, p.micro, o->eval_batches, &vloss, &ntok));
             last_val = vloss;
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
@@ -519,6 +521,7 @@ fail:
     if (have_tob) train_obs_free(&tob, &p.be);
     lms_comm_free(p.world);
     lms_adamw_free(&opt);
+    lms_gpt_acts_free(&acts);
     lms_gpt_free(&m);
     lms_tokens_free(&loaded);
     lms_tokens_free(&loaded_val);
