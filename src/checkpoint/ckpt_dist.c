@@ -3,6 +3,7 @@
  * parameters and optimizer state); rank 0 collects the slice records and
  * writes the index. Every rank returns the same status: an error on any
  * rank leaves the earlier checkpoints as they were and no step-* directory. */
+#include "lmscale/obs.h"
 #include "ckpt_impl.h"
 
 #include <math.h>
@@ -116,10 +117,18 @@ lms_status lms_ckpt_save_pieces(const char *root, const lms_ckpt_state *state, l
     if (world > 1) LMS_TRY(c->i->broadcast(c, path, sizeof path, LMS_DT_U8, 0));
     /* every rank writes its pieces */
     st = lms_ckpt_shard_open(&sh, path, rank, world);
+    double mb = 0, done = 0; /* progress (rank 0; shown for saves that take a while) */
+    for (int i = 0; i < npieces; i++) mb += (double)pieces[i].count * sizeof(float) / 1e6;
+    lms_progress prog;
+    lms_progress_begin(&prog, "checkpoint save", mb, "MB", rank == 0);
     for (int i = 0; i < npieces && st == LMS_OK; i++) {
         const lms_ckpt_piece *p = &pieces[i];
         st = lms_ckpt_shard_put(&sh, p->name, p->ndim, p->shape, p->start, p->data, p->count);
+        done += (double)p->count * sizeof(float) / 1e6;
+        lms_progress_update(&prog, done);
     }
+    if (st == LMS_OK) lms_progress_end(&prog);
+    else lms_progress_abort(&prog);
     if (st == LMS_OK) st = lms_ckpt_shard_close(&sh);
     LMS_TRY(agree(c, st, "writing its checkpoint shard"));
     /* rank 0: the index from everyone's slices, then the atomic rename */

@@ -2,6 +2,7 @@
  * checks, verification, picking the newest valid checkpoint of a directory,
  * and the one-process save/load of the training state. */
 #define _POSIX_C_SOURCE 200809L
+#include "lmscale/obs.h"
 #include "ckpt_impl.h"
 
 #include <dirent.h>
@@ -527,9 +528,10 @@ lms_status lms_ckpt_save_train(const char *root, const lms_ckpt_state *state, co
     return st;
 }
 
-lms_status lms_ckpt_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt) {
+static lms_status load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt, lms_progress *prog) {
     char nm[96];
     for (int i = 0; i < m->num_tensors; i++) {
+        lms_progress_update(prog, (double)m->tensors[i].offset * (opt ? 12 : 4) / 1e6);
         const lms_tensor_view *v = &m->tensors[i];
         tensor_name(nm, sizeof nm, G_MODEL, v->name);
         const lms_ckpt_tensor *t = lms_ckpt_find_tensor(ck, nm);
@@ -546,5 +548,19 @@ lms_status lms_ckpt_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt) {
         }
     }
     if (opt) opt->step = ck->state.adam_step;
+    return LMS_OK;
+}
+
+lms_status lms_ckpt_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt) {
+    double mb = (double)m->num_params * (opt ? 12 : 4) / 1e6;
+    lms_progress prog; /* shown for loads that take a while */
+    lms_progress_begin(&prog, "checkpoint load", mb, "MB", 1);
+    lms_status st = load_train(ck, m, opt, &prog);
+    if (st != LMS_OK) {
+        lms_progress_abort(&prog);
+        return st;
+    }
+    lms_progress_update(&prog, mb);
+    lms_progress_end(&prog);
     return LMS_OK;
 }

@@ -10,6 +10,7 @@
  * transposed both ways. wte is stored with V rows; the tied LM head is not
  * stored (lm_head.weight is ignored when present). */
 #define _POSIX_C_SOURCE 200809L
+#include "lmscale/obs.h"
 #include "ckpt_impl.h"
 
 #include <errno.h>
@@ -111,7 +112,8 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     char *path = ckpt_join(dir, "model.safetensors"), *hdr = NULL;
     float *tmp = NULL;
     lms_atomic_file af = {0};
-    size_t cap = 256 + (size_t)n * 160, len = 0, off = 0;
+    lms_progress prog = {0};
+    size_t cap = 256 + (size_t)n * 160, len = 0, off = 0, written = 0;
     hdr = malloc(cap);
     if (!path || !hdr) {
         st = lms_errorf(LMS_ERR_OOM, "out of memory");
@@ -137,10 +139,13 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     LMS_TRY(lms_atomic_write(&af, &hlen, 8));
     LMS_TRY(lms_atomic_write(&af, hdr, len));
     LMS_TRY(alloc_largest(e, n, &tmp));
+    lms_progress_begin(&prog, "export", (double)off / 1e6, "MB", 1); /* shown for exports that take a while */
     for (int i = 0; i < n; i++) {
         const lms_tensor_view *v = &views[e[i].view];
         const float *src = params + v->offset;
         size_t ne = entry_numel(&e[i]);
+        lms_progress_update(&prog, (double)written / 1e6);
+        written += ne * sizeof(float);
         if (e[i].transpose) {
             int R = v->shape[0], Cc = v->shape[1]; /* ours (out=R, in=Cc) -> (in, out) */
             for (int r = 0; r < R; r++)
@@ -153,7 +158,12 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     af.f = NULL;
     if (st == LMS_OK) st = lms_atomic_commit(&caf);
     caf.f = NULL;
+    if (st == LMS_OK) {
+        lms_progress_update(&prog, (double)written / 1e6);
+        lms_progress_end(&prog);
+    }
 fail:
+    lms_progress_abort(&prog);
     if (af.f) lms_atomic_abort(&af);
     if (caf.f) lms_atomic_abort(&caf);
     free(tmp);

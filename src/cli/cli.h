@@ -7,6 +7,7 @@
 #include "lmscale/data.h"
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
+#include "lmscale/obs.h"
 #include "lmscale/parallel.h"
 
 #include <stdio.h>
@@ -134,6 +135,10 @@ typedef struct {
     int overwrite;            /* --save may delete another run's checkpoints */
     const cli_spec *cli;      /* the parsed command line and its flags given (cli_given); NULL when not */
     const unsigned char *given;
+    /* seeing the run (train_obs.c, docs/observability.md) */
+    const char *tensorboard_dir; /* TensorBoard event files (rank 0) */
+    const char *profile, *trace; /* "A:B" and the trace file */
+    lms_obs *obs;                /* when set, the caller's timing (bench train); else train's own */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
@@ -222,6 +227,8 @@ typedef struct {
     double val_loss;
     const double *state_mb; /* params, grads, optimizer: MB per rank */
     long peak_rss_mb;
+    unsigned long long tokens; /* seen so far, the whole job's */
+    const lms_obs *obs;        /* the step's phases (may be NULL) */
 } train_row;
 /* Opens path for appending after dropping its rows of steps after
  * resumed_step (0: a new run, every row), atomically; only a regular file is
@@ -236,6 +243,36 @@ lms_status train_metrics_close(train_metrics *m);
  * compare. src says where it came from. */
 lms_status train_peak(float flag_tflops, lms_backend *be, int threads, const lms_logger *lg, double *peak,
                       char *src, size_t cap);
+/* What train shows of a run (train_obs.c): per-phase timing, the --profile
+ * trace, TensorBoard events, the summary table. */
+typedef struct {
+    lms_obs own, *obs;
+    lms_trace *trace;
+    lms_tb *tb;
+    int rank0, step_a, step_b, written;
+    double t_ckpt;
+} train_obs;
+typedef struct {
+    int step;
+    double loss;
+    float lr;
+    double grad_norm, val_loss, tokens_per_s, mfu, peak_rss_mb, step_s;
+} train_obs_row;
+/* After validation, before any collective of the run: wraps the backend and
+ * *world when profiling (the wrapper replaces *world and owns it). */
+lms_status train_obs_open(train_obs *to, const train_opts *o, lms_comm **world, lms_backend *be);
+/* Right before the first step: opens the TensorBoard file (rank 0), says
+ * where things go. */
+lms_status train_obs_start(train_obs *to, const train_opts *o, const lms_logger *lg);
+/* After each step's metrics: TensorBoard scalars; the trace is written
+ * (collectively) after step STEP_B. */
+lms_status train_obs_step(train_obs *to, const train_opts *o, lms_comm *world, const train_obs_row *r);
+void train_obs_ckpt_begin(train_obs *to);
+void train_obs_ckpt_end(train_obs *to, int saved);
+/* The trace if not yet written, and the summary table (rank 0). */
+lms_status train_obs_close(train_obs *to, const train_opts *o, lms_comm *world, const lms_logger *lg,
+                           double tokens_per_step, double flops_per_token, double peak_tflops);
+void train_obs_free(train_obs *to, lms_backend *be);
 
 void train_opts_default(train_opts *o);
 /* Validates o, loads data (unless train/val tokens are given), trains and
@@ -250,6 +287,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_train(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
@@ -280,6 +318,9 @@ lms_status cli_check_data_tokenizer(const char *data, const cli_tok_id *model);
 /* Evaluate mean loss over sequential windows; used by train and eval. */
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens);
+/* The same, reporting tokens done to prog (may be NULL). */
+lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B,
+                        long max_batches, double *loss, long *tokens, lms_progress *prog);
 
 /* This process's rank as the launcher set it (0 when not launched by
  * mpirun/srun); used before a communicator exists. */

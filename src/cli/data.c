@@ -8,11 +8,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "lmscale/json.h"
+#include "lmscale/obs.h"
 #include "lmscale/tokenizer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PIECE (1u << 20)
@@ -42,8 +44,7 @@ typedef struct {
     uint64_t counted;  /* ids counted by that pass */
     uint64_t split_at; /* token split: ids from here on go to val.bin (UINT64_MAX: split by document) */
     uint64_t key, doc, docs[2], bytes;
-    int progress;
-    double t0;
+    lms_progress prog; /* over the input bytes, in MB */
 } prep;
 
 /* Split of document d: val when its hash falls under the fraction. */
@@ -88,10 +89,7 @@ static lms_status flush(prep *p) {
     }
     p->nq = 0;
     p->queued = 0;
-    if (p->progress)
-        fprintf(stderr, "\rdata prepare: %llu documents, %.1f MB, %llu tokens, %.0f s   ",
-                (unsigned long long)(p->docs[0] + p->docs[1]), (double)p->bytes / 1e6,
-                (unsigned long long)(p->w[0].n + p->w[1].n), lms_now_s() - p->t0);
+    lms_progress_update(&p->prog, (double)p->bytes / 1e6);
     return st;
 }
 
@@ -280,8 +278,11 @@ static int cmd_prepare(int argc, char **argv) {
      * A first pass counts them. */
     const int by_tokens = val_fraction > 0 && ninputs == 1 && !field;
     p.key = lms_rng_key(seed, "data-prepare-split");
-    p.progress = isatty(2);
-    p.t0 = lms_now_s();
+    double total_mb = 0;
+    for (int i = 0; i < ninputs; i++) {
+        struct stat sb;
+        if (stat(inputs[i], &sb) == 0) total_mb += (double)sb.st_size / 1e6;
+    }
     int width = tok.vocab_size <= 65536 ? 2 : 4;
     char path[2][4096];
     /* every input must be readable before anything is created */
@@ -307,10 +308,10 @@ static int cmd_prepare(int argc, char **argv) {
     }
     if (by_tokens) {
         p.count_only = 1;
-        int progress = p.progress;
-        p.progress = 0;
+        lms_progress_begin(&p.prog, "data prepare (counting tokens)", total_mb, "MB", 1);
         LMS_TRY(text_file(&p, inputs[0]));
         LMS_TRY(flush(&p));
+        lms_progress_end(&p.prog);
         uint64_t nval = (uint64_t)((double)val_fraction * (double)p.counted + 0.5);
         if (nval == 0 || nval >= p.counted) {
             st = lms_errorf(LMS_ERR_INVALID_ARG, "--val-fraction %g of the %llu tokens of '%s' leaves %s empty: "
@@ -320,13 +321,13 @@ static int cmd_prepare(int argc, char **argv) {
         }
         p.split_at = p.counted - nval;
         p.count_only = 0;
-        p.progress = progress;
         p.doc = p.docs[0] = p.docs[1] = p.bytes = 0;
     }
+    lms_progress_begin(&p.prog, "data prepare", total_mb, "MB", 1);
     for (int i = 0; i < ninputs; i++)
         LMS_TRY(field ? jsonl_file(&p, inputs[i], field) : text_file(&p, inputs[i]));
     LMS_TRY(flush(&p));
-    if (p.progress) fprintf(stderr, "\n");
+    lms_progress_end(&p.prog);
     if (by_tokens) {
         for (int s = 0; s < 2; s++) {
             p.open[s] = 0;

@@ -1,5 +1,6 @@
 /* `lmscale eval`: mean loss over consecutive windows of a text file. */
 #include "cli.h"
+#include "lmscale/obs.h"
 #include "lmscale/checkpoint.h"
 
 #include <math.h>
@@ -86,7 +87,14 @@ int cmd_eval(int argc, char **argv) {
     LMS_TRY(lms_gpt_acts_init(&acts, &m.cfg, batch, m.cap_T, 0));
     double loss;
     long ntok;
-    LMS_TRY(eval_loss(&m, &be, &acts, &ld, batch, max_batches, &loss, &ntok));
+    size_t nw = lms_loader_num_windows(&ld);
+    if (max_batches > 0 && (size_t)max_batches * (size_t)batch < nw) nw = (size_t)max_batches * (size_t)batch;
+    lms_progress prog;
+    lms_progress_begin(&prog, "eval", (double)nw * ld.T, "tokens", 1);
+    st = eval_loss_ex(&m, &be, &acts, &ld, batch, max_batches, &loss, &ntok, &prog);
+    if (st != LMS_OK) lms_progress_abort(&prog);
+    LMS_TRY(st);
+    lms_progress_end(&prog);
     printf("loss=%.6f ppl=%.4f tokens=%ld\n", loss, exp(loss), ntok);
 fail:
     lms_gpt_acts_free(&acts);

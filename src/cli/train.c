@@ -3,6 +3,7 @@
  * schedule, periodic validation, one log line and one JSON metrics object
  * per step. */
 #include "cli.h"
+#include "lmscale/obs.h"
 #include "lmscale/optim.h"
 #include "lmscale/parallel.h"
 #include "lmscale/plan.h"
@@ -10,7 +11,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 void train_opts_default(train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -38,14 +38,13 @@ void train_opts_default(train_opts *o) {
     o->backend = "cpu";
 }
 
-static void fmt_eta(char *buf, size_t cap, double s) {
-    if (s < 60) snprintf(buf, cap, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
-    else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
-}
-
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens) {
+    return eval_loss_ex(m, be, a, ld, B, max_batches, loss, tokens, NULL);
+}
+
+lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B,
+                        long max_batches, double *loss, long *tokens, lms_progress *prog) {
     const int T = ld->T;
     int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
     if (!x || !y) {
@@ -69,6 +68,7 @@ lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loa
         sum += (double)l * b * T;
         ntok += (long)b * T;
         nb++;
+        if (prog) lms_progress_update(prog, (double)ntok);
     }
     free(x);
     free(y);
@@ -188,12 +188,6 @@ static lms_status check_agreement(const train_opts *o, const train_plan *p, cons
     return LMS_OK;
 }
 
-static long peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024;
-}
-
 lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms_tokens *val_tok,
                      lms_gpt *keep, float *final_val_loss, int *stopped_early) {
     lms_status st = LMS_OK;
@@ -216,6 +210,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_ctx_init(&ctx, o->seed, o->threads);
     lms_dp_sync dps = {0};
     lms_zero z = {0};
+    int have_tob = 0;
     float *full = NULL; /* ZeRO-3: the whole model gathered, for --save-model */
     LMS_TRY(dp_setup(o, &p, &ctx));
     ctx.log.all_ranks = o->log_all_ranks && p.world->size > 1;
@@ -228,6 +223,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     }
     LMS_TRY(validate(o, &p));
     if (p.ck.ck) LMS_TRY(train_ckpt_start(o, &p.ck, o->batch_size, p.T, &resumed.seed, &p.order, &start_step));
+    train_obs tob; /* timing, --profile, --tensorboard-dir (train_obs.c) */
+    have_tob = 1; /* train_obs_free undoes whatever train_obs_open did */
+    LMS_TRY(train_obs_open(&tob, o, &p.world, &p.be));
+    lms_obs *ob = tob.obs;
     /* data */
     if (!train_tok) {
         if (!o->data) {
@@ -341,8 +340,12 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const int end_step = o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
     train_stop_install(&stop, o->exit_duration_mins, t_begin);
     int step = start_step;
+    ob->rank = p.world->rank, ob->dp = p.topo.dp, ob->threads = ctx.threads;
+    ob->num_params = (double)m.num_params, ob->peak_tflops = peak * p.topo.dp;
+    LMS_TRY(train_obs_start(&tob, o, lg));
     for (; step < o->steps; step++) {
         double t0 = lms_now_s();
+        lms_obs_step_begin(ob, step + 1);
         lms_comm_mark_step(p.world, step + 1); /* watchdog messages; LMSCALE_FAULT fires here */
         if (zs)
             LMS_TRY(lms_zero_begin_step(&z));
@@ -350,24 +353,37 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             LMS_TRY(lms_gpt_zero_grad(&m, &p.be));
         double loss = 0;
         for (int k = 0; k < p.accum; k++) {
+            lms_obs_phase_begin(ob, LMS_PHASE_DATA);
             for (int b = 0; b < p.micro; b++)
                 lms_loader_window(&ld, (uint64_t)step * G + first_sample + (uint64_t)k * p.micro + b,
                                   x + (size_t)b * p.T, y + (size_t)b * p.T);
+            lms_obs_phase_end(ob, LMS_PHASE_DATA);
             float micro_loss;
+            lms_obs_phase_begin(ob, LMS_PHASE_FORWARD);
             LMS_TRY(lms_gpt_forward(&m, &p.be, &acts, x, y, p.micro, p.T, &micro_loss));
+            lms_obs_phase_end(ob, LMS_PHASE_FORWARD);
             loss += micro_loss;
+            lms_obs_phase_begin(ob, LMS_PHASE_BACKWARD);
             if (zs == 1 && k == p.accum - 1) { /* reduce-scatter each unit as backward finishes it */
                 LMS_TRY(lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, lms_zero_ready, &z));
             } else if (p.topo.dp > 1 && !zs && k == p.accum - 1) { /* only the last micro-step communicates */
                 lms_dp_sync_begin(&dps);
                 st = lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, lms_dp_sync_ready, &dps);
+                lms_obs_phase_end(ob, LMS_PHASE_BACKWARD);
+                lms_obs_phase_begin(ob, LMS_PHASE_GRAD_COMM); /* what backward did not hide */
                 lms_status fin = lms_dp_sync_finish(&dps); /* waits for what was launched, even after a failure */
+                lms_obs_phase_end(ob, LMS_PHASE_GRAD_COMM);
                 LMS_TRY(st != LMS_OK ? st : fin);
             } else {
                 LMS_TRY(lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, NULL, NULL));
             }
+            lms_obs_phase_end(ob, LMS_PHASE_BACKWARD);
         }
-        if (zs) LMS_TRY(lms_zero_finish_grads(&z));
+        if (zs) {
+            lms_obs_phase_begin(ob, LMS_PHASE_GRAD_COMM);
+            LMS_TRY(lms_zero_finish_grads(&z));
+            lms_obs_phase_end(ob, LMS_PHASE_GRAD_COMM);
+        }
         loss /= p.accum;
         if (p.topo.dp > 1) {
             double mean = 0;
@@ -375,6 +391,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             loss = mean / p.topo.dp;
         }
         double norm;
+        lms_obs_phase_begin(ob, LMS_PHASE_OPTIM);
         if (zs)
             LMS_TRY(lms_zero_grad_norm(&z, &p.be, &norm));
         else {
@@ -394,6 +411,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         else
             LMS_TRY(lms_adamw_step(&opt, &p.be, m.params, m.grads, m.tensors, m.num_tensors, lr,
                                    lms_clip_scale(norm, o->grad_clip)));
+        lms_obs_phase_end(ob, LMS_PHASE_OPTIM);
+        lms_obs_step_end(ob);
         double dt = lms_now_s() - t0;
         if (step > 0 || o->steps == 1) {
             t_steps += dt;
@@ -409,24 +428,33 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             last_val = vloss;
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
-            char eta[32];
-            fmt_eta(eta, sizeof eta, (timed ? t_steps / timed : dt) * (end_step - step - 1));
+            char eta[32], phases[128];
+            lms_format_duration(eta, sizeof eta, (timed ? t_steps / timed : dt) * (end_step - step - 1));
+            lms_obs_format_compact(ob, phases, sizeof phases);
             lms_log(lg, LMS_LOG_INFO, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %6.0f tok/s "
-                    "| MFU %5.1f%% | ETA %s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
-                    mfu * 100, eta);
+                    "| MFU %5.1f%% | ETA %s%s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
+                    mfu * 100, eta, phases);
             if (do_eval)
                 lms_log(lg, LMS_LOG_INFO, "step %5d/%d | val_loss %.4f | val_ppl %.2f", step + 1, o->steps,
                         vloss, exp(vloss));
         }
         if (metrics.f) {
-            train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb, peak_rss_mb()};
+            train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb,
+                             (long)lms_peak_rss_mb(), (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob};
             LMS_TRY(train_metrics_put(&metrics, &row));
         }
         /* plain data parallelism: every rank holds the same state, rank 0 saves;
          * ZeRO: every rank saves its shard */
-        if (rank0 || zs)
+        if (rank0 || zs) {
+            int saved_before = p.ck.last_saved_step;
+            train_obs_ckpt_begin(&tob);
             LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
                                           p.order, &tok, &m, &opt, zs ? &z : NULL, lg));
+            train_obs_ckpt_end(&tob, p.ck.last_saved_step != saved_before);
+        }
+        /* TensorBoard scalars; after STEP_B (and its checkpoint) the trace */
+        train_obs_row row = {step + 1, loss, lr, norm, vloss, tps, mfu, (double)(long)lms_peak_rss_mb(), dt};
+        LMS_TRY(train_obs_step(&tob, o, p.world, &row));
         /* a signal or the time limit: every rank stops after the same step */
         if (step + 1 < end_step) LMS_TRY(train_stop_poll(&stop, p.world));
         if (step + 1 == end_step || stop.reason) {
@@ -457,6 +485,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             "(mean after the first step, of a %.1f GFLOP/s peak per rank: %s)", ran, step, o->steps,
             (long)ran * G * p.T, total, mean_tps, 100 * lms_mfu(fpt, mean_tps, peak * p.topo.dp), peak * 1e3,
             peak_src);
+    LMS_TRY(train_obs_close(&tob, o, p.world, lg, (double)G * p.T, fpt, peak * p.topo.dp));
     if (zs == 3 && (o->save_model || keep)) { /* the whole model, on every rank */
         LMS_TRY(lms_alloc_checked((void **)&full, sizeof(float) * m.num_params, "the gathered model"));
         LMS_TRY(lms_zero_gather_full(&z, full));
@@ -489,6 +518,7 @@ fail:
     lms_dp_sync_free(&dps);
     lms_zero_free(&z);
     lms_free(full);
+    if (have_tob) train_obs_free(&tob, &p.be);
     lms_comm_free(p.world);
     lms_adamw_free(&opt);
     lms_gpt_acts_free(&acts);
@@ -548,6 +578,9 @@ int cmd_train(int argc, char **argv) {
         {"overwrite", CLI_BOOL, &o.overwrite, NULL, "let --save delete the checkpoints of another run in its folder"},
         {"exit-duration-mins", CLI_FLOAT, &o.exit_duration_mins, "MIN", "save (with --save) and stop after MIN minutes, exit 85 (0 = no limit)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
+        {"tensorboard-dir", CLI_STR, &o.tensorboard_dir, "DIR", "write TensorBoard event files of every step's scalars to DIR (rank 0)"},
+        {"profile", CLI_STR, &o.profile, "A:B", "trace steps A..B (every op and collective; with --trace)"},
+        {"trace", CLI_STR, &o.trace, "FILE.json", "the --profile trace: Chrome trace-event JSON for ui.perfetto.dev"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     cli_spec spec = {"train", "lmscale train: train a GPT model on text (bytes or GPT-2 BPE) or token shards.",
