@@ -125,7 +125,7 @@ static void test_roundtrip(void) {
           lms_last_error());
     lms_ckpt_close(&ck);
     /* unknown version, missing index */
-    sh("sed -i 's/\"version\": 1,/\"version\": 99,/' '%s.trunc/index.json'", saved);
+    sh("sed -i 's/\"version\": 2,/\"version\": 99,/' '%s.trunc/index.json'", saved);
     s = lms_ckpt_open(&ck, tr);
     CHECK(s == LMS_ERR_FORMAT && contains(lms_last_error(), "version 99") && contains(lms_last_error(), "index.json"),
           "version: %s", lms_last_error());
@@ -192,6 +192,123 @@ static void test_slices(void) {
     lms_ckpt_shard_free(&r0);
     lms_ckpt_shard_free(&r1);
     free(tmp);
+}
+
+/* Version-2 chunks: runs that start and end inside rows become a few
+ * boxes (at most 2·ndim - 1 per run); N-D chunks written directly (a
+ * row-parallel split: column halves; a fused-QKV-like split: three row
+ * blocks per rank) assemble to the whole tensor. */
+static void test_chunks(void) {
+    char root[300], *tmp = NULL, dir[400];
+    snprintf(root, sizeof root, "%s/ch", g_root);
+    float a[1000], b[1000], part[500];
+    fill(a, 1000, 7);
+    int64_t sz[3] = {3, 4, 5}, sx[2] = {10, 100}, sq[2] = {12, 10};
+    CHECK(lms_ckpt_begin(root, 4, &tmp) == LMS_OK, "begin: %s", lms_last_error());
+    lms_ckpt_shard r0, r1;
+    CHECK(lms_ckpt_shard_open(&r0, tmp, 0, 2) == LMS_OK && lms_ckpt_shard_open(&r1, tmp, 1, 2) == LMS_OK, "open");
+    /* z (3, 4, 5) in runs [0, 7), [7, 48), [48, 60) */
+    lms_ckpt_shard_put(&r0, "z", 3, sz, 0, a, 7);
+    lms_ckpt_shard_put(&r1, "z", 3, sz, 7, a + 7, 41);
+    lms_ckpt_shard_put(&r0, "z", 3, sz, 48, a + 48, 12);
+    /* x (10, 100) split by columns: rank r holds columns [50r, 50r + 50) */
+    for (int r = 0; r < 2; r++) {
+        for (int i = 0; i < 10; i++) memcpy(part + i * 50, a + i * 100 + 50 * r, 50 * sizeof(float));
+        int64_t off[2] = {0, 50 * r}, size[2] = {10, 50};
+        CHECK(lms_ckpt_shard_put_chunk(r ? &r1 : &r0, "x", 2, sx, off, size, part) == LMS_OK, "put chunk");
+    }
+    /* q (12, 10) = three stacked (4, 10) matrices, rank r rows [2r, 2r+2) of each */
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < 3; k++) {
+            int64_t off[2] = {4 * k + 2 * r, 0}, size[2] = {2, 10};
+            lms_ckpt_shard_put_chunk(r ? &r1 : &r0, "q", 2, sq, off, size, a + off[0] * 10);
+        }
+    CHECK(lms_ckpt_shard_close(&r0) == LMS_OK && lms_ckpt_shard_close(&r1) == LMS_OK, "close");
+    lms_ckpt_shard both[2] = {r0, r1};
+    lms_ckpt_state st;
+    lms_gpt_config cfg = tiny();
+    lms_ckpt_state_init(&st, &cfg);
+    st.step = 4;
+    CHECK(lms_ckpt_finish(root, tmp, 4, &st, both, 2) == LMS_OK, "finish: %s", lms_last_error());
+    snprintf(dir, sizeof dir, "%s/step-00000004", root);
+    lms_ckpt ck;
+    CHECK(lms_ckpt_open(&ck, dir) == LMS_OK && ck.version == 2, "open: %s", lms_last_error());
+    const lms_ckpt_tensor *t = lms_ckpt_find_tensor(&ck, "z");
+    CHECK(t && t->nslices == 2 + 5 + 2 && t->slices[0].ndim == 3, "z: %d chunks (2 + 5 + 2)", t ? t->nslices : -1);
+    const char *names[3] = {"z", "x", "q"};
+    const uint64_t n[3] = {60, 1000, 120};
+    for (int i = 0; i < 3; i++) {
+        memset(b, 0, sizeof b);
+        CHECK(lms_ckpt_read_tensor(&ck, names[i], b, n[i]) == LMS_OK && !memcmp(a, b, n[i] * 4), "%s assembled: %s",
+              names[i], lms_last_error());
+    }
+    CHECK(lms_ckpt_find_tensor(&ck, "x")->nslices == 2, "a column-parallel shard is one chunk");
+    lms_ckpt_close(&ck);
+    /* a corrupt non-contiguous chunk is caught by its CRC */
+    sh("printf 'X' | dd of='%s/shard-00001-of-00002.bin' bs=1 seek=%d conv=notrunc 2>/dev/null", dir, 16 + 41 * 4 + 8);
+    CHECK(lms_ckpt_open(&ck, dir) == LMS_OK, "reopen");
+    CHECK(lms_ckpt_read_tensor(&ck, "x", b, 1000) == LMS_ERR_FORMAT && contains(lms_last_error(), "checksum") &&
+              contains(lms_last_error(), "chunk [0:10, 50:100]"),
+          "corrupt chunk: %s", lms_last_error());
+    lms_ckpt_close(&ck);
+    lms_ckpt_shard_free(&r0);
+    lms_ckpt_shard_free(&r1);
+    free(tmp);
+}
+
+/* A model saved as tensor-parallel shards (tp 2: each rank's part of every
+ * split tensor as its chunks, from lms_gpt_tp_shard, initialised shard by
+ * shard; replicated tensors written once) loads, whole, as the one-process
+ * model: a column- or row-parallel shard is one chunk, fused QKV three. */
+static void test_tp_shards(void) {
+    lms_gpt_config cfg = tiny();
+    lms_gpt m, m2;
+    CHECK(lms_gpt_init(&m, &cfg, 1, 8, 0) == LMS_OK && lms_gpt_init(&m2, &cfg, 1, 8, 0) == LMS_OK, "init");
+    lms_gpt_init_params(&m, 21);
+    char root[300], *tmp = NULL, dir[400];
+    snprintf(root, sizeof root, "%s/tp", g_root);
+    CHECK(lms_ckpt_begin(root, 1, &tmp) == LMS_OK, "begin");
+    lms_ckpt_shard sh[2];
+    float *loc = malloc(sizeof(float) * m.num_params);
+    int bad = 0;
+    for (int r = 0; r < 2; r++) {
+        CHECK(lms_ckpt_shard_open(&sh[r], tmp, r, 2) == LMS_OK, "open");
+        for (int i = 0; i < m.num_tensors; i++) {
+            const lms_tensor_view *v = &m.tensors[i];
+            lms_tp_shard s;
+            CHECK(lms_gpt_tp_shard(&cfg, v, 2, r, &s) == LMS_OK, "tp shard: %s", lms_last_error());
+            if (v->spec->split == LMS_SPLIT_NONE && r) continue; /* replicated: rank 0 writes it */
+            lms_gpt_init_tp_shard(v, &s, 21, loc);
+            char nm[96];
+            snprintf(nm, sizeof nm, "model.%s", v->name);
+            int64_t shape[2] = {v->shape[0], v->shape[1]};
+            for (int k = 0; k < s.nchunks; k++) {
+                const lms_tp_chunk *c = &s.chunk[k];
+                bad += lms_ckpt_shard_put_chunk(&sh[r], nm, v->ndim, shape, c->global, c->size,
+                                                loc + c->local[0] * s.shape[1] + c->local[1]) != LMS_OK;
+            }
+        }
+        CHECK(lms_ckpt_shard_close(&sh[r]) == LMS_OK, "close");
+    }
+    CHECK(!bad, "put chunks");
+    lms_ckpt_state st;
+    lms_ckpt_state_init(&st, &cfg);
+    st.step = 1;
+    CHECK(lms_ckpt_finish(root, tmp, 1, &st, sh, 2) == LMS_OK, "finish: %s", lms_last_error());
+    snprintf(dir, sizeof dir, "%s/step-00000001", root);
+    lms_ckpt ck;
+    CHECK(lms_ckpt_open(&ck, dir) == LMS_OK, "open: %s", lms_last_error());
+    CHECK(lms_ckpt_load_train(&ck, &m2, NULL) == LMS_OK, "load: %s", lms_last_error());
+    CHECK(!memcmp(m.params, m2.params, sizeof(float) * m.num_params), "tp-sharded save loads as the whole model");
+    const lms_ckpt_tensor *q = lms_ckpt_find_tensor(&ck, "model.h.0.attn.c_attn.weight"),
+                          *p = lms_ckpt_find_tensor(&ck, "model.h.0.mlp.c_proj.weight");
+    CHECK(q && q->nslices == 6 && p && p->nslices == 2, "QKV in 3 chunks per rank, row-parallel in 1");
+    lms_ckpt_close(&ck);
+    for (int r = 0; r < 2; r++) lms_ckpt_shard_free(&sh[r]);
+    free(loc);
+    free(tmp);
+    lms_gpt_free(&m);
+    lms_gpt_free(&m2);
 }
 
 static void test_resolve_and_prune(void) {
@@ -407,15 +524,43 @@ static void test_hostile_index(void) {
     lms_ckpt ck;
     CHECK(lms_ckpt_open(&ck, good) == LMS_OK && lms_ckpt_verify(&ck) == LMS_OK, "good: %s", lms_last_error());
     lms_ckpt_close(&ck);
-    const char *y2 = "\"start\": 4, \"count\": 3"; /* y's second slice */
-    /* the heap overflow of issue 18: a count that wraps start + count */
-    expect_bad_index(good, y2, "\"start\": 4, \"count\": 18446744073709549568", "slice");
-    expect_bad_index(good, y2, "\"start\": 4, \"count\": 9007199254740000", "outside the tensor");
-    expect_bad_index(good, y2, "\"start\": 4, \"count\": 3.5", "slice");
-    expect_bad_index(good, y2, "\"start\": 3, \"count\": 3", "overlap");
-    expect_bad_index(good, y2, "\"start\": 5, \"count\": 2", "gap");
-    expect_bad_index(good, y2, "\"start\": 4, \"count\": 2", "missing elements");
-    expect_bad_index(good, y2, "\"start\": -4, \"count\": 3", "slice");
+    const char *y2 = "\"offsets\": [4], \"sizes\": [3]"; /* y's second chunk */
+    /* the heap overflow of issue 18: a size that wraps offset + size */
+    expect_bad_index(good, y2, "\"offsets\": [4], \"sizes\": [18446744073709549568]", "slice");
+    expect_bad_index(good, y2, "\"offsets\": [4], \"sizes\": [9007199254740000]", "outside the tensor");
+    expect_bad_index(good, y2, "\"offsets\": [4], \"sizes\": [3.5]", "slice");
+    expect_bad_index(good, y2, "\"offsets\": [3], \"sizes\": [3]", "overlap");
+    expect_bad_index(good, y2, "\"offsets\": [5], \"sizes\": [2]", "gap");
+    expect_bad_index(good, y2, "\"offsets\": [4], \"sizes\": [2]", "missing elements");
+    expect_bad_index(good, y2, "\"offsets\": [-4], \"sizes\": [3]", "slice");
+    expect_bad_index(good, y2, "\"offsets\": [4, 0], \"sizes\": [3, 1]", "slice");
+    /* x (10, 100): rows [0, 3) on rank 0, [3, 10) on rank 1, as 2-D chunks */
+    const char *x2 = "\"offsets\": [3, 0], \"sizes\": [7, 100]";
+    expect_bad_index(good, x2, "\"offsets\": [4, 0], \"sizes\": [7, 100]", "outside the tensor");
+    expect_bad_index(good, x2, "\"offsets\": [2, 0], \"sizes\": [8, 100]", "overlap");
+    expect_bad_index(good, x2, "\"offsets\": [3, 0], \"sizes\": [7, 99]", "gap");
+    expect_bad_index(good, x2, "\"offsets\": [3, 1], \"sizes\": [7, 100]", "outside the tensor");
+    expect_bad_index(good, x2, "\"offsets\": [3, 0], \"sizes\": [7, 18446744073709551615]", "slice");
+    expect_bad_index(good, x2, "\"offsets\": [3], \"sizes\": [7]", "slice");
+    expect_bad_index(good, x2, "\"offsets\": [3, 0], \"sizes\": [7, 100], \"sizes\": [7, 100]", "appears twice");
+
+    /* a version-1 index (the committed fixture written before format 2,
+     * dp 2 ZeRO-3: wte in two runs of the flattened tensor) keeps its checks */
+    char v1[400];
+    snprintf(v1, sizeof v1, "%s/v1", g_root);
+    sh("rm -rf '%s' && cp -r tests/fixtures/ckpt_v1/dp2_zero3 '%s'", v1, v1);
+    CHECK(lms_ckpt_open(&ck, v1) == LMS_OK && ck.version == 1 && lms_ckpt_verify(&ck) == LMS_OK, "v1 fixture: %s",
+          lms_last_error());
+    lms_ckpt_close(&ck);
+    const char *w2 = "\"start\": 2688, \"count\": 2432"; /* wte's second run */
+    expect_bad_index(v1, w2, "\"start\": 2688, \"count\": 18446744073709549568", "slice");
+    expect_bad_index(v1, w2, "\"start\": 2688, \"count\": 9007199254740000", "outside the tensor");
+    expect_bad_index(v1, w2, "\"start\": 2688, \"count\": 3.5", "slice");
+    expect_bad_index(v1, w2, "\"start\": 2687, \"count\": 2432", "overlap");
+    expect_bad_index(v1, w2, "\"start\": 2689, \"count\": 2431", "gap");
+    expect_bad_index(v1, w2, "\"start\": 2688, \"count\": 2431", "missing elements");
+    expect_bad_index(v1, w2, "\"start\": -2688, \"count\": 2432", "slice");
+    expect_bad_index(v1, "\"version\": 1,", "\"version\": 3,", "version");
     expect_bad_index(good, "\"offset\": 16", "\"offset\": 16.5", "slice");
     expect_bad_index(good, "\"offset\": 16", "\"offset\": 8", "before the shard data");
     expect_bad_index(good, "\"offset\": 16", "\"offset\": 999999", "truncated");
@@ -436,12 +581,12 @@ static void test_hostile_index(void) {
     expect_bad_index(good, "\"seed\": \"0\"", "\"seed\": \"18446744073709551616\"", "\"state\"");
     expect_bad_index(good, "\"warmup\": 0", "\"warmup\": -1", "\"schedule\"");
     expect_bad_index(good, "\"beta1\": 0", "\"beta1\": 1e300", "\"adamw\"");
-    expect_bad_index(good, "\"version\": 1", "\"version\": 1.5", "version");
+    expect_bad_index(good, "\"version\": 2", "\"version\": 2.5", "version");
     /* a shape whose product wraps 64 bits */
     expect_bad_index(good, "\"shape\": [7]", "\"shape\": [4294967296, 4294967296, 7]", "overflows");
     expect_bad_index(good, "\"shape\": [7]", "\"shape\": [7.5]", "shape");
     /* duplicate keys and duplicate tensors */
-    expect_bad_index(good, "\"version\": 1,", "\"version\": 1, \"version\": 1,", "appears twice");
+    expect_bad_index(good, "\"version\": 2,", "\"version\": 2, \"version\": 2,", "appears twice");
     expect_bad_index(good, "{\"name\": \"y\", ", "{\"name\": \"y\", \"name\": \"x\", ", "appears twice");
     expect_bad_index(good, "{\"name\": \"y\"", "{\"name\": \"x\"", "listed twice");
 
@@ -684,6 +829,8 @@ int main(void) {
     if (!mkdtemp(g_root)) return 2;
     test_roundtrip();
     test_slices();
+    test_chunks();
+    test_tp_shards();
     test_resolve_and_prune();
     test_hf();
     test_hostile_index();

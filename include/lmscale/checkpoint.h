@@ -7,15 +7,20 @@
  *                               and per tensor: name, global shape, dtype and
  *                               the slices that hold it
  *   shard-RRRRR-of-WWWWW.bin    one data file per writer rank
- * Tensors are stored by global name and global shape; a slice is a run of
- * elements [start, start+count) of the flattened tensor, so a loader can
- * assemble any tensor from whatever set of slices the writers produced.
+ * Tensors are stored by global name and global shape; a slice (version 2)
+ * is an N-dimensional chunk — an offset and a size per dimension, as
+ * PyTorch's distributed checkpoint stores them — so any shard of any
+ * parallel layout (a ZeRO run of the flat buffer, a row- or column-parallel
+ * part) is one or a few chunks, and a loader assembles any tensor from
+ * whatever set of chunks the writers produced. Version 1 (a slice is a run
+ * [start, start+count) of the flattened tensor) still loads.
  *
  * Writing (one process today; with MPI every rank writes its own shard and
  * rank 0 the index):
  *   lms_ckpt_begin        create <root>/.tmp-step-NNNNNNNN (rank 0; others wait)
  *   lms_ckpt_shard_open   per rank: open its shard in the temporary directory
- *   lms_ckpt_shard_put    per rank: append one slice, CRC32 recorded
+ *   lms_ckpt_shard_put    per rank: append a run of a tensor (as 1-3 chunks)
+ *   lms_ckpt_shard_put_chunk  or one N-D chunk; CRC32 recorded per chunk
  *   lms_ckpt_shard_close  per rank: fsync; the slices are returned for the index
  *   lms_ckpt_finish       rank 0: write index.json (from every rank's slices),
  *                         fsync it and the directory, rename to step-NNNNNNNN,
@@ -35,7 +40,7 @@
 extern "C" {
 #endif
 
-#define LMS_CKPT_VERSION 1
+#define LMS_CKPT_VERSION 2 /* written; 1 and 2 are read */
 #define LMS_CKPT_MAX_DIMS 4
 
 /* The run a checkpoint belongs to and the settings of it that a resume
@@ -69,14 +74,20 @@ typedef struct {
     lms_ckpt_run run;
 } lms_ckpt_state;
 
-/* One slice of a tensor inside a shard file. */
+/* One slice of a tensor inside a shard file: an N-D chunk, elements
+ * [off[d], off[d] + size[d]) in each dimension d, stored row-major in the
+ * chunk's own shape. A version-1 slice, a run of the flattened tensor, is
+ * read as a 1-D chunk of the flattened tensor (ndim 1). */
 typedef struct {
     char file[64];      /* shard file name, relative to the checkpoint */
     uint64_t offset;    /* byte offset in the file */
-    uint64_t start;     /* first element (global, row-major flattened) */
-    uint64_t count;     /* elements */
-    uint32_t crc32;     /* of the count·4 bytes */
+    int ndim;           /* the tensor's, or 1 for a version-1 run */
+    uint64_t off[LMS_CKPT_MAX_DIMS];
+    uint64_t size[LMS_CKPT_MAX_DIMS];
+    uint32_t crc32;     /* of the chunk's elements·4 bytes */
 } lms_ckpt_slice;
+/* Elements of a slice (no overflow: checked when the index is read). */
+uint64_t lms_ckpt_slice_numel(const lms_ckpt_slice *s);
 
 typedef struct {
     char name[64];
@@ -113,10 +124,17 @@ typedef struct {
  * needed; a stale one of the same name is removed). *tmp_dir malloc'ed. */
 lms_status lms_ckpt_begin(const char *root, int step, char **tmp_dir);
 lms_status lms_ckpt_shard_open(lms_ckpt_shard *s, const char *tmp_dir, int rank, int world);
-/* Appends data[0..count) as elements [start, start+count) of tensor `name`
- * of global shape (ndim, shape). */
+/* Appends data[0..count) as elements [start, start+count) of the
+ * row-major flattened tensor `name` of global shape (ndim, shape): stored as
+ * the fewest chunks that tile the run (at most 2·ndim - 1; one when it is
+ * whole rows). */
 lms_status lms_ckpt_shard_put(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
                               uint64_t start, const float *data, uint64_t count);
+/* Appends one N-D chunk of tensor `name`: elements [off[d], off[d]+size[d])
+ * per dimension, data row-major in the chunk's shape (e.g. a tensor-parallel
+ * shard: lms_tp_chunk). */
+lms_status lms_ckpt_shard_put_chunk(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
+                                    const int64_t *off, const int64_t *size, const float *data);
 /* fsyncs and closes the file; s keeps the slice records until _free. */
 lms_status lms_ckpt_shard_close(lms_ckpt_shard *s);
 void lms_ckpt_shard_free(lms_ckpt_shard *s);

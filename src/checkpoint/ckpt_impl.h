@@ -21,6 +21,14 @@ char *ckpt_join(const char *a, const char *b);
  * index; writes no data. */
 lms_status ckpt_shard_add_slice(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
                                 const lms_ckpt_slice *slice);
+/* Parses slice q of tensor t (index version 1: start/count of the
+ * flattened tensor; 2: offsets/sizes per dimension) into s, whose file and
+ * offset are already set; checks it lies inside the tensor (overflow-safe). */
+lms_status ckpt_parse_chunk(const lms_json *q, const lms_ckpt_tensor *t, int version, const char *path,
+                            lms_ckpt_slice *s);
+/* Sorts t's slices and checks that they tile it exactly (no gap, no
+ * overlap); errors name path and the tensor. */
+lms_status ckpt_check_tiling(lms_ckpt_tensor *t, int version, const char *path);
 /* step-* directories under root, newest first; *steps malloc'ed */
 lms_status ckpt_list_steps(const char *root, int **steps, int *n);
 /* index.json's "run" object (ckpt_runs.c): written when r->present; absent

@@ -114,11 +114,6 @@ fail:
     return st;
 }
 
-static int cmp_start(const void *a, const void *b) {
-    const lms_ckpt_slice *x = a, *y = b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
 /* Number of elements of a shape; 0 when the product does not fit in 2^53. */
 static int shape_numel(const lms_ckpt_tensor *t, uint64_t *n) {
     uint64_t p = 1;
@@ -160,40 +155,14 @@ static lms_status parse_tensors(const lms_json *root, const char *path, lms_ckpt
         if (!t->slices) return lms_errorf(LMS_ERR_OOM, "out of memory");
         for (const lms_json *q = sl->child; q; q = q->next) {
             lms_ckpt_slice *s = &t->slices[t->nslices++];
-            uint64_t end, bytes;
             if (!str(q, "file", s->file, sizeof s->file) || !*s->file || strchr(s->file, '/') ||
                 !strcmp(s->file, ".") || !strcmp(s->file, "..") || !u53num(q, "offset", &s->offset) ||
-                !u53num(q, "start", &s->start) || !u53num(q, "count", &s->count) || !u32num(q, "crc32", &s->crc32))
-                BAD("a slice of a tensor (file, offset, start, count, crc32: a shard name and integers)");
-            if (lms_add_overflow(s->start, s->count, &end) || end > numel || lms_mul_overflow(s->count, 4, &bytes) ||
-                lms_add_overflow(s->offset, bytes, &end) || s->offset < CKPT_SHARD_HEADER) {
-                st = lms_errorf(LMS_ERR_FORMAT, "'%s': a slice of tensor \"%s\" (start %llu, count %llu, offset %llu) "
-                                "lies outside the tensor's %llu elements or before the shard data: the checkpoint "
-                                "index is corrupt (resume from another checkpoint)", path, t->name,
-                                (unsigned long long)s->start, (unsigned long long)s->count,
-                                (unsigned long long)s->offset, (unsigned long long)numel);
-                goto fail;
-            }
+                !u32num(q, "crc32", &s->crc32))
+                BAD("a slice of a tensor (file, offset, crc32: a shard name and integers)");
+            LMS_TRY(ckpt_parse_chunk(q, t, ck->version, path, s));
         }
-        /* the slices must tile [0, numel) exactly, each element once */
-        qsort(t->slices, (size_t)t->nslices, sizeof *t->slices, cmp_start);
-        uint64_t next = 0;
-        for (int i = 0; i < t->nslices; i++) {
-            if (t->slices[i].start != next) {
-                st = lms_errorf(LMS_ERR_FORMAT, "'%s': the slices of tensor \"%s\" do not cover it exactly (%s at "
-                                "element %llu): the checkpoint index is corrupt (resume from another checkpoint)",
-                                path, t->name, t->slices[i].start < next ? "overlap" : "gap",
-                                (unsigned long long)next);
-                goto fail;
-            }
-            next += t->slices[i].count; /* <= numel: checked above */
-        }
-        if (next != numel) {
-            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" is missing elements %llu..%llu: the checkpoint "
-                            "index is corrupt (resume from another checkpoint)", path, t->name,
-                            (unsigned long long)next, (unsigned long long)numel);
-            goto fail;
-        }
+        /* the slices must tile the tensor exactly, each element once */
+        LMS_TRY(ckpt_check_tiling(t, ck->version, path));
     }
 fail:
     return st;
@@ -224,8 +193,8 @@ lms_status lms_ckpt_open(lms_ckpt *ck, const char *dir) {
                         "\"lmscale-checkpoint\")", path);
         goto fail;
     }
-    if (!lms_json_get_int(root, "version", 0, IMAX, &ver) || ver != LMS_CKPT_VERSION) {
-        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is checkpoint version %s%lld; this lmscale reads version %d "
+    if (!lms_json_get_int(root, "version", 0, IMAX, &ver) || ver < 1 || ver > LMS_CKPT_VERSION) {
+        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is checkpoint version %s%lld; this lmscale reads versions 1 to %d "
                         "(use the lmscale that wrote it)", path, ver ? "" : "(missing or not an integer) ",
                         (long long)ver, LMS_CKPT_VERSION);
         goto fail;
@@ -258,85 +227,6 @@ const lms_ckpt_tensor *lms_ckpt_find_tensor(const lms_ckpt *ck, const char *name
     return NULL;
 }
 
-/* Reads one slice into dst (count floats) and checks its CRC. */
-static lms_status read_slice(const lms_ckpt *ck, const lms_ckpt_tensor *t, const lms_ckpt_slice *s, float *dst) {
-    char *p = ckpt_join(ck->dir, s->file);
-    if (!p) return lms_errorf(LMS_ERR_OOM, "out of memory");
-    FILE *f = NULL;
-    lms_status st = lms_fopen_regular(p, &f);
-    unsigned char h[CKPT_SHARD_HEADER];
-    struct stat sb;
-    uint64_t bytes = s->count * sizeof(float), end = s->offset + bytes; /* no overflow: checked at open */
-    if (st != LMS_OK) {
-        lms_error_context(st, "checkpoint '%s': shard of tensor %s: the checkpoint is incomplete (resume from "
-                          "another one)", ck->dir, t->name);
-        goto done;
-    }
-    if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, CKPT_SHARD_MAGIC, 4) != 0) {
-        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is not an lmscale checkpoint shard (bad magic): the "
-                        "checkpoint is corrupt (resume from another one)", p);
-        goto done;
-    }
-    uint32_t ver;
-    memcpy(&ver, h + 4, 4);
-    if (ver != LMS_CKPT_VERSION) {
-        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is shard version %u; this lmscale reads version %d", p, ver,
-                        LMS_CKPT_VERSION);
-        goto done;
-    }
-    if (fstat(fileno(f), &sb) != 0 || (uint64_t)sb.st_size < end || fseeko(f, (off_t)s->offset, SEEK_SET) != 0 ||
-        fread(dst, sizeof(float), s->count, f) != s->count) {
-        st = lms_errorf(LMS_ERR_FORMAT, "checkpoint shard '%s' is truncated: tensor %s needs bytes %llu..%llu "
-                        "(the save was cut short; resume from another checkpoint)", p, t->name,
-                        (unsigned long long)s->offset, (unsigned long long)end);
-        goto done;
-    }
-    if (lms_crc32(0, dst, bytes) != s->crc32) {
-        st = lms_errorf(LMS_ERR_FORMAT, "checksum mismatch in tensor %s (elements %llu..%llu) of '%s': the "
-                        "checkpoint is corrupt (resume from another checkpoint)", t->name,
-                        (unsigned long long)s->start, (unsigned long long)(s->start + s->count), p);
-        goto done;
-    }
-    for (uint64_t k = 0; k < s->count; k++) /* lmscale writes finite values only */
-        if (!isfinite(dst[k])) {
-            st = lms_errorf(LMS_ERR_NUMERIC, "checkpoint '%s': tensor %s holds %s at element %llu (in '%s'): it "
-                            "was saved from a diverged run; resume from an earlier checkpoint", ck->dir, t->name,
-                            isnan(dst[k]) ? "NaN" : "an infinity", (unsigned long long)(s->start + k), p);
-            break;
-        }
-done:
-    if (f) fclose(f);
-    free(p);
-    return st;
-}
-
-lms_status lms_ckpt_read_tensor(const lms_ckpt *ck, const char *name, float *dst, uint64_t numel) {
-    const lms_ckpt_tensor *t = lms_ckpt_find_tensor(ck, name);
-    if (!t)
-        return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s' has no tensor %s (it was written for another "
-                          "model; check --resume)", ck->dir, name);
-    uint64_t n = 0;
-    if (!shape_numel(t, &n) || n != numel)
-        return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': tensor %s has %llu elements, the model expects "
-                          "%llu", ck->dir, name, (unsigned long long)n, (unsigned long long)numel);
-    /* lms_ckpt_open sorted the slices and checked that they tile [0, numel)
-     * exactly; checked again here, overflow-safe, before any write to dst */
-    uint64_t next = 0, end;
-    for (int i = 0; i < t->nslices; i++) {
-        const lms_ckpt_slice *s = &t->slices[i];
-        if (s->start != next || lms_add_overflow(s->start, s->count, &end) || end > numel)
-            return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': the slices of tensor %s do not cover it exactly "
-                              "(gap or overlap at element %llu): the index is corrupt", ck->dir, name,
-                              (unsigned long long)next);
-        LMS_CHECK(read_slice(ck, t, s, dst + s->start));
-        next = end;
-    }
-    if (next != numel)
-        return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': tensor %s is missing elements %llu..%llu: the index "
-                          "is corrupt", ck->dir, name, (unsigned long long)next, (unsigned long long)numel);
-    return LMS_OK;
-}
-
 lms_status lms_ckpt_verify(const lms_ckpt *ck) {
     for (int i = 0; i < ck->ntensors; i++) {
         const lms_ckpt_tensor *t = &ck->tensors[i];
@@ -349,11 +239,11 @@ lms_status lms_ckpt_verify(const lms_ckpt *ck) {
             char *p = ckpt_join(ck->dir, s->file);
             struct stat sb;
             int ok = p && stat(p, &sb) == 0;
-            if (ok && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < s->offset + s->count * sizeof(float)) {
+            if (ok && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < s->offset + lms_ckpt_slice_numel(s) * sizeof(float)) {
                 lms_status e = lms_errorf(LMS_ERR_FORMAT, "checkpoint shard '%s' is truncated: tensor %s needs "
                                           "bytes %llu..%llu (the save was cut short; resume from another "
                                           "checkpoint)", p, t->name, (unsigned long long)s->offset,
-                                          (unsigned long long)(s->offset + s->count * sizeof(float)));
+                                          (unsigned long long)(s->offset + lms_ckpt_slice_numel(s) * sizeof(float)));
                 free(p);
                 return e;
             }

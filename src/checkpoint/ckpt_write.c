@@ -187,20 +187,72 @@ lms_status ckpt_shard_add_slice(lms_ckpt_shard *s, const char *name, int ndim, c
     return LMS_OK;
 }
 
-lms_status lms_ckpt_shard_put(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
-                              uint64_t start, const float *data, uint64_t count) {
+uint64_t lms_ckpt_slice_numel(const lms_ckpt_slice *s) {
+    uint64_t n = 1;
+    for (int d = 0; d < s->ndim; d++) n *= s->size[d];
+    return n;
+}
+
+lms_status lms_ckpt_shard_put_chunk(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
+                                    const int64_t *off, const int64_t *size, const float *data) {
     LMS_ASSERT(ndim >= 1 && ndim <= LMS_CKPT_MAX_DIMS && strlen(name) < 64);
     lms_ckpt_slice sl;
     memset(&sl, 0, sizeof sl);
     snprintf(sl.file, sizeof sl.file, "%s", s->file);
     sl.offset = s->offset;
-    sl.start = start;
-    sl.count = count;
-    sl.crc32 = lms_crc32(0, data, count * sizeof(float));
+    sl.ndim = ndim;
+    for (int d = 0; d < ndim; d++) {
+        LMS_ASSERT(off[d] >= 0 && size[d] >= 0 && off[d] + size[d] <= shape[d]);
+        sl.off[d] = (uint64_t)off[d];
+        sl.size[d] = (uint64_t)size[d];
+    }
+    const uint64_t bytes = lms_ckpt_slice_numel(&sl) * sizeof(float);
+    sl.crc32 = lms_crc32(0, data, bytes);
     LMS_CHECK(ckpt_shard_add_slice(s, name, ndim, shape, &sl));
-    LMS_CHECK(shard_write(s, data, count * sizeof(float)));
-    s->offset += count * sizeof(float);
+    LMS_CHECK(shard_write(s, data, bytes));
+    s->offset += bytes;
     return LMS_OK;
+}
+
+/* Puts the run [start, start+count) of the row-major tensor as chunks,
+ * dimension d onward (dimensions before d fixed in off): a partial first
+ * row of dimension d (recursively), the whole rows, a partial last row. */
+static lms_status put_run(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape, int d,
+                          int64_t *off, int64_t *size, uint64_t start, const float *data, uint64_t count) {
+    uint64_t inner = 1;
+    for (int k = d + 1; k < ndim; k++) inner *= (uint64_t)shape[k];
+    if (count == 0) return LMS_OK;
+    if (d == ndim - 1 || (start % inner == 0 && count % inner == 0)) { /* one chunk: whole rows of d */
+        off[d] = (int64_t)(start / inner);
+        size[d] = (int64_t)(count / inner);
+        for (int k = d + 1; k < ndim; k++) {
+            off[k] = 0;
+            size[k] = shape[k];
+        }
+        return lms_ckpt_shard_put_chunk(s, name, ndim, shape, off, size, data);
+    }
+    uint64_t head = start % inner ? inner - start % inner : 0;
+    if (head > count) head = count;
+    if (head) { /* the rest of row start/inner */
+        off[d] = (int64_t)(start / inner);
+        size[d] = 1;
+        LMS_CHECK(put_run(s, name, ndim, shape, d + 1, off, size, start % inner, data, head));
+    }
+    uint64_t mid = (count - head) / inner * inner, tail = count - head - mid;
+    LMS_CHECK(put_run(s, name, ndim, shape, d, off, size, start + head, data + head, mid));
+    if (tail) {
+        off[d] = (int64_t)((start + head + mid) / inner);
+        size[d] = 1;
+        LMS_CHECK(put_run(s, name, ndim, shape, d + 1, off, size, 0, data + head + mid, tail));
+    }
+    return LMS_OK;
+}
+
+lms_status lms_ckpt_shard_put(lms_ckpt_shard *s, const char *name, int ndim, const int64_t *shape,
+                              uint64_t start, const float *data, uint64_t count) {
+    LMS_ASSERT(ndim >= 1 && ndim <= LMS_CKPT_MAX_DIMS);
+    int64_t off[LMS_CKPT_MAX_DIMS] = {0}, size[LMS_CKPT_MAX_DIMS] = {0};
+    return put_run(s, name, ndim, shape, 0, off, size, start, data, count);
 }
 
 lms_status lms_ckpt_shard_close(lms_ckpt_shard *s) {
@@ -289,9 +341,14 @@ static lms_status write_index(const char *tmp_dir, const lms_ckpt_state *st, con
                     if (strcmp(u->name, t->name)) continue;
                     for (int j = 0; j < u->nslices; j++) {
                         const lms_ckpt_slice *sl = &u->slices[j];
-                        fprintf(f, "%s{\"file\": \"%s\", \"offset\": %llu, \"start\": %llu, \"count\": %llu, "
-                                "\"crc32\": %u}", fs ? "" : ", ", sl->file, (unsigned long long)sl->offset,
-                                (unsigned long long)sl->start, (unsigned long long)sl->count, sl->crc32);
+                        fprintf(f, "%s{\"file\": \"%s\", \"offset\": %llu, \"offsets\": [", fs ? "" : ", ",
+                                sl->file, (unsigned long long)sl->offset);
+                        for (int d = 0; d < sl->ndim; d++)
+                            fprintf(f, "%s%llu", d ? ", " : "", (unsigned long long)sl->off[d]);
+                        fprintf(f, "], \"sizes\": [");
+                        for (int d = 0; d < sl->ndim; d++)
+                            fprintf(f, "%s%llu", d ? ", " : "", (unsigned long long)sl->size[d]);
+                        fprintf(f, "], \"crc32\": %u}", sl->crc32);
                         fs = 0;
                     }
                 }
