@@ -59,6 +59,7 @@ typedef struct {
     lms_impl impl;          /* as asked; the estimate says which it used */
     double overhead_bytes;  /* fixed per-process memory (runtime, libraries); < 0: the default */
     double data_tokens;     /* lmscale: tokens of training data held in memory (int32 each) */
+    double bucket_bytes;    /* lmscale: plain DP's all-reduce bucket (train --bucket-mb); 0: 25 MiB */
 } lms_estimate_opts;
 
 typedef struct {
@@ -89,6 +90,18 @@ lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, con
 /* Days to train `tokens` tokens of a P-parameter model on n devices that
  * each sustain x FLOP/s: (8 with full recompute, else 6)·T·P/(n·x) / 86400. */
 double lms_train_days(double tokens, double params, double n, double flops_per_s, int full_recompute);
+
+/* Does the layout fit in `budget` bytes per device? When not, by how
+ * much, and which single changes (ZeRO stage, recompute, sequence
+ * parallelism, a smaller micro-batch, more tp or pp for the same devices)
+ * would make it fit; advice is a sentence for the user. */
+typedef struct {
+    int fits;
+    double need, budget, over;
+    char advice[1024];
+} lms_fit;
+lms_status lms_fit_check(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+                         double budget, lms_fit *fit);
 
 #ifdef __cplusplus
 }

@@ -63,6 +63,11 @@ static size_t layout_acts(lms_gpt_acts *a, float *base, const lms_gpt_config *c,
     return off;
 }
 
+size_t lms_gpt_act_floats(const lms_gpt_config *cfg, int B, int T) {
+    lms_gpt_acts a;
+    return layout_acts(&a, NULL, cfg, B, T);
+}
+
 lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int with_grads) {
     return lms_gpt_init_ex(m, cfg, B, T, with_grads ? LMS_GPT_GRADS : 0);
 }
