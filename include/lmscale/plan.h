@@ -148,7 +148,7 @@ lms_status lms_plan_time(const lms_gpt_config *cfg, const lms_layout *lo, const 
 
 /* What the enumeration may vary: 0 / -1 fields are free. */
 typedef struct {
-    int tp, pp, vpp, micro_batch, zero; /* 0 (zero: -1): any */
+    int dp, tp, pp, vpp, micro_batch, zero; /* 0 (zero: -1): any */
     int recompute;                      /* -1: any, else lms_recompute */
     int seq_parallel;                   /* -1: any, 0 off, 1 on */
     int max_micro_batch;                /* 0: 64 */

@@ -11,7 +11,7 @@ typedef struct {
     cli_model_opts model;
     int seq_len, batch_size, top, json, no_sp;
     const char *cluster, *dtype, *recompute;
-    int dpn, nodes, tp, pp, vpp, micro, zero, max_micro;
+    int dpn, nodes, dp, tp, pp, vpp, micro, zero, max_micro;
     float mem_gb, peak_tflops, mem_bw, intra_bw, intra_lat, inter_bw, inter_lat, dp_overlap, gemm_eff, gemm_half, mem_factor, op_us;
 } plan_opts;
 
@@ -91,6 +91,7 @@ int cmd_plan(int argc, char **argv) {
         {"mem-factor", CLI_FLOAT, &o.mem_factor, "F", "efficiency model: memory traffic of forward + backward per stored activation byte"},
         {"op-overhead", CLI_FLOAT, &o.op_us, "US", "efficiency model: microseconds per kernel / parallel region"},
         {"dtype", CLI_STR, &o.dtype, "T", "fp32, bf16 or fp16 (default: the preset's)"},
+        {"dp", CLI_INT, &o.dp, "N", "only this data-parallel degree (0 = any; cpu: the processes)"},
         {"tp", CLI_INT, &o.tp, "N", "only this tensor-parallel degree (0 = any)"},
         {"pp", CLI_INT, &o.pp, "N", "only this many pipeline stages (0 = any)"},
         {"virtual-stages", CLI_INT, &o.vpp, "V", "only this interleaving (0 = any)"},
@@ -118,7 +119,7 @@ int cmd_plan(int argc, char **argv) {
     }
     lms_gpt_config cfg;
     lms_cluster cl;
-    lms_plan_space sp = {.tp = o.tp, .pp = o.pp, .vpp = o.vpp, .micro_batch = o.micro, .zero = o.zero,
+    lms_plan_space sp = {.dp = o.dp, .tp = o.tp, .pp = o.pp, .vpp = o.vpp, .micro_batch = o.micro, .zero = o.zero,
                          .recompute = -1, .seq_parallel = o.no_sp ? 0 : -1, .max_micro_batch = o.max_micro};
     if ((st = cli_model_config(&o.model, &cfg)) != LMS_OK || (st = cluster_from(&o, &cl)) != LMS_OK)
         return cli_fail("plan", st);

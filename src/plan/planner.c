@@ -187,7 +187,7 @@ lms_status lms_plan_search(const lms_gpt_config *cfg, int seq_len, int global_ba
             for (int world = lmscale ? 1 : n; world <= n; world++) {
                 if (n % world || (!lmscale && world != n)) continue;
                 const int dp = world / (tp * pp);
-                if (dp < 1 || world % (tp * pp) || global_batch % dp) continue;
+                if (dp < 1 || world % (tp * pp) || global_batch % dp || !allowed(sp->dp, dp)) continue;
                 for (int mb = 1; mb <= global_batch / dp && mb <= maxmb; mb++) {
                     if ((global_batch / dp) % mb || !allowed(sp->micro_batch, mb)) continue;
                     for (int v = 1; v <= (pp > 1 ? 8 : 1); v++) {
