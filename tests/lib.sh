@@ -1,24 +1,94 @@
 # Shared by the shell tests: source it after setting NAME. Resolves the binary
-# from $1, picks Debian's python3, makes a temporary directory $T (removed on
-# exit) and cd's into it, and provides the pass/fail counters and summary.
+# from $1 (set NO_BIN=1 first when there is none yet), picks Debian's
+# python3, makes a temporary directory $T (removed on exit) and cd's into it,
+# and provides the pass/fail counters, the summary and THE way to skip.
+#
+# ---- Skipping: one mechanism for every test (shell here, C in check.h) ----
+# A test that cannot check something because an optional dependency is
+# missing says so with one line naming what to install:
+#   skip WHAT HOW         part of the test was not checked; the test goes on
+#                         e.g. skip "GPT-2 BPE parts" "$GPT2_HOW"
+#   skip_test WHAT HOW    nothing more can be checked: ends the test now
+#   need_python [MOD...]  skip_test unless $PY runs and imports MOD... (the
+#                         line names the Debian package: python3-numpy ...)
+#   need_cmd CMD PKG      skip_test unless CMD is on PATH (apt-get install PKG)
+#   python_missing MOD... prints the packages of the modules $PY lacks
+#   have_gpt2             true when $GPT2_VOCAB and $GPT2_MERGES are readable
+# The line is "SKIP: WHAT (HOW)". A test with a skip ends with exit 77 (ctest:
+# "Skipped") unless a check failed (exit 1), and the ctest run ends with a
+# list of every skip and what to install (tests/skip_summary.sh).
+# In CI (CI=true) a skip is a failure: the line reads "FAIL: skipped in CI:
+# ..." and the test exits 1. Never skip silently or with a bare echo.
 TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BIN=${1:?usage: $NAME /path/to/lmscale}
-case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
-[ -x "$BIN" ] || { echo "not executable: $BIN"; exit 2; }
 PY=/usr/bin/python3
 [ -x $PY ] || PY=python3
-
-T=$(mktemp -d "/tmp/lms_$NAME.XXXXXX")
-trap 'chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"' EXIT
-cd "$T" || exit 2
+# The GPT-2 tokenizer files: $LMS_GPT2_DIR, by default shared/data beside the
+# repository (never copied into it).
+GPT2_DIR=${LMS_GPT2_DIR:-$(cd "$TESTS_DIR/../.." && pwd)/shared/data}
+GPT2_VOCAB=$GPT2_DIR/gpt2-vocab.json
+GPT2_MERGES=$GPT2_DIR/gpt2-merges.txt
+GPT2_HOW="save GPT-2's vocab.json and merges.txt (Hugging Face gpt2) as gpt2-vocab.json and gpt2-merges.txt in $GPT2_DIR, or set LMS_GPT2_DIR"
 
 PASS=0
 FAIL=0
+SKIPPED=0
 ok() { PASS=$((PASS + 1)); }
 bad() {
     FAIL=$((FAIL + 1))
     echo "FAIL: $*"
 }
+skip() {
+    local line="$1 (${2:-no reason given})"
+    [ -n "${LMS_SKIP_LOG:-}" ] && echo "${LMS_TEST_NAME:-$NAME}: $line" >>"$LMS_SKIP_LOG"
+    if [ "${CI:-}" = true ]; then
+        bad "skipped in CI: $line"
+    else
+        SKIPPED=$((SKIPPED + 1))
+        echo "SKIP: $line"
+    fi
+}
+skip_test() {
+    skip "$@"
+    summary
+    exit
+}
+python_missing() {
+    local m miss=
+    command -v "$PY" >/dev/null 2>&1 || { echo python3; return; }
+    for m in "$@"; do
+        "$PY" -c "import $m" 2>/dev/null || miss="$miss python3-$m"
+    done
+    echo $miss
+}
+need_python() {
+    local miss
+    miss=$(python_missing "$@")
+    [ -z "$miss" ] || skip_test "$NAME needs $PY${1:+ with $*}" "apt-get install $miss"
+}
+need_cmd() {
+    command -v "$1" >/dev/null 2>&1 || skip_test "$NAME needs $1" "apt-get install $2"
+}
+have_gpt2() { [ -r "$GPT2_VOCAB" ] && [ -r "$GPT2_MERGES" ]; }
+# Prints the closing line ctest's log shows and sets the exit status:
+# 1 if a check failed, else 77 if something was skipped, else 0.
+summary() {
+    local s=
+    [ "$SKIPPED" -eq 0 ] || s=", $SKIPPED skipped"
+    echo "$PASS passed, $FAIL failed$s"
+    [ "$FAIL" -eq 0 ] || return 1
+    [ "$SKIPPED" -eq 0 ] || return 77
+}
+
+# ---- the binary and the scratch directory
+if [ "${NO_BIN:-0}" != 1 ]; then
+    BIN=${1:?usage: $NAME /path/to/lmscale}
+    case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
+    [ -x "$BIN" ] || { echo "not executable: $BIN"; exit 2; }
+fi
+T=$(mktemp -d "/tmp/lms_$NAME.XXXXXX")
+trap 'chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"' EXIT
+cd "$T" || exit 2
+
 # run NAME cmd...: runs cmd with stdout/stderr in $T/NAME.out/.err; a
 # non-zero exit is a failure (shown with its stderr).
 run() {
@@ -49,8 +119,3 @@ expect_fail() {
 # compare_losses REF GOT LABEL [FIRST-LAST] [TOL]: GOT's --metrics losses
 # equal REF's within relative TOL (1e-5); see tests/compare_losses.py.
 compare_losses() { $PY "$TESTS_DIR/compare_losses.py" "$@"; }
-# Prints the closing line ctest's log shows and sets the exit status.
-summary() {
-    echo "$PASS passed, $FAIL failed"
-    [ "$FAIL" -eq 0 ]
-}

@@ -184,12 +184,11 @@ static void test_slices(void) {
     CHECK(lms_ckpt_read_tensor(&ck, "x", b, 1000) == LMS_OK && !memcmp(a, b, 4000), "x assembled: %s", lms_last_error());
     CHECK(lms_ckpt_read_tensor(&ck, "y", b, 7) == LMS_OK && !memcmp(a, b, 28), "y assembled");
     lms_ckpt_close(&ck);
-    /* a gap (drop a slice from the index) is refused */
+    /* a gap (drop a slice from the index) is refused when the index is read */
     sh("sed -i 's/, {\"file\": \"shard-00001-of-00002.bin\", \"offset\": 1216, [^}]*}//' '%s/step-00000003/index.json'", root);
-    CHECK(lms_ckpt_open(&ck, dir) == LMS_OK, "open");
-    lms_status s = lms_ckpt_read_tensor(&ck, "x", b, 1000);
-    CHECK(s == LMS_ERR_FORMAT && contains(lms_last_error(), "cover"), "gap: %s", lms_last_error());
-    lms_ckpt_close(&ck);
+    lms_status s = lms_ckpt_open(&ck, dir);
+    CHECK(s == LMS_ERR_FORMAT && contains(lms_last_error(), "cover") && contains(lms_last_error(), "gap"),
+          "gap: %s", lms_last_error());
     lms_ckpt_shard_free(&r0);
     lms_ckpt_shard_free(&r1);
     free(tmp);
@@ -314,6 +313,257 @@ static void test_hf(void) {
     lms_gpt_free(&m);
 }
 
+/* ---- hostile inputs (issue 18) ---- */
+
+static char *slurp(const char *path, size_t *n) {
+    unsigned char *b = NULL;
+    if (lms_read_file(path, &b, n) != LMS_OK) return NULL;
+    char *s = realloc(b, *n + 1);
+    if (s) s[*n] = 0;
+    return s;
+}
+
+static void spit(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+/* dst = a copy of checkpoint src whose index.json has `from` replaced by
+ * `to` (first occurrence); 0 when `from` is not there */
+static int mutate_index(const char *src, const char *dst, const char *from, const char *to) {
+    sh("rm -rf '%s' && cp -r '%s' '%s'", dst, src, dst);
+    char p[600];
+    snprintf(p, sizeof p, "%s/index.json", dst);
+    size_t n;
+    char *s = slurp(p, &n), *at = s ? strstr(s, from) : NULL;
+    if (!at) {
+        free(s);
+        return 0;
+    }
+    FILE *f = fopen(p, "wb");
+    fwrite(s, 1, (size_t)(at - s), f);
+    fputs(to, f);
+    fputs(at + strlen(from), f);
+    fclose(f);
+    free(s);
+    return 1;
+}
+
+/* x (10, 100) in three slices over two shards, y (7) in two */
+static void write_sliced(const char *root, int step) {
+    float a[1000];
+    fill(a, 1000, 5);
+    int64_t sa[2] = {10, 100}, sb[1] = {7};
+    char *tmp = NULL;
+    lms_ckpt_shard r0, r1;
+    CHECK(lms_ckpt_begin(root, step, &tmp) == LMS_OK && lms_ckpt_shard_open(&r0, tmp, 0, 2) == LMS_OK &&
+              lms_ckpt_shard_open(&r1, tmp, 1, 2) == LMS_OK, "begin: %s", lms_last_error());
+    lms_ckpt_shard_put(&r0, "x", 2, sa, 0, a, 300);
+    lms_ckpt_shard_put(&r0, "y", 1, sb, 0, a, 4);
+    lms_ckpt_shard_put(&r1, "x", 2, sa, 300, a + 300, 700);
+    lms_ckpt_shard_put(&r1, "y", 1, sb, 4, a + 4, 3);
+    CHECK(lms_ckpt_shard_close(&r0) == LMS_OK && lms_ckpt_shard_close(&r1) == LMS_OK, "close");
+    lms_ckpt_shard both[2] = {r0, r1};
+    lms_ckpt_state st;
+    lms_gpt_config cfg = tiny();
+    lms_ckpt_state_init(&st, &cfg);
+    st.step = step;
+    st.global_batch = 4;
+    st.seq_len = 8;
+    CHECK(lms_ckpt_finish(root, tmp, step, &st, both, 2) == LMS_OK, "finish: %s", lms_last_error());
+    lms_ckpt_shard_free(&r0);
+    lms_ckpt_shard_free(&r1);
+    free(tmp);
+}
+
+/* open + verify must fail with a format error naming index.json (or the
+ * shard) and `want`; nothing is read past a buffer (ASan in the sanitizer
+ * build) */
+static void expect_bad_index(const char *good, const char *from, const char *to, const char *want) {
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s.bad", good);
+    if (!mutate_index(good, bad, from, to)) {
+        CHECK(0, "test bug: '%s' not in the index", from);
+        return;
+    }
+    lms_ckpt ck;
+    lms_status s = lms_ckpt_open(&ck, bad);
+    if (s == LMS_OK) {
+        s = lms_ckpt_verify(&ck);
+        lms_ckpt_close(&ck);
+    }
+    CHECK(s == LMS_ERR_FORMAT && contains(lms_last_error(), bad) && contains(lms_last_error(), want),
+          "%s -> %s: want a format error naming '%s' and '%s', got %d: %s", from, to, bad, want, (int)s,
+          lms_last_error());
+}
+
+static void test_hostile_index(void) {
+    char root[300], good[400];
+    snprintf(root, sizeof root, "%s/hostile", g_root);
+    write_sliced(root, 3);
+    snprintf(good, sizeof good, "%s/step-00000003", root);
+    lms_ckpt ck;
+    CHECK(lms_ckpt_open(&ck, good) == LMS_OK && lms_ckpt_verify(&ck) == LMS_OK, "good: %s", lms_last_error());
+    lms_ckpt_close(&ck);
+    const char *y2 = "\"start\": 4, \"count\": 3"; /* y's second slice */
+    /* the heap overflow of issue 18: a count that wraps start + count */
+    expect_bad_index(good, y2, "\"start\": 4, \"count\": 18446744073709549568", "slice");
+    expect_bad_index(good, y2, "\"start\": 4, \"count\": 9007199254740000", "outside the tensor");
+    expect_bad_index(good, y2, "\"start\": 4, \"count\": 3.5", "slice");
+    expect_bad_index(good, y2, "\"start\": 3, \"count\": 3", "overlap");
+    expect_bad_index(good, y2, "\"start\": 5, \"count\": 2", "gap");
+    expect_bad_index(good, y2, "\"start\": 4, \"count\": 2", "missing elements");
+    expect_bad_index(good, y2, "\"start\": -4, \"count\": 3", "slice");
+    expect_bad_index(good, "\"offset\": 16", "\"offset\": 16.5", "slice");
+    expect_bad_index(good, "\"offset\": 16", "\"offset\": 8", "before the shard data");
+    expect_bad_index(good, "\"offset\": 16", "\"offset\": 999999", "truncated");
+    expect_bad_index(good, "\"crc32\": ", "\"crc32\": 4294967296, \"x\": ", "slice");
+    expect_bad_index(good, "\"file\": \"shard-00001-of-00002.bin\"", "\"file\": \"..\"", "slice");
+    expect_bad_index(good, "\"file\": \"shard-00001-of-00002.bin\"", "\"file\": \"../x\"", "slice");
+    /* unvalidated numbers: step range, fractions, huge values, > 63 characters */
+    expect_bad_index(good, "\"step\": 3,", "\"step\": -4,", "\"step\"");
+    expect_bad_index(good, "\"step\": 3,", "\"step\": 1e10,", "\"step\"");
+    expect_bad_index(good, "\"step\": 3,", "\"step\": 3.5,", "\"step\"");
+    expect_bad_index(good, "\"step\": 3,",
+                     "\"step\": 100000000000000000000000000000000000000000000000000000000000000000000000,",
+                     "\"step\"");
+    expect_bad_index(good, "\"n_layer\": 2", "\"n_layer\": 2.5", "\"config\"");
+    expect_bad_index(good, "\"n_layer\": 2", "\"n_layer\": 1e300", "\"config\"");
+    expect_bad_index(good, "\"global_batch\": 4", "\"global_batch\": 4294967300", "\"state\"");
+    expect_bad_index(good, "\"seed\": \"0\"", "\"seed\": \"-1\"", "\"state\"");
+    expect_bad_index(good, "\"seed\": \"0\"", "\"seed\": \"18446744073709551616\"", "\"state\"");
+    expect_bad_index(good, "\"warmup\": 0", "\"warmup\": -1", "\"schedule\"");
+    expect_bad_index(good, "\"beta1\": 0", "\"beta1\": 1e300", "\"adamw\"");
+    expect_bad_index(good, "\"version\": 1", "\"version\": 1.5", "version");
+    /* a shape whose product wraps 64 bits */
+    expect_bad_index(good, "\"shape\": [7]", "\"shape\": [4294967296, 4294967296, 7]", "overflows");
+    expect_bad_index(good, "\"shape\": [7]", "\"shape\": [7.5]", "shape");
+    /* duplicate keys and duplicate tensors */
+    expect_bad_index(good, "\"version\": 1,", "\"version\": 1, \"version\": 1,", "appears twice");
+    expect_bad_index(good, "{\"name\": \"y\", ", "{\"name\": \"y\", \"name\": \"x\", ", "appears twice");
+    expect_bad_index(good, "{\"name\": \"y\"", "{\"name\": \"x\"", "listed twice");
+
+    /* FIFOs where index.json or a shard should be: refused, not waited on */
+    char bad[500], p[600];
+    snprintf(bad, sizeof bad, "%s.fifo", good);
+    sh("rm -rf '%s' && cp -r '%s' '%s' && rm '%s/shard-00001-of-00002.bin' && mkfifo '%s/shard-00001-of-00002.bin'",
+       bad, good, bad, bad, bad);
+    double t0 = lms_now_s();
+    lms_status s = lms_ckpt_open(&ck, bad);
+    if (s == LMS_OK) {
+        s = lms_ckpt_verify(&ck);
+        lms_ckpt_close(&ck);
+    }
+    CHECK(s == LMS_ERR_IO && contains(lms_last_error(), "not a regular file"), "FIFO shard: %s", lms_last_error());
+    snprintf(p, sizeof p, "%s/index.json", bad);
+    sh("rm '%s' && mkfifo '%s'", p, p);
+    s = lms_ckpt_open(&ck, bad);
+    CHECK(s == LMS_ERR_IO && contains(lms_last_error(), "not a regular file"), "FIFO index: %s", lms_last_error());
+    CHECK(lms_now_s() - t0 < 5, "FIFOs waited on");
+}
+
+/* safetensors header of dir/model.safetensors rewritten: `from` -> `to` */
+static int mutate_safetensors(const char *dir, const char *from, const char *to) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    size_t n;
+    char *b = slurp(p, &n);
+    if (!b) return 0;
+    uint64_t hl;
+    memcpy(&hl, b, 8);
+    char *hdr = strndup(b + 8, hl), *at = strstr(hdr, from);
+    if (!at) {
+        free(hdr);
+        free(b);
+        return 0;
+    }
+    size_t nh = hl - strlen(from) + strlen(to), k = (size_t)(at - hdr);
+    char *out = malloc(8 + nh + (n - 8 - hl));
+    uint64_t nhl = nh;
+    memcpy(out, &nhl, 8);
+    memcpy(out + 8, hdr, k);
+    memcpy(out + 8 + k, to, strlen(to));
+    memcpy(out + 8 + k + strlen(to), at + strlen(from), hl - k - strlen(from));
+    memcpy(out + 8 + nh, b + 8 + hl, n - 8 - hl);
+    spit(p, out, 8 + nh + (n - 8 - hl));
+    free(out);
+    free(hdr);
+    free(b);
+    return 1;
+}
+
+static void expect_bad_safetensors(const char *good, const char *from, const char *to, const char *want) {
+    lms_gpt_config cfg = tiny();
+    char bad[500];
+    snprintf(bad, sizeof bad, "%s.bad", good);
+    sh("rm -rf '%s' && cp -r '%s' '%s'", bad, good, bad);
+    if (!mutate_safetensors(bad, from, to)) {
+        CHECK(0, "test bug: '%s' not in the header", from);
+        return;
+    }
+    float *p = calloc(1 << 20, 4);
+    lms_status s = lms_hf_load_params(bad, &cfg, p);
+    CHECK(s == LMS_ERR_FORMAT && contains(lms_last_error(), "model.safetensors") && contains(lms_last_error(), want),
+          "%s -> %s: want a format error with '%s', got %d: %s", from, to, want, (int)s, lms_last_error());
+    free(p);
+}
+
+static void test_hostile_hf(void) {
+    lms_gpt_config cfg = tiny();
+    lms_gpt m;
+    lms_gpt_init(&m, &cfg, 1, 8, 0);
+    lms_gpt_init_params(&m, 9);
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/hfh", g_root);
+    CHECK(lms_hf_export(dir, &cfg, m.params) == LMS_OK, "export: %s", lms_last_error());
+    /* a bogus first wte.weight (pointing at other bytes) must not win */
+    expect_bad_safetensors(dir, "{\"__metadata__\":{\"format\":\"pt\"}",
+                           "{\"__metadata__\":{\"format\":\"pt\"},\"wte.weight\":{\"dtype\":\"F32\","
+                           "\"shape\":[100,32],\"data_offsets\":[0,12800]}",
+                           "appears twice");
+    /* the first tensor is h.0.attn.c_attn.bias, 96 floats at [0, 384) */
+    const char *first = "\"data_offsets\":[0,384]";
+    expect_bad_safetensors(dir, first, "\"data_offsets\":{\"b\":0,\"e\":384}", "data_offsets");
+    expect_bad_safetensors(dir, first, "\"data_offsets\":[0,384,768]", "data_offsets");
+    expect_bad_safetensors(dir, first, "\"data_offsets\":[0.5,384.5]", "data_offsets");
+    expect_bad_safetensors(dir, first, "\"data_offsets\":[0,1e300]", "data_offsets");
+    expect_bad_safetensors(dir, first, "\"data_offsets\":[384,0]", "data_offsets");
+    expect_bad_safetensors(dir, first, "\"data_offsets\":[4,388]", "overlap");
+    expect_bad_safetensors(dir, "\"shape\":[96]", "\"shape\":[4294967296,4294967296,96]", "shape");
+    expect_bad_safetensors(dir, "\"shape\":[96]", "\"shape\":[96.5]", "shape");
+    /* config.json: duplicate keys, fractions, huge values */
+    char cpath[400];
+    snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+    size_t n;
+    char *orig = slurp(cpath, &n);
+    const char *cases[][3] = {
+        {"\"n_layer\": 2,", "\"n_layer\": 2, \"n_layer\": 1,", "appears twice"},
+        {"\"n_layer\": 2,", "\"n_layer\": 2.5,", "n_layer"},
+        {"\"n_layer\": 2,", "\"n_layer\": 1e300,", "n_layer"},
+        {"\"n_inner\": null", "\"n_inner\": 1e300", "n_inner"},
+        {"\"n_inner\": null", "\"n_inner\": 128.5", "n_inner"},
+    };
+    for (size_t i = 0; orig && i < sizeof cases / sizeof cases[0]; i++) {
+        char *at = strstr(orig, cases[i][0]);
+        CHECK(at, "test bug: %s", cases[i][0]);
+        if (!at) continue;
+        FILE *f = fopen(cpath, "wb");
+        fwrite(orig, 1, (size_t)(at - orig), f);
+        fputs(cases[i][1], f);
+        fputs(at + strlen(cases[i][0]), f);
+        fclose(f);
+        lms_gpt_config c2;
+        lms_status s = lms_hf_read_config(dir, &c2);
+        CHECK(s != LMS_OK && contains(lms_last_error(), "config.json") && contains(lms_last_error(), cases[i][2]),
+              "config %s: %s", cases[i][1], lms_last_error());
+    }
+    if (orig) spit(cpath, orig, n);
+    free(orig);
+    lms_gpt_free(&m);
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "/tmp/lms_test_ckpt.XXXXXX");
     if (!mkdtemp(g_root)) return 2;
@@ -321,6 +571,8 @@ int main(void) {
     test_slices();
     test_resolve_and_prune();
     test_hf();
+    test_hostile_index();
+    test_hostile_hf();
     sh("rm -rf '%s'", g_root);
     return test_summary("checkpoint");
 }

@@ -8,6 +8,7 @@ set -u
 NAME=test_cli
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python
 : >"$T/stdout"
 : >"$T/stderr"
 
@@ -121,11 +122,17 @@ expect_fail "empty data file" "'$EMPTY' is empty" \
     "$BIN" "${TR[@]}" --data "$EMPTY" --metrics "$M" --save-model "$S"
 expect_fail "a directory as data file" "'$DIR' is not a regular file" \
     "$BIN" "${TR[@]}" --data "$DIR" --metrics "$M" --save-model "$S"
-if [ -r "$NOREAD" ]; then
-    echo "skip: unreadable data file (running as $(id -un): chmod 000 does not stop reading)"
-else
+if [ ! -r "$NOREAD" ]; then
     expect_fail "unreadable data file" "cannot open '$NOREAD'.*[Pp]ermission denied" \
         "$BIN" "${TR[@]}" --data "$NOREAD" --metrics "$M" --save-model "$S"
+elif [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    # root reads a chmod 000 file: this one check runs as nobody
+    chmod o+x "$T"
+    expect_fail "unreadable data file (as nobody)" "cannot open '$NOREAD'.*[Pp]ermission denied" \
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$BIN" "${TR[@]}" --data "$NOREAD" --metrics "$M" --save-model "$S"
+    chmod o-x "$T"
+else
+    skip "the unreadable-data-file check ($(id -un) reads a chmod 000 file)" "run it as an ordinary user, or as root with setpriv (util-linux)"
 fi
 expect_fail "data shorter than one window" "holds 9 tokens, fewer than one window of --seq-len 16" \
     "$BIN" "${TR[@]}" --data "$SHORT" --metrics "$M" --save-model "$S"

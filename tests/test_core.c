@@ -534,6 +534,80 @@ static void test_json(void) {
     unlink(path);
 }
 
+/* A FIFO (no writer) and a directory are refused at once, not waited on. */
+static void test_fopen_regular(void) {
+    char fifo[300];
+    snprintf(fifo, sizeof fifo, "%s/fifo", g_dir);
+    CHECK(mkfifo(fifo, 0600) == 0, "mkfifo");
+    FILE *f = NULL;
+    unsigned char *d = NULL;
+    size_t n;
+    double t0 = lms_now_s();
+    CHECK(lms_fopen_regular(fifo, &f) == LMS_ERR_IO && f == NULL && strstr(lms_last_error(), "a FIFO"),
+          "FIFO refused: %s", lms_last_error());
+    CHECK(lms_read_file(fifo, &d, &n) == LMS_ERR_IO && strstr(lms_last_error(), fifo), "read_file FIFO");
+    CHECK(lms_read_file(g_dir, &d, &n) == LMS_ERR_IO && strstr(lms_last_error(), "a directory"), "directory: %s",
+          lms_last_error());
+    CHECK(lms_now_s() - t0 < 5, "no wait");
+    unlink(fifo);
+}
+
+/* Hostile JSON (issue 18): duplicate keys, numbers of any length, and the
+ * checked integer accessors that every reader uses instead of a cast. */
+static void test_json_hostile(void) {
+    lms_json *j = NULL;
+    const char *dup = "{\"a\": 1, \"b\": {\"x\": 1, \"x\": 2}}";
+    lms_status st = lms_json_parse(dup, strlen(dup), "dup.json", &j);
+    CHECK(st == LMS_ERR_FORMAT && j == NULL && strstr(lms_last_error(), "dup.json") &&
+              strstr(lms_last_error(), "\"x\" appears twice"), "duplicate key refused: %s", lms_last_error());
+    /* many keys (hash set), one duplicate far apart */
+    size_t cap = 400000, n = 0;
+    char *big = malloc(cap);
+    n += (size_t)snprintf(big + n, cap - n, "{");
+    for (int i = 0; i < 20000; i++) n += (size_t)snprintf(big + n, cap - n, "\"k%d\": %d, ", i, i);
+    n += (size_t)snprintf(big + n, cap - n, "\"k7\": 0}");
+    CHECK(lms_json_parse(big, n, "big", &j) == LMS_ERR_FORMAT && strstr(lms_last_error(), "\"k7\""),
+          "duplicate among 20001 keys: %s", lms_last_error());
+    big[n - 7] = 'z'; /* "z7": unique now */
+    CHECK(lms_json_parse(big, n, "big", &j) == LMS_OK && j->count == 20001, "20001 unique keys: %s",
+          lms_last_error());
+    lms_json_free(j);
+    free(big);
+    /* same keys in different objects are fine */
+    const char *sib = "[{\"a\": 1}, {\"a\": 2}]";
+    CHECK(lms_json_parse(sib, strlen(sib), "sib", &j) == LMS_OK, "same key in two objects");
+    lms_json_free(j);
+    /* a number longer than 63 characters is read whole (it was cut) */
+    char num[200];
+    memset(num, '0', sizeof num);
+    num[0] = '1';
+    memcpy(num + 80, ".5e-80", 6); /* 1e79 (80 digits) .5e-80 = 0.1; cut at 63: 1e62 */
+    CHECK(lms_json_parse(num, 86, "num", &j) == LMS_OK && fabs(j->number - 0.1) < 1e-15, "86-char number: %g",
+          j ? j->number : -1);
+    lms_json_free(j);
+    CHECK(lms_json_parse("1e400", 5, "huge", &j) == LMS_ERR_FORMAT && strstr(lms_last_error(), "range"),
+          "1e400 refused: %s", lms_last_error());
+    /* checked integers */
+    const char *doc = "{\"i\": 42, \"neg\": -4, \"frac\": 2.5, \"e\": 1e10, \"s\": \"7\", \"big\": 1e300,"
+                      " \"p53\": 9007199254740992, \"over\": 9007199254740994, \"u64\": 18446744073709549568}";
+    CHECK(lms_json_parse(doc, strlen(doc), "doc", &j) == LMS_OK, "parse: %s", lms_last_error());
+    int64_t v = -1;
+    CHECK(lms_json_get_int(j, "i", 0, 100, &v) && v == 42, "42");
+    CHECK(!lms_json_get_int(j, "i", 0, 41, &v), "42 > hi");
+    CHECK(!lms_json_get_int(j, "neg", 0, 100, &v) && lms_json_get_int(j, "neg", -10, 10, &v) && v == -4, "-4");
+    CHECK(!lms_json_get_int(j, "frac", 0, 100, &v), "2.5 is not an integer");
+    CHECK(!lms_json_get_int(j, "e", 0, INT32_MAX, &v) && lms_json_get_int(j, "e", 0, INT64_MAX, &v) &&
+              v == 10000000000, "1e10 beyond int, an int64");
+    CHECK(!lms_json_get_int(j, "s", 0, 100, &v) && !lms_json_get_int(j, "none", 0, 100, &v), "string, absent");
+    CHECK(!lms_json_get_int(j, "big", INT64_MIN, INT64_MAX, &v), "1e300 refused (no cast)");
+    CHECK(lms_json_get_int(j, "p53", 0, INT64_MAX, &v) && v == (INT64_C(1) << 53), "2^53 exact");
+    CHECK(!lms_json_get_int(j, "over", 0, INT64_MAX, &v) && !lms_json_get_int(j, "u64", 0, INT64_MAX, &v),
+          "beyond 2^53 refused (not exact)");
+    float fl;
+    CHECK(lms_json_get_float(j, "frac", &fl) && fl == 2.5f && !lms_json_get_float(j, "big", &fl), "floats");
+    lms_json_free(j);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/lms_test_core.XXXXXX");
     if (!mkdtemp(g_dir)) {
@@ -549,6 +623,8 @@ int main(void) {
     test_model_file();
     test_sample();
     test_json();
+    test_json_hostile();
+    test_fopen_regular();
     clear_dir(g_dir);
     rmdir(g_dir);
     return test_summary("test_core");

@@ -5,17 +5,18 @@
 # corrupt file is refused with a message naming it. `lmscale data prepare`
 # from text and JSON Lines: token counts match the tokenizer's plus one
 # <|endoftext|> per document, the ids match whole-file encoding across its
-# streaming cuts, and train/eval read the shards. GPT-2 parts need
-# ../shared/data (skipped with a message when absent).
+# streaming cuts, and train/eval read the shards. GPT-2 parts need the GPT-2
+# files ($GPT2_DIR, tests/lib.sh; skipped when absent).
 # Usage: bash tests/test_data.sh /path/to/lmscale
 set -u
 NAME=test_data
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python numpy
 W="$PY $SRC/tests/ref/write_shards.py"
-VOCAB=$SRC/../shared/data/gpt2-vocab.json
-MERGES=$SRC/../shared/data/gpt2-merges.txt
+VOCAB=$GPT2_VOCAB
+MERGES=$GPT2_MERGES
 
 check() { # check "description" command... (succeeds -> ok)
     local desc=$1
@@ -154,6 +155,6 @@ PY
     if trainq "${TR[@]}" "${G[@]}" --resume ck; then bad "--vocab with --resume accepted"; else
         check "--vocab with --resume is refused" grep -q "brings its own tokenizer" train.txt; fi
 else
-    echo "skipped: GPT-2 BPE parts (no $VOCAB)"
+    skip "GPT-2 BPE parts" "$GPT2_HOW"
 fi
 summary

@@ -9,6 +9,7 @@ NAME=test_dp_train
 MPI=$(cd "$(dirname "$0")" && pwd)/mpirun.sh # before lib.sh changes directory
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python
 export OMP_NUM_THREADS=1
 
 for i in $(seq 1 400); do echo "line $i: the quick brown fox jumps over the lazy dog; $((i * 7919 % 1000))"; done >"$T/data.txt"

@@ -14,6 +14,7 @@ NAME=test_faults
 MPI=$(cd "$(dirname "$0")" && pwd)/mpirun.sh # before lib.sh changes directory
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python
 export OMP_NUM_THREADS=1
 unset LMSCALE_FAULT LMSCALE_COMM_TIMEOUT
 

@@ -5,7 +5,7 @@
 #  (b) PyTorch writes a random GPT-2 in transformers' layout ("transformer."
 #      names, Conv1D weights, V=300 padded to 320 inside lmscale):
 #      lmscale eval --init gives PyTorch's loss (relative 1e-5).
-# Skips (exit 77, ctest SKIP) when /usr/bin/python3 has no torch.
+# Skipped (tests/lib.sh's need_python) when /usr/bin/python3 has no torch.
 # Usage: bash tests/test_hf_torch.sh /path/to/lmscale
 set -u
 
@@ -13,10 +13,7 @@ NAME=test_hf_torch
 REF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ref/hf_interop.py
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
-if ! $PY -c 'import torch, numpy' 2>/dev/null; then
-    echo "SKIP: $PY has no torch/numpy; the PyTorch interop checks need them (the C-only round trip is in test_resume)"
-    exit 77
-fi
+need_python torch numpy
 DATA=$T/data.txt
 for _ in $(seq 1 30); do printf 'The quick brown fox jumps over the lazy dog. 0123456789\n'; done >"$DATA"
 # compare NAME LMS_LINE PY_LINE: "loss=.. ppl=.. tokens=N" vs "loss N"

@@ -208,6 +208,164 @@ static void check_init(void) {
     lms_gpt_free(&mb);
 }
 
+/* The tensor table's layout is GPT-2's (docs/model.md), written out here
+ * independently: names, shapes, order, decay, and units. */
+static void check_table_layout(void) {
+    lms_gpt_config c = {2, 4, 64, 32, 257, 0};
+    lms_gpt_config_validate(&c);
+    lms_tensor_view *v;
+    int n;
+    size_t total;
+    CHECK(lms_gpt_layout(&c, &v, &n, &total) == LMS_OK, "layout");
+    const struct {
+        const char *name;
+        int rows, cols, decay;
+    } blk[12] = {{"ln_1.weight", 64, 1, 0},        {"ln_1.bias", 64, 1, 0},        {"attn.c_attn.weight", 192, 64, 1},
+                 {"attn.c_attn.bias", 192, 1, 0},  {"attn.c_proj.weight", 64, 64, 1}, {"attn.c_proj.bias", 64, 1, 0},
+                 {"ln_2.weight", 64, 1, 0},        {"ln_2.bias", 64, 1, 0},        {"mlp.c_fc.weight", 256, 64, 1},
+                 {"mlp.c_fc.bias", 256, 1, 0},     {"mlp.c_proj.weight", 64, 256, 1}, {"mlp.c_proj.bias", 64, 1, 0}};
+    char want[64];
+    CHECK(n == 2 + 2 * 12 + 2, "%d tensors", n);
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        int rows, cols, decay, unit;
+        if (i < 2) {
+            snprintf(want, sizeof want, "%s", i ? "wpe" : "wte");
+            rows = i ? 32 : 320, cols = 64, decay = 1, unit = 0;
+        } else if (i < 26) {
+            snprintf(want, sizeof want, "h.%d.%s", (i - 2) / 12, blk[(i - 2) % 12].name);
+            rows = blk[(i - 2) % 12].rows, cols = blk[(i - 2) % 12].cols, decay = blk[(i - 2) % 12].decay;
+            unit = 1 + (i - 2) / 12;
+        } else {
+            snprintf(want, sizeof want, "%s", i == 26 ? "ln_f.weight" : "ln_f.bias");
+            rows = 64, cols = 1, decay = 0, unit = 3;
+        }
+        CHECK(!strcmp(v[i].name, want) && v[i].shape[0] == rows && v[i].shape[1] == cols && v[i].decay == decay &&
+                  v[i].offset == off && v[i].unit == unit && v[i].ndim == (cols > 1 ? 2 : 1),
+              "tensor %d is %s (%d, %d) at %zu unit %d, want %s (%d, %d) at %zu unit %d", i, v[i].name, v[i].shape[0],
+              v[i].shape[1], v[i].offset, v[i].unit, want, rows, cols, off, unit);
+        size_t uoff, un;
+        lms_gpt_unit_range(&c, v[i].unit, &uoff, &un);
+        CHECK(v[i].offset >= uoff && v[i].offset + v[i].numel <= uoff + un, "%s inside its unit", v[i].name);
+        off += (size_t)rows * cols;
+    }
+    CHECK(total == off, "%zu floats", total);
+    char hf[64];
+    lms_gpt_hf_name(&v[0], hf, sizeof hf);
+    CHECK(!strcmp(hf, "wte.weight"), "HF name of wte: %s", hf);
+    lms_gpt_hf_name(&v[2 + 12 + 8], hf, sizeof hf);
+    CHECK(!strcmp(hf, "h.1.mlp.c_fc.weight") && v[2 + 12 + 8].spec->hf_transpose, "HF name %s (Conv1D)", hf);
+    free(v);
+}
+
+/* Which global rows/columns of a tensor tp rank r must hold, stated from
+ * Megatron-LM's layers: ColumnParallelLinear splits output features (QKV
+ * per head within each of q, k, v), RowParallelLinear input features (its
+ * bias replicated), VocabParallelEmbedding the padded vocabulary. */
+static int expect_held(const lms_gpt_config *c, const char *name, int64_t row, int64_t col, int tp, int r) {
+    const int hs = c->C / c->NH, h0 = r * c->NH / tp, h1 = (r + 1) * c->NH / tp;
+    const char *s = strncmp(name, "h.", 2) ? name : strchr(name + 2, '.') + 1;
+    if (!strcmp(s, "attn.c_attn.weight") || !strcmp(s, "attn.c_attn.bias")) {
+        int64_t head = (row % c->C) / hs;
+        return head >= h0 && head < h1;
+    }
+    if (!strcmp(s, "attn.c_proj.weight")) return col / hs >= h0 && col / hs < h1;
+    if (!strcmp(s, "mlp.c_fc.weight") || !strcmp(s, "mlp.c_fc.bias"))
+        return row >= (int64_t)r * 4 * c->C / tp && row < (int64_t)(r + 1) * 4 * c->C / tp;
+    if (!strcmp(s, "mlp.c_proj.weight"))
+        return col >= (int64_t)r * 4 * c->C / tp && col < (int64_t)(r + 1) * 4 * c->C / tp;
+    if (!strcmp(s, "wte")) return row >= (int64_t)r * c->Vp / tp && row < (int64_t)(r + 1) * c->Vp / tp;
+    return 1; /* replicated */
+}
+
+/* Tensor-parallel shards at tp 1, 2, 4: each rank's chunks hold exactly the
+ * elements Megatron's split gives it, tile its local tensor, and its
+ * initialisation equals that part of the one-process initialisation. */
+static void check_tp_shards(void) {
+    for (int tp = 1; tp <= 4; tp *= 2) {
+        lms_gpt_config c = {2, 4, 64, 32, 257, 0};
+        lms_gpt_config_validate(&c);
+        CHECK(lms_gpt_config_tp(&c, tp) == LMS_OK, "config for tp %d", tp);
+        CHECK(c.Vp % (64 * tp) == 0 && c.Vp >= c.V && c.Vp - c.V < 64 * tp, "tp %d: Vp %d", tp, c.Vp);
+        lms_gpt m;
+        CHECK(lms_gpt_init(&m, &c, 1, 4, 0) == LMS_OK, "model");
+        lms_gpt_init_params(&m, 3);
+        int bad_hold = 0, bad_tile = 0, bad_init = 0, bad_shape = 0;
+        for (int i = 0; i < m.num_tensors; i++) {
+            const lms_tensor_view *v = &m.tensors[i];
+            const int64_t R = v->shape[0], K = v->shape[1];
+            int *held = calloc((size_t)(R * K), sizeof *held);
+            for (int r = 0; r < tp; r++) {
+                lms_tp_shard s;
+                CHECK(lms_gpt_tp_shard(&c, v, tp, r, &s) == LMS_OK, "%s tp %d rank %d: %s", v->name, tp, r,
+                      lms_last_error());
+                const int64_t lr = s.shape[0], lk = s.shape[1];
+                int *lhit = calloc((size_t)(lr * lk), sizeof *lhit);
+                float *loc = malloc(sizeof(float) * (size_t)(lr * lk));
+                lms_gpt_init_tp_shard(v, &s, 3, loc);
+                int64_t count = 0;
+                for (int k = 0; k < s.nchunks; k++) {
+                    const lms_tp_chunk *ch = &s.chunk[k];
+                    for (int64_t a = 0; a < ch->size[0]; a++)
+                        for (int64_t b = 0; b < ch->size[1]; b++) {
+                            const int64_t g0 = ch->global[0] + a, g1 = ch->global[1] + b;
+                            const int64_t l0 = ch->local[0] + a, l1 = ch->local[1] + b;
+                            if (g0 >= R || g1 >= K || l0 >= lr || l1 >= lk) {
+                                bad_tile++;
+                                continue;
+                            }
+                            held[g0 * K + g1]++;
+                            lhit[l0 * lk + l1]++;
+                            bad_hold += !expect_held(&c, v->name, g0, g1, tp, r);
+                            bad_init += loc[l0 * lk + l1] != m.params[v->offset + g0 * K + g1];
+                            count++;
+                        }
+                }
+                for (int64_t j = 0; j < lr * lk; j++) bad_tile += lhit[j] != 1;
+                /* it holds every element it should: as many as expect_held counts */
+                int64_t want = 0;
+                for (int64_t a = 0; a < R; a++)
+                    for (int64_t b = 0; b < K; b++) want += expect_held(&c, v->name, a, b, tp, r);
+                bad_shape += count != want || lr * lk != want;
+                free(lhit);
+                free(loc);
+            }
+            int replicated = 1;
+            for (int64_t a = 0; a < R; a++)
+                for (int64_t b = 0; b < K; b++) replicated &= expect_held(&c, v->name, a, b, tp, (tp - 1) / 2);
+            for (int64_t j = 0; j < R * K; j++) bad_tile += held[j] != (replicated ? tp : 1);
+            free(held);
+        }
+        CHECK(!bad_hold, "tp %d: %d elements held by the wrong rank", tp, bad_hold);
+        CHECK(!bad_tile, "tp %d: %d elements not tiled exactly once", tp, bad_tile);
+        CHECK(!bad_shape, "tp %d: %d shards with the wrong size", tp, bad_shape);
+        CHECK(!bad_init, "tp %d: %d shard elements initialised differently from the whole", tp, bad_init);
+        if (tp == 2) {
+            lms_tp_shard s;
+            lms_gpt_tp_shard(&c, lms_gpt_find(&m, "h.0.attn.c_attn.weight"), 2, 1, &s);
+            CHECK(s.shape[0] == 96 && s.shape[1] == 64 && s.nchunks == 3 && s.chunk[1].global[0] == 64 + 32 &&
+                      s.chunk[1].local[0] == 32,
+                  "QKV rank 1 of 2: (%lld, %lld) in %d chunks, k at row %lld", (long long)s.shape[0],
+                  (long long)s.shape[1], s.nchunks, (long long)s.chunk[1].global[0]);
+        }
+        lms_gpt_free(&m);
+    }
+    /* what does not divide is a clear error */
+    lms_gpt_config c = {1, 6, 48, 16, 257, 0};
+    lms_gpt_config_validate(&c);
+    lms_gpt m;
+    lms_gpt_init(&m, &c, 1, 4, 0);
+    lms_tp_shard s;
+    CHECK(lms_gpt_tp_shard(&c, lms_gpt_find(&m, "wte"), 3, 0, &s) == LMS_ERR_INVALID_ARG &&
+              strstr(lms_last_error(), "pad the vocabulary to 384"),
+          "Vp 320 at tp 3: %s", lms_last_error());
+    CHECK(lms_gpt_tp_shard(&c, lms_gpt_find(&m, "h.0.mlp.c_fc.weight"), 4, 0, &s) == LMS_ERR_INVALID_ARG &&
+              strstr(lms_last_error(), "attention heads"),
+          "6 heads at tp 4: %s", lms_last_error());
+    CHECK(lms_gpt_config_tp(&c, 4) == LMS_ERR_INVALID_ARG, "config for tp 4 with 6 heads");
+    lms_gpt_free(&m);
+}
+
 /* Two identical training steps from the same state give identical bits. */
 static void check_determinism(const fixture *f) {
     lms_backend be;
@@ -244,6 +402,8 @@ int main(void) {
     check_backend(&f, "ref");
     check_backend(&f, "cpu");
     check_init();
+    check_table_layout();
+    check_tp_shards();
     check_determinism(&f);
     return test_summary("test_model");
 }

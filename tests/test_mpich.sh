@@ -6,7 +6,7 @@
 # --zero 0 and 3, match the one-process run within relative 1e-5 (as in
 # test_zero.sh), and a job of 3 processes with --dp 2 fails with one clear
 # message and every rank exiting non-zero; launched by Open MPI's mpirun
-# instead, it refuses to run as N one-process copies. Exits 77 (skipped)
+# instead, it refuses to run as N one-process copies. Skipped (tests/lib.sh)
 # when MPICH is not installed (apt-get install mpich libmpich-dev).
 # Usage: bash tests/test_mpich.sh DIR [C compiler]
 # DIR is configured once and rebuilt incrementally on later runs.
@@ -17,9 +17,14 @@ MPICC=/usr/bin/mpicc.mpich
 MPIEXEC=/usr/bin/mpiexec.mpich
 DIR=${1:?usage: test_mpich.sh BUILD_DIR [C compiler]}
 CC_ARG=${2:+-DCMAKE_C_COMPILER=$2}
+NAME=test_mpich
+NO_BIN=1
+# shellcheck source=tests/lib.sh
+source "$SRC/tests/lib.sh"
 for f in "$MPICC" "$MPIEXEC"; do
-    [ -x "$f" ] || { echo "SKIP: $f not found (apt-get install mpich libmpich-dev to test under MPICH)"; exit 77; }
+    [ -x "$f" ] || skip_test "lmscale under MPICH: $f not found" "apt-get install mpich libmpich-dev"
 done
+need_python
 
 # build: the lmscale target only (the suite's other binaries are not needed)
 t0=$(date +%s)
@@ -33,10 +38,7 @@ cmake --build "$DIR" --target lmscale -j2 >"$DIR/lms-build.log" 2>&1 ||
     { echo "FAIL: building against MPICH failed:"; grep -E -A3 "error|Error" "$DIR/lms-build.log" | head -30; exit 1; }
 echo "  MPICH build ($DIR): $(($(date +%s) - t0)) s"
 
-set -- "$DIR/lmscale"
-NAME=test_mpich
-# shellcheck source=tests/lib.sh
-source "$SRC/tests/lib.sh"
+BIN=$DIR/lmscale
 export OMP_NUM_THREADS=1 LMS_MPIRUN=$MPIEXEC
 
 # the binary is MPICH's: libmpich, and no Open MPI library anywhere

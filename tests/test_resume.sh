@@ -11,6 +11,7 @@ set -u
 NAME=test_resume
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python
 losses() { $PY -c 'import json,sys; [print(repr(json.loads(l)["loss"])) for l in open(sys.argv[1])]' "$1"; }
 
 DATA=$T/data.txt

@@ -9,24 +9,21 @@
 #   C  train_gpt2.sbatch again on B's checkpoint directory: it resumes at step
 #      15, and B + C give A's losses (a requeued or resubmitted job continues);
 #   then requeues C, which finds the run complete and exits cleanly.
-# Skipped (77) when not root or SLURM/munge are not installed. Stops every
+# Skipped (tests/lib.sh) when not root or SLURM/munge are missing. Stops every
 # daemon it started by PID and checks that nothing of its cluster is left.
 # Usage: bash tests/test_slurm.sh /path/to/lmscale
 set -u
 NAME=test_slurm
 EXAMPLES=$(cd "$(dirname "$0")/../examples/slurm" && pwd) # before lib.sh changes directory
 PATH=$PATH:/usr/sbin:/sbin
-skip() {
-    echo "SKIP: $*"
-    exit 77
-}
-[ "$(id -u)" = 0 ] || skip "needs root (it starts munged, slurmctld and slurmd)"
-for c in munged mungekey munge unmunge slurmctld slurmd sbatch srun squeue scontrol sinfo scancel setpriv; do
-    command -v $c >/dev/null 2>&1 || skip "$c is not installed (apt-get install slurm-wlm munge libpmix-dev)"
-done
-id munge >/dev/null 2>&1 || skip "no munge user (apt-get install munge)"
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+[ "$(id -u)" = 0 ] || skip_test "the SLURM examples: the test starts munged, slurmctld and slurmd" "run it as root"
+for c in munged mungekey munge unmunge slurmctld slurmd sbatch srun squeue scontrol sinfo scancel setpriv; do
+    need_cmd $c "slurm-wlm munge libpmix-dev"
+done
+id munge >/dev/null 2>&1 || skip_test "the SLURM examples: no munge user" "apt-get install munge"
+need_python
 
 HOST=$(hostname -s)
 CONF=$T/slurm.conf
@@ -137,7 +134,7 @@ FIRST_JOB=$((RANDOM * 1000 + 1000 + $$ % 1000))
 HW=$(slurmd -C | head -n 1) # NodeName=... CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=...
 CPUS=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$HW")
 MEM=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$HW")
-[ "${CPUS:-0}" -ge 2 ] || skip "the test runs 2 tasks on this node, which has ${CPUS:-?} CPU(s)"
+[ "${CPUS:-0}" -ge 2 ] || skip_test "the SLURM examples: 2 tasks on this node, which has ${CPUS:-?} CPU(s)" "run it on a machine with 2 or more CPUs"
 TOPO=$(tr ' ' '\n' <<<"$HW" | grep -E '^(CPUs|Boards|SocketsPerBoard|CoresPerSocket|ThreadsPerCore)=' | tr '\n' ' ')
 cat >"$CONF" <<EOF
 ClusterName=lmscaletest

@@ -4,19 +4,18 @@
 # encoder (tests/ref/gpt2_tokenizer_reference.py), BPE training checked merge
 # for merge against a naive Python trainer (tests/ref/bpe_train_reference.py)
 # and for the requested vocabulary size, and bad input refused with a clear
-# message. GPT-2 parts need ../shared/data and python3-regex; they are skipped
-# with a message when absent.
+# message. GPT-2 parts need the GPT-2 files ($GPT2_DIR, tests/lib.sh) and
+# python3-regex; they are skipped (tests/lib.sh's skip) when absent.
 # Usage: bash tests/test_tokenizer.sh /path/to/lmscale
 set -u
 NAME=test_tokenizer
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
-SHARED=$SRC/../shared/data
-VOCAB=$SHARED/gpt2-vocab.json
-MERGES=$SHARED/gpt2-merges.txt
-HAVE_REGEX=0
-$PY -c 'import regex' 2>/dev/null && HAVE_REGEX=1
+need_python
+VOCAB=$GPT2_VOCAB
+MERGES=$GPT2_MERGES
+NO_REGEX=$(python_missing regex)
 
 check() { # check "description" command... (succeeds -> ok)
     local desc=$1
@@ -45,14 +44,14 @@ check "bytes encode: one id per byte" [ "$(wc -w <bytes.ids)" -eq 3000 ]
 check "bytes decode round trip" cmp -s random.bin bytes.out
 
 # ---- GPT-2 BPE
-if [ -r "$VOCAB" ] && [ -r "$MERGES" ]; then
+if have_gpt2; then
     G=(--vocab "$VOCAB" --merges "$MERGES")
     for f in text.txt random.bin; do
         "$BIN" tokenizer encode "${G[@]}" --input $f >$f.ids
         "$BIN" tokenizer decode "${G[@]}" <$f.ids >$f.out
         check "GPT-2 round trip of $f" cmp -s $f $f.out
     done
-    if [ $HAVE_REGEX = 1 ]; then
+    if [ -z "$NO_REGEX" ]; then
         # ids against the reference encoder (through its fixture writer's Encoder class)
         $PY - "$SRC/tests/ref" "$VOCAB" "$MERGES" <<'PY' >text.ref.ids
 import sys
@@ -63,7 +62,7 @@ print(" ".join(map(str, e.encode(open("text.txt", "rb").read()))))
 PY
         check "GPT-2 ids equal the reference encoder's ($(wc -w <text.ref.ids) ids)" cmp -s text.txt.ids text.ref.ids
     else
-        echo "SKIP reference ids: python3-regex missing"
+        skip "GPT-2 ids against the reference encoder" "apt-get install $NO_REGEX"
     fi
     # stdin by default; <|endoftext|> is text unless --allow-special
     got=$(printf 'Hello world<|endoftext|>' | "$BIN" tokenizer encode "${G[@]}")
@@ -71,7 +70,7 @@ PY
     got=$(printf 'Hello world<|endoftext|>' | "$BIN" tokenizer encode "${G[@]}" --allow-special)
     check "--allow-special gives id 50256 (got $got)" [ "$got" = "15496 995 50256" ]
 else
-    echo "SKIP GPT-2 checks: $VOCAB / $MERGES not found"
+    skip "GPT-2 BPE checks" "$GPT2_HOW"
 fi
 
 # ---- training
@@ -81,11 +80,11 @@ check "train exits 0 ($(head -c 200 err.txt))" [ -s bpe/vocab.json ] && [ -s bpe
 n=$($PY -c 'import json,sys; v=json.load(open("bpe/vocab.json")); print(len(v), len(set(v.values())), max(v.values()), v.get("<|endoftext|>"))')
 check "vocab.json has 400 tokens, ids 0..399, <|endoftext|> last (got $n)" [ "$n" = "400 400 399 399" ]
 check "merges.txt has 400-256-1 merges" [ "$(($(wc -l <bpe/merges.txt) - 1))" -eq 143 ]
-if [ $HAVE_REGEX = 1 ]; then
+if [ -z "$NO_REGEX" ]; then
     $PY "$SRC/tests/ref/bpe_train_reference.py" 400 '<|endoftext|>' text.txt random.bin >ref_merges.txt
     check "merges equal the naive reference trainer's" cmp -s bpe/merges.txt ref_merges.txt
 else
-    echo "SKIP reference trainer: python3-regex missing"
+    skip "BPE training against the reference trainer" "apt-get install $NO_REGEX"
 fi
 B=(--vocab bpe/vocab.json --merges bpe/merges.txt)
 for f in text.txt random.bin; do

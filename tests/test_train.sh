@@ -8,6 +8,7 @@ set -u
 NAME=test_train
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
+need_python
 # check "description" cmd...: passes when cmd exits 0
 check() {
     local desc=$1

@@ -126,10 +126,26 @@ void lms_ctx_init(lms_ctx *ctx, uint64_t seed, int threads);
 /* Number of worker threads this build will use (1 without OpenMP). */
 int lms_max_threads(void);
 
+/* ---- overflow-checked arithmetic (for counts, offsets and shapes read
+ * from files): 1 when the exact result does not fit in *out (then *out is
+ * unspecified), 0 when it does. */
+static inline int lms_add_overflow(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_add_overflow(a, b, out);
+}
+static inline int lms_mul_overflow(uint64_t a, uint64_t b, uint64_t *out) {
+    return __builtin_mul_overflow(a, b, out);
+}
+
 /* ---- files ---- */
 
-/* Read a whole file into a malloc'ed buffer (caller frees with free()).
- * Errors name the path and the fix. */
+/* Opens path for reading only if it is a regular file: a FIFO, device or
+ * directory is refused without blocking (the open is non-blocking and the
+ * check is fstat on the opened descriptor, so nothing can be swapped in
+ * between). Errors name the path and the fix. */
+lms_status lms_fopen_regular(const char *path, FILE **out);
+
+/* Read a whole regular file into a malloc'ed buffer (caller frees with
+ * free()). Errors name the path and the fix. */
 lms_status lms_read_file(const char *path, unsigned char **data, size_t *size);
 
 /* Atomic write: data goes to "<path>.tmp.<pid>", is fsynced, then renamed

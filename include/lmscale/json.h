@@ -39,12 +39,22 @@ typedef struct lms_json {
 
 /* Parses len bytes. Errors are LMS_ERR_FORMAT naming `what` (a file name),
  * the line and column, and what was expected. *out is freed with
- * lms_json_free. Nesting deeper than 512 levels is refused. */
+ * lms_json_free. Refused: nesting deeper than 512 levels, a key that appears
+ * twice in one object, a number beyond the range of a double. Numbers of
+ * any length are read whole. */
 lms_status lms_json_parse(const char *text, size_t len, const char *what, lms_json **out);
 void lms_json_free(lms_json *j);
 
 /* Member of an object by key (NULL if absent or j is not an object). */
 const lms_json *lms_json_get(const lms_json *j, const char *key);
+/* Checked numbers: 1 and *out set when j (or obj's member key) is a
+ * number that is an integer in [lo, hi] and at most 2^53 in magnitude (so
+ * exactly the integer written); 0 otherwise (absent, not a number,
+ * fractional, out of range). Use these, never a cast of j->number. */
+int lms_json_int(const lms_json *j, int64_t lo, int64_t hi, int64_t *out);
+int lms_json_get_int(const lms_json *obj, const char *key, int64_t lo, int64_t hi, int64_t *out);
+/* 1 when obj's member key is a number within float range. */
+int lms_json_get_float(const lms_json *obj, const char *key, float *out);
 /* Element i of an array (NULL if out of range). */
 const lms_json *lms_json_at(const lms_json *j, size_t i);
 

@@ -35,10 +35,58 @@ const char *lms_gpt_preset_names(void);
 /* Checks every dimension (positive, NH divides C, ...) and sets Vp. Errors
  * name the flag to change. */
 lms_status lms_gpt_config_validate(lms_gpt_config *cfg);
+/* For tensor parallelism over tp ranks (after _validate): checks that tp
+ * divides the heads and pads the vocabulary so that it divides
+ * (lms_pad_vocab_tp; tp = 1 leaves Vp as _validate set it). */
+lms_status lms_gpt_config_tp(lms_gpt_config *cfg, int tp);
+
+/* ---- the tensor table ----
+ * Every GPT parameter is described once, in src/model/tensors.c, by a
+ * lms_gpt_tensor_spec; the flat layout (offsets, views), pointer binding,
+ * ZeRO's parameter units, the model FLOP count, checkpoint names, the
+ * Hugging Face names and the tensor-parallel split of each tensor are all
+ * derived from that table. Weights are (out, in), as y = x·Wᵀ + b. */
+
+/* How tensor parallelism (Megatron-LM's layers) splits a tensor over tp
+ * ranks: COLUMN splits the output features (dim 0: weight rows and the
+ * bias), ROW the input features (dim 1 of a weight; its bias is not
+ * split), VOCAB the padded vocabulary rows of the embedding. */
+typedef enum { LMS_SPLIT_NONE = 0, LMS_SPLIT_COLUMN, LMS_SPLIT_ROW, LMS_SPLIT_VOCAB } lms_split;
+/* GPT-2's initialisation: N(0, 0.02); N(0, 0.02/sqrt(2L)) for the
+ * projections into the residual stream; ones; zeros. */
+typedef enum { LMS_INIT_NORMAL = 0, LMS_INIT_NORMAL_RESID, LMS_INIT_ONES, LMS_INIT_ZEROS } lms_init_rule;
+/* A global dimension, as a function of the config. */
+typedef enum { LMS_DIM_1 = 0, LMS_DIM_C, LMS_DIM_3C, LMS_DIM_4C, LMS_DIM_VP, LMS_DIM_MAXT } lms_dim;
+/* Where a tensor lives: its parameter unit (below) is 0 for EMBED,
+ * 1 + l for block l, L + 1 for FINAL. */
+typedef enum { LMS_SCOPE_EMBED = 0, LMS_SCOPE_BLOCK, LMS_SCOPE_FINAL } lms_scope;
 
 typedef struct {
+    const char *name;    /* "wte"; in a block the part after "h.<l>.", e.g. "attn.c_attn.weight" */
+    const char *hf_name; /* transformers' GPT2Model name (a block's after "h.<l>.") */
+    lms_scope scope;
+    lms_dim dims[2];     /* global shape; dims[1] == LMS_DIM_1 for a 1-D tensor */
+    lms_split split;
+    int fused;           /* >1: rows are `fused` stacked matrices (q, k, v) split alike */
+    int decay;           /* weight decay applies */
+    lms_init_rule init;
+    int hf_transpose;    /* transformers' Conv1D stores the weight as (in, out) */
+    int flops;           /* counts in the model FLOPs (all but the position embedding) */
+    size_t slot;         /* offsetof its pointer in lms_gpt_tensors (EMBED, FINAL) or lms_gpt_block */
+} lms_gpt_tensor_spec;
+
+/* The table, in flat-buffer order within each scope; *n entries. */
+const lms_gpt_tensor_spec *lms_gpt_tensor_specs(int *n);
+/* The size of a dimension for cfg. */
+int64_t lms_gpt_dim(const lms_gpt_config *cfg, lms_dim d);
+
+/* One tensor of the flat buffer: a table entry placed for a config. */
+typedef struct {
     char name[48];
-    size_t offset; /* in floats, into the flat buffer */
+    const lms_gpt_tensor_spec *spec; /* its table entry (static) */
+    int layer;      /* block index, -1 outside blocks */
+    int unit;       /* parameter unit (lms_gpt_unit_range) */
+    size_t offset;  /* in floats, into the flat buffer */
     size_t numel;
     int ndim;
     int shape[2];
@@ -47,6 +95,36 @@ typedef struct {
     float init_value;
     int valid_rows; /* rows [valid_rows, shape[0]) initialised to 0 (padded vocab) */
 } lms_tensor_view;
+
+/* Its Hugging Face name ("h.3.mlp.c_fc.weight", "wte.weight") into buf. */
+void lms_gpt_hf_name(const lms_tensor_view *v, char *buf, size_t n);
+
+/* ---- tensor-parallel shards ----
+ * The part of a tensor that tp rank `rank` of `tp` holds: its local shape,
+ * and where it lies in the global tensor as 1 chunk (or `fused` chunks for
+ * QKV, whose rank r holds heads [r·NH/tp, (r+1)·NH/tp) of q, of k and of
+ * v). A chunk is a box: offset and size per dimension, in the global
+ * tensor and in the local one. An unsplit tensor is replicated: every rank
+ * holds all of it. */
+#define LMS_TP_MAX_CHUNKS 3
+typedef struct {
+    int64_t global[2]; /* offset in the global tensor, per dimension */
+    int64_t local[2];  /* offset in the local tensor */
+    int64_t size[2];
+} lms_tp_chunk;
+typedef struct {
+    int ndim;
+    int64_t shape[2]; /* local */
+    int nchunks;
+    lms_tp_chunk chunk[LMS_TP_MAX_CHUNKS];
+} lms_tp_shard;
+/* Errors (a clear message) when tp does not divide what it must split: the
+ * heads, 4·C, or the padded vocabulary (see lms_pad_vocab_tp). */
+lms_status lms_gpt_tp_shard(const lms_gpt_config *cfg, const lms_tensor_view *v, int tp, int rank,
+                            lms_tp_shard *out);
+/* V padded so that each of tp ranks holds a multiple of 64 rows (Megatron's
+ * make-vocab-size-divisible-by × tp); lms_pad_vocab(V) is tp = 1. */
+int lms_pad_vocab_tp(int V, int tp);
 
 /* Pointers to one block's tensors inside a flat buffer. */
 typedef struct {
@@ -142,6 +220,9 @@ void lms_gpt_init_params(lms_gpt *m, uint64_t seed);
  * how a ZeRO-3 rank initialises its shard without the whole model. */
 void lms_gpt_init_params_range(const lms_tensor_view *views, int nviews, uint64_t seed, size_t lo, size_t n,
                                float *dst);
+/* The same values for tensor-parallel shard s of tensor t, written to dst
+ * in s's local shape (row-major). */
+void lms_gpt_init_tp_shard(const lms_tensor_view *t, const lms_tp_shard *s, uint64_t seed, float *dst);
 
 /* Forward over tokens (B,T) (B <= cap_B, T <= cap_T). With targets, returns
  * the mean cross-entropy over the B·T positions; without, returns 0 and only

@@ -19,24 +19,47 @@ lms_status ckpt_read_json(const char *path, lms_json **out) {
     return st;
 }
 
-static int num(const lms_json *o, const char *key, double *v) {
-    const lms_json *j = lms_json_get(o, key);
-    if (!j || j->type != LMS_JSON_NUMBER) return 0;
-    *v = j->number;
+/* integer member in [lo, hi] (checked: no fractional or out-of-range value is
+ * ever cast) */
+static int inum(const lms_json *o, const char *key, int64_t lo, int64_t hi, int *v) {
+    int64_t x;
+    if (!lms_json_get_int(o, key, lo, hi, &x)) return 0;
+    *v = (int)x;
     return 1;
 }
 
+static int u32num(const lms_json *o, const char *key, uint32_t *v) {
+    int64_t x;
+    if (!lms_json_get_int(o, key, 0, UINT32_MAX, &x)) return 0;
+    *v = (uint32_t)x;
+    return 1;
+}
+
+/* byte offsets and element counts: integers in [0, 2^53] */
+static int u53num(const lms_json *o, const char *key, uint64_t *v) {
+    int64_t x;
+    if (!lms_json_get_int(o, key, 0, INT64_C(1) << 53, &x)) return 0;
+    *v = (uint64_t)x;
+    return 1;
+}
+
+/* a u64 written as a decimal string (digits only, no sign, no overflow) */
 static int u64str(const lms_json *o, const char *key, uint64_t *v) {
     const lms_json *j = lms_json_get(o, key);
-    if (!j || j->type != LMS_JSON_STRING) return 0;
-    char *end;
-    *v = strtoull(j->str, &end, 10);
-    return *j->str && !*end;
+    if (!j || j->type != LMS_JSON_STRING || j->str_len == 0 || j->str_len > 20) return 0;
+    uint64_t x = 0;
+    for (size_t i = 0; i < j->str_len; i++) {
+        char c = j->str[i];
+        if (c < '0' || c > '9' || lms_mul_overflow(x, 10, &x) || lms_add_overflow(x, (uint64_t)(c - '0'), &x))
+            return 0;
+    }
+    *v = x;
+    return 1;
 }
 
 static int str(const lms_json *o, const char *key, char *dst, size_t cap) {
     const lms_json *j = lms_json_get(o, key);
-    if (!j || j->type != LMS_JSON_STRING || j->str_len >= cap) return 0;
+    if (!j || j->type != LMS_JSON_STRING || j->str_len >= cap || memchr(j->str, 0, j->str_len)) return 0;
     memcpy(dst, j->str, j->str_len + 1);
     return 1;
 }
@@ -48,91 +71,126 @@ static int str(const lms_json *o, const char *key, char *dst, size_t cap) {
         goto fail;                                                                                 \
     } while (0)
 
+#define IMAX 2147483647
+
 static lms_status parse_state(const lms_json *root, const char *path, lms_ckpt_state *s) {
     lms_status st = LMS_OK;
-    double v[8];
+    int vp;
     const lms_json *c = lms_json_get(root, "config");
-    if (!num(c, "n_layer", &v[0]) || !num(c, "n_head", &v[1]) || !num(c, "n_embd", &v[2]) ||
-        !num(c, "n_positions", &v[3]) || !num(c, "vocab_size", &v[4]) || !num(c, "padded_vocab_size", &v[5]))
-        BAD("\"config\"");
-    s->cfg.L = (int)v[0];
-    s->cfg.NH = (int)v[1];
-    s->cfg.C = (int)v[2];
-    s->cfg.maxT = (int)v[3];
-    s->cfg.V = (int)v[4];
-    if (lms_gpt_config_validate(&s->cfg) != LMS_OK || s->cfg.Vp != (int)v[5]) BAD("\"config\" (not a valid model)");
+    if (!inum(c, "n_layer", 1, IMAX, &s->cfg.L) || !inum(c, "n_head", 1, IMAX, &s->cfg.NH) ||
+        !inum(c, "n_embd", 1, IMAX, &s->cfg.C) || !inum(c, "n_positions", 1, IMAX, &s->cfg.maxT) ||
+        !inum(c, "vocab_size", 1, IMAX, &s->cfg.V) || !inum(c, "padded_vocab_size", 1, IMAX, &vp))
+        BAD("\"config\" (n_layer, n_head, n_embd, n_positions, vocab_size, padded_vocab_size: positive integers)");
+    if (lms_gpt_config_validate(&s->cfg) != LMS_OK || s->cfg.Vp != vp) BAD("\"config\" (not a valid model)");
     const lms_json *t = lms_json_get(root, "tokenizer");
     if (!str(t, "kind", s->tok_kind, sizeof s->tok_kind)) BAD("\"tokenizer\".\"kind\"");
     if (!strcmp(s->tok_kind, "bpe")) {
         if (!str(t, "vocab", s->tok_vocab, sizeof s->tok_vocab) ||
-            !str(t, "merges", s->tok_merges, sizeof s->tok_merges) || !num(t, "vocab_crc32", &v[0]) ||
-            !num(t, "merges_crc32", &v[1]))
+            !str(t, "merges", s->tok_merges, sizeof s->tok_merges) || !u32num(t, "vocab_crc32", &s->tok_vocab_crc) ||
+            !u32num(t, "merges_crc32", &s->tok_merges_crc))
             BAD("\"tokenizer\" (bpe files)");
-        s->tok_vocab_crc = (uint32_t)v[0];
-        s->tok_merges_crc = (uint32_t)v[1];
     }
     const lms_json *S = lms_json_get(root, "state");
-    if (!num(S, "step", &v[0]) || !u64str(S, "seed", &s->seed) || !u64str(S, "data_window", &s->data_window) ||
-        !num(S, "global_batch", &v[1]) || !num(S, "seq_len", &v[2]) ||
+    if (!inum(S, "step", 0, IMAX, &s->step))
+        BAD("\"state\".\"step\" (an integer 0..2147483647)");
+    if (!u64str(S, "seed", &s->seed) || !u64str(S, "data_window", &s->data_window) ||
+        !inum(S, "global_batch", 0, IMAX, &s->global_batch) || !inum(S, "seq_len", 0, IMAX, &s->seq_len) ||
         !str(S, "data_order", s->data_order, sizeof s->data_order))
-        BAD("\"state\"");
-    s->step = (int)v[0];
-    s->global_batch = (int)v[1];
-    s->seq_len = (int)v[2];
+        BAD("\"state\" (seed, data_window, global_batch, seq_len, data_order)");
     const lms_json *sc = lms_json_get(S, "schedule");
     char kind[32];
     if (!str(sc, "kind", kind, sizeof kind) || lms_schedule_parse(kind, &s->sched.kind) != LMS_OK ||
-        !num(sc, "lr", &v[0]) || !num(sc, "min_lr", &v[1]) || !num(sc, "warmup", &v[2]) || !num(sc, "total", &v[3]))
+        !lms_json_get_float(sc, "lr", &s->sched.lr) || !lms_json_get_float(sc, "min_lr", &s->sched.min_lr) ||
+        !inum(sc, "warmup", 0, IMAX, &s->sched.warmup) || !inum(sc, "total", 0, IMAX, &s->sched.total))
         BAD("\"state\".\"schedule\"");
-    s->sched.lr = (float)v[0];
-    s->sched.min_lr = (float)v[1];
-    s->sched.warmup = (int)v[2];
-    s->sched.total = (int)v[3];
     const lms_json *a = lms_json_get(S, "adamw");
-    if (!num(a, "beta1", &v[0]) || !num(a, "beta2", &v[1]) || !num(a, "eps", &v[2]) ||
-        !num(a, "weight_decay", &v[3]) || !num(a, "grad_clip", &v[4]) || !num(a, "step", &v[5]))
+    if (!lms_json_get_float(a, "beta1", &s->beta1) || !lms_json_get_float(a, "beta2", &s->beta2) ||
+        !lms_json_get_float(a, "eps", &s->eps) || !lms_json_get_float(a, "weight_decay", &s->weight_decay) ||
+        !lms_json_get_float(a, "grad_clip", &s->grad_clip) || !inum(a, "step", 0, IMAX, &s->adam_step))
         BAD("\"state\".\"adamw\"");
-    s->beta1 = (float)v[0];
-    s->beta2 = (float)v[1];
-    s->eps = (float)v[2];
-    s->weight_decay = (float)v[3];
-    s->grad_clip = (float)v[4];
-    s->adam_step = (int)v[5];
 fail:
     return st;
+}
+
+static int cmp_start(const void *a, const void *b) {
+    const lms_ckpt_slice *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Number of elements of a shape; 0 when the product does not fit in 2^53. */
+static int shape_numel(const lms_ckpt_tensor *t, uint64_t *n) {
+    uint64_t p = 1;
+    for (int d = 0; d < t->ndim; d++)
+        if (lms_mul_overflow(p, (uint64_t)t->shape[d], &p) || p > (UINT64_C(1) << 53)) return 0;
+    *n = p;
+    return 1;
 }
 
 static lms_status parse_tensors(const lms_json *root, const char *path, lms_ckpt *ck) {
     lms_status st = LMS_OK;
     const lms_json *ts = lms_json_get(root, "tensors");
-    if (!ts || ts->type != LMS_JSON_ARRAY) BAD("\"tensors\"");
+    if (!ts || ts->type != LMS_JSON_ARRAY || ts->count > IMAX) BAD("\"tensors\"");
     ck->tensors = calloc(ts->count ? ts->count : 1, sizeof *ck->tensors);
     if (!ck->tensors) return lms_errorf(LMS_ERR_OOM, "out of memory");
     for (const lms_json *j = ts->child; j; j = j->next) {
         lms_ckpt_tensor *t = &ck->tensors[ck->ntensors++];
         char dtype[8];
         if (!str(j, "name", t->name, sizeof t->name)) BAD("a tensor's \"name\"");
+        if (lms_ckpt_find_tensor(ck, t->name) != t) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" is listed twice: the checkpoint index is "
+                            "corrupt (resume from another checkpoint)", path, t->name);
+            goto fail;
+        }
         if (!str(j, "dtype", dtype, sizeof dtype) || strcmp(dtype, "F32"))
             BAD("a tensor's \"dtype\" (this version stores F32)");
         const lms_json *sh = lms_json_get(j, "shape"), *sl = lms_json_get(j, "slices");
         if (!sh || sh->type != LMS_JSON_ARRAY || sh->count < 1 || sh->count > LMS_CKPT_MAX_DIMS) BAD("a tensor's \"shape\"");
-        for (const lms_json *d = sh->child; d; d = d->next) {
-            if (d->type != LMS_JSON_NUMBER || d->number < 0) BAD("a tensor's \"shape\"");
-            t->shape[t->ndim++] = (int64_t)d->number;
+        for (const lms_json *d = sh->child; d; d = d->next)
+            if (!lms_json_int(d, 0, INT64_C(1) << 53, &t->shape[t->ndim++])) BAD("a tensor's \"shape\"");
+        uint64_t numel;
+        if (!shape_numel(t, &numel)) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" has a shape whose element count overflows: the "
+                            "checkpoint index is corrupt (resume from another checkpoint)", path, t->name);
+            goto fail;
         }
-        if (!sl || sl->type != LMS_JSON_ARRAY) BAD("a tensor's \"slices\"");
+        if (!sl || sl->type != LMS_JSON_ARRAY || sl->count > IMAX) BAD("a tensor's \"slices\"");
         t->slices = calloc(sl->count ? sl->count : 1, sizeof *t->slices);
         if (!t->slices) return lms_errorf(LMS_ERR_OOM, "out of memory");
         for (const lms_json *q = sl->child; q; q = q->next) {
             lms_ckpt_slice *s = &t->slices[t->nslices++];
-            double o, a, c, crc;
-            if (!str(q, "file", s->file, sizeof s->file) || strchr(s->file, '/') || !num(q, "offset", &o) ||
-                !num(q, "start", &a) || !num(q, "count", &c) || !num(q, "crc32", &crc) || o < 0 || a < 0 || c < 0)
-                BAD("a slice of a tensor");
-            s->offset = (uint64_t)o;
-            s->start = (uint64_t)a;
-            s->count = (uint64_t)c;
-            s->crc32 = (uint32_t)crc;
+            uint64_t end, bytes;
+            if (!str(q, "file", s->file, sizeof s->file) || !*s->file || strchr(s->file, '/') ||
+                !strcmp(s->file, ".") || !strcmp(s->file, "..") || !u53num(q, "offset", &s->offset) ||
+                !u53num(q, "start", &s->start) || !u53num(q, "count", &s->count) || !u32num(q, "crc32", &s->crc32))
+                BAD("a slice of a tensor (file, offset, start, count, crc32: a shard name and integers)");
+            if (lms_add_overflow(s->start, s->count, &end) || end > numel || lms_mul_overflow(s->count, 4, &bytes) ||
+                lms_add_overflow(s->offset, bytes, &end) || s->offset < CKPT_SHARD_HEADER) {
+                st = lms_errorf(LMS_ERR_FORMAT, "'%s': a slice of tensor \"%s\" (start %llu, count %llu, offset %llu) "
+                                "lies outside the tensor's %llu elements or before the shard data: the checkpoint "
+                                "index is corrupt (resume from another checkpoint)", path, t->name,
+                                (unsigned long long)s->start, (unsigned long long)s->count,
+                                (unsigned long long)s->offset, (unsigned long long)numel);
+                goto fail;
+            }
+        }
+        /* the slices must tile [0, numel) exactly, each element once */
+        qsort(t->slices, (size_t)t->nslices, sizeof *t->slices, cmp_start);
+        uint64_t next = 0;
+        for (int i = 0; i < t->nslices; i++) {
+            if (t->slices[i].start != next) {
+                st = lms_errorf(LMS_ERR_FORMAT, "'%s': the slices of tensor \"%s\" do not cover it exactly (%s at "
+                                "element %llu): the checkpoint index is corrupt (resume from another checkpoint)",
+                                path, t->name, t->slices[i].start < next ? "overlap" : "gap",
+                                (unsigned long long)next);
+                goto fail;
+            }
+            next += t->slices[i].count; /* <= numel: checked above */
+        }
+        if (next != numel) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" is missing elements %llu..%llu: the checkpoint "
+                            "index is corrupt (resume from another checkpoint)", path, t->name,
+                            (unsigned long long)next, (unsigned long long)numel);
+            goto fail;
         }
     }
 fail:
@@ -158,15 +216,16 @@ lms_status lms_ckpt_open(lms_ckpt *ck, const char *dir) {
     }
     LMS_TRY(ckpt_read_json(path, &root));
     char fmt[64];
-    double ver = 0;
+    int64_t ver = 0;
     if (!str(root, "format", fmt, sizeof fmt) || strcmp(fmt, "lmscale-checkpoint")) {
         st = lms_errorf(LMS_ERR_FORMAT, "'%s' is not an lmscale checkpoint index (its \"format\" is not "
                         "\"lmscale-checkpoint\")", path);
         goto fail;
     }
-    if (!num(root, "version", &ver) || ver != LMS_CKPT_VERSION) {
-        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is checkpoint version %g; this lmscale reads version %d "
-                        "(use the lmscale that wrote it)", path, ver, LMS_CKPT_VERSION);
+    if (!lms_json_get_int(root, "version", 0, IMAX, &ver) || ver != LMS_CKPT_VERSION) {
+        st = lms_errorf(LMS_ERR_FORMAT, "'%s' is checkpoint version %s%lld; this lmscale reads version %d "
+                        "(use the lmscale that wrote it)", path, ver ? "" : "(missing or not an integer) ",
+                        (long long)ver, LMS_CKPT_VERSION);
         goto fail;
     }
     ck->version = (int)ver;
@@ -200,12 +259,14 @@ const lms_ckpt_tensor *lms_ckpt_find_tensor(const lms_ckpt *ck, const char *name
 static lms_status read_slice(const lms_ckpt *ck, const lms_ckpt_tensor *t, const lms_ckpt_slice *s, float *dst) {
     char *p = ckpt_join(ck->dir, s->file);
     if (!p) return lms_errorf(LMS_ERR_OOM, "out of memory");
-    lms_status st = LMS_OK;
-    FILE *f = fopen(p, "rb");
+    FILE *f = NULL;
+    lms_status st = lms_fopen_regular(p, &f);
     unsigned char h[CKPT_SHARD_HEADER];
-    if (!f) {
-        st = lms_errorf(LMS_ERR_IO, "checkpoint '%s': cannot open shard '%s' (tensor %s): %s: the checkpoint "
-                        "is incomplete (resume from another one)", ck->dir, p, t->name, strerror(errno));
+    struct stat sb;
+    uint64_t bytes = s->count * sizeof(float), end = s->offset + bytes; /* no overflow: checked at open */
+    if (st != LMS_OK) {
+        lms_error_context(st, "checkpoint '%s': shard of tensor %s: the checkpoint is incomplete (resume from "
+                          "another one)", ck->dir, t->name);
         goto done;
     }
     if (fread(h, 1, sizeof h, f) != sizeof h || memcmp(h, CKPT_SHARD_MAGIC, 4) != 0) {
@@ -220,13 +281,14 @@ static lms_status read_slice(const lms_ckpt *ck, const lms_ckpt_tensor *t, const
                         LMS_CKPT_VERSION);
         goto done;
     }
-    if (fseeko(f, (off_t)s->offset, SEEK_SET) != 0 || fread(dst, sizeof(float), s->count, f) != s->count) {
+    if (fstat(fileno(f), &sb) != 0 || (uint64_t)sb.st_size < end || fseeko(f, (off_t)s->offset, SEEK_SET) != 0 ||
+        fread(dst, sizeof(float), s->count, f) != s->count) {
         st = lms_errorf(LMS_ERR_FORMAT, "checkpoint shard '%s' is truncated: tensor %s needs bytes %llu..%llu "
                         "(the save was cut short; resume from another checkpoint)", p, t->name,
-                        (unsigned long long)s->offset, (unsigned long long)(s->offset + s->count * 4));
+                        (unsigned long long)s->offset, (unsigned long long)end);
         goto done;
     }
-    if (lms_crc32(0, dst, s->count * sizeof(float)) != s->crc32)
+    if (lms_crc32(0, dst, bytes) != s->crc32)
         st = lms_errorf(LMS_ERR_FORMAT, "checksum mismatch in tensor %s (elements %llu..%llu) of '%s': the "
                         "checkpoint is corrupt (resume from another checkpoint)", t->name,
                         (unsigned long long)s->start, (unsigned long long)(s->start + s->count), p);
@@ -236,49 +298,55 @@ done:
     return st;
 }
 
-static int cmp_start(const void *a, const void *b) {
-    const lms_ckpt_slice *x = *(const lms_ckpt_slice *const *)a, *y = *(const lms_ckpt_slice *const *)b;
-    return x->start < y->start ? -1 : x->start > y->start;
-}
-
 lms_status lms_ckpt_read_tensor(const lms_ckpt *ck, const char *name, float *dst, uint64_t numel) {
     const lms_ckpt_tensor *t = lms_ckpt_find_tensor(ck, name);
     if (!t)
         return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s' has no tensor %s (it was written for another "
                           "model; check --resume)", ck->dir, name);
-    uint64_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= (uint64_t)t->shape[d];
-    if (n != numel)
+    uint64_t n = 0;
+    if (!shape_numel(t, &n) || n != numel)
         return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': tensor %s has %llu elements, the model expects "
                           "%llu", ck->dir, name, (unsigned long long)n, (unsigned long long)numel);
-    const lms_ckpt_slice **order = malloc(sizeof *order * (size_t)(t->nslices ? t->nslices : 1));
-    if (!order) return lms_errorf(LMS_ERR_OOM, "out of memory");
-    for (int i = 0; i < t->nslices; i++) order[i] = &t->slices[i];
-    qsort(order, (size_t)t->nslices, sizeof *order, cmp_start);
-    lms_status st = LMS_OK;
-    uint64_t next = 0; /* slices must tile [0, numel) exactly */
-    for (int i = 0; i < t->nslices && st == LMS_OK; i++) {
-        if (order[i]->start != next || order[i]->start + order[i]->count > numel) {
-            st = lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': the slices of tensor %s do not cover it exactly "
-                            "(gap or overlap at element %llu): the index is corrupt", ck->dir, name,
-                            (unsigned long long)next);
-            break;
-        }
-        st = read_slice(ck, t, order[i], dst + order[i]->start);
-        next += order[i]->count;
+    /* lms_ckpt_open sorted the slices and checked that they tile [0, numel)
+     * exactly; checked again here, overflow-safe, before any write to dst */
+    uint64_t next = 0, end;
+    for (int i = 0; i < t->nslices; i++) {
+        const lms_ckpt_slice *s = &t->slices[i];
+        if (s->start != next || lms_add_overflow(s->start, s->count, &end) || end > numel)
+            return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': the slices of tensor %s do not cover it exactly "
+                              "(gap or overlap at element %llu): the index is corrupt", ck->dir, name,
+                              (unsigned long long)next);
+        LMS_CHECK(read_slice(ck, t, s, dst + s->start));
+        next = end;
     }
-    if (st == LMS_OK && next != numel)
-        st = lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': tensor %s is missing elements %llu..%llu: the index "
-                        "is corrupt", ck->dir, name, (unsigned long long)next, (unsigned long long)numel);
-    free(order);
-    return st;
+    if (next != numel)
+        return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': tensor %s is missing elements %llu..%llu: the index "
+                          "is corrupt", ck->dir, name, (unsigned long long)next, (unsigned long long)numel);
+    return LMS_OK;
 }
 
 lms_status lms_ckpt_verify(const lms_ckpt *ck) {
     for (int i = 0; i < ck->ntensors; i++) {
         const lms_ckpt_tensor *t = &ck->tensors[i];
-        uint64_t n = 1;
-        for (int d = 0; d < t->ndim; d++) n *= (uint64_t)t->shape[d];
+        uint64_t n;
+        if (!shape_numel(t, &n) || n > SIZE_MAX / sizeof(float))
+            return lms_errorf(LMS_ERR_FORMAT, "checkpoint '%s': tensor %s is too large", ck->dir, t->name);
+        /* before allocating n floats: the shards must hold that much */
+        for (int k = 0; k < t->nslices; k++) {
+            const lms_ckpt_slice *s = &t->slices[k];
+            char *p = ckpt_join(ck->dir, s->file);
+            struct stat sb;
+            int ok = p && stat(p, &sb) == 0;
+            if (ok && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size < s->offset + s->count * sizeof(float)) {
+                lms_status e = lms_errorf(LMS_ERR_FORMAT, "checkpoint shard '%s' is truncated: tensor %s needs "
+                                          "bytes %llu..%llu (the save was cut short; resume from another "
+                                          "checkpoint)", p, t->name, (unsigned long long)s->offset,
+                                          (unsigned long long)(s->offset + s->count * sizeof(float)));
+                free(p);
+                return e;
+            }
+            free(p);
+        }
         float *buf = malloc(sizeof(float) * (n ? n : 1));
         if (!buf) return lms_errorf(LMS_ERR_OOM, "out of memory verifying '%s'", ck->dir);
         lms_status st = lms_ckpt_read_tensor(ck, t->name, buf, n);

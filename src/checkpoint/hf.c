@@ -35,16 +35,14 @@ static lms_status hf_entries(const lms_gpt_config *cfg, hf_entry **out, int *n, 
         free(*views);
         return lms_errorf(LMS_ERR_OOM, "out of memory");
     }
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < nv; i++) { /* from the tensor table: HF name, Conv1D transpose, unpadded rows */
         const lms_tensor_view *v = &(*views)[i];
-        int is_embed = !strcmp(v->name, "wte") || !strcmp(v->name, "wpe");
-        snprintf(e[i].hf, sizeof e[i].hf, "%s%s", v->name, is_embed ? ".weight" : "");
+        lms_gpt_hf_name(v, e[i].hf, sizeof e[i].hf);
         e[i].view = i;
         e[i].ndim = v->ndim;
-        e[i].transpose = v->ndim == 2 && !is_embed;
-        e[i].shape[0] = e[i].transpose ? v->shape[1] : v->shape[0];
+        e[i].transpose = v->spec->hf_transpose;
+        e[i].shape[0] = e[i].transpose ? v->shape[1] : v->valid_rows;
         e[i].shape[1] = e[i].transpose ? v->shape[0] : v->shape[1];
-        if (!strcmp(v->name, "wte")) e[i].shape[0] = cfg->V;
     }
     for (int i = 1; i < nv; i++) /* insertion sort by name */
         for (int j = i; j > 0 && strcmp(e[j].hf, e[j - 1].hf) < 0; j--) {
@@ -171,12 +169,13 @@ lms_status lms_hf_read_config(const char *dir, lms_gpt_config *cfg) {
     for (int k = 0; k < 5; k++) {
         const lms_json *x = lms_json_get(j, keys[k]);
         if (!x && k == 3) x = lms_json_get(j, "n_ctx");
-        if (!x || x->type != LMS_JSON_NUMBER || x->number < 1 || x->number > 1e9) {
+        int64_t iv;
+        if (!lms_json_int(x, 1, 1000000000, &iv)) {
             st = lms_errorf(LMS_ERR_FORMAT, "'%s': \"%s\" is missing or not a positive integer (a GPT-2 "
                             "config.json needs n_layer, n_head, n_embd, n_positions, vocab_size)", path, keys[k]);
             goto done;
         }
-        v[k] = (int)x->number;
+        v[k] = (int)iv;
     }
     const lms_json *mt = lms_json_get(j, "model_type");
     if (mt && (mt->type != LMS_JSON_STRING || strcmp(mt->str, "gpt2"))) {
@@ -195,7 +194,8 @@ lms_status lms_hf_read_config(const char *dir, lms_gpt_config *cfg) {
         goto done;
     }
     const lms_json *ni = lms_json_get(j, "n_inner");
-    if (ni && ni->type == LMS_JSON_NUMBER && (int)ni->number != 4 * v[2]) {
+    int64_t inner;
+    if (ni && ni->type != LMS_JSON_NULL && !(lms_json_int(ni, 0, INT64_MAX, &inner) && inner == 4 * (int64_t)v[2])) {
         st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': n_inner must be null or 4·n_embd", path);
         goto done;
     }
@@ -213,6 +213,81 @@ done:
     return st;
 }
 
+/* bytes per element of a safetensors dtype; 0 when unknown */
+static uint64_t dtype_bytes(const char *d) {
+    static const struct {
+        const char *name;
+        unsigned bytes;
+    } T[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1},
+             {"U64", 8}, {"U32", 4}, {"U16", 2}, {"U8", 1}, {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+    for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
+        if (!strcmp(d, T[i].name)) return T[i].bytes;
+    return 0;
+}
+
+typedef struct {
+    uint64_t b, e;
+    const char *name;
+} byte_range;
+
+static int cmp_range(const void *a, const void *b) {
+    const byte_range *x = a, *y = b;
+    return x->b < y->b ? -1 : x->b > y->b;
+}
+
+/* Every entry of a safetensors header (but __metadata__) is an object with a
+ * string dtype, an integer shape and data_offsets [b, e] (an array of two
+ * integers, b <= e <= data_len, e - b = numel * dtype size when the dtype is
+ * known); no two tensors share a byte. Duplicate names were refused by the
+ * JSON parser. */
+static lms_status check_header(const lms_json *h, const char *path, uint64_t data_len) {
+    if (h->type != LMS_JSON_OBJECT)
+        return lms_errorf(LMS_ERR_FORMAT, "'%s': the safetensors header is not a JSON object: the file is corrupt",
+                          path);
+    byte_range *r = calloc(h->count ? h->count : 1, sizeof *r);
+    if (!r) return lms_errorf(LMS_ERR_OOM, "out of memory");
+    size_t n = 0;
+    lms_status st = LMS_OK;
+    for (const lms_json *t = h->child; t && st == LMS_OK; t = t->next) {
+        if (!strcmp(t->key, "__metadata__")) continue;
+        const lms_json *dt = lms_json_get(t, "dtype"), *sh = lms_json_get(t, "shape"),
+                       *of = lms_json_get(t, "data_offsets");
+        int64_t b0 = 0, b1 = 0, d;
+        uint64_t numel = 1, bytes;
+        int ok = dt && dt->type == LMS_JSON_STRING && sh && sh->type == LMS_JSON_ARRAY && of &&
+                 of->type == LMS_JSON_ARRAY && of->count == 2 && lms_json_int(lms_json_at(of, 0), 0, INT64_MAX, &b0) &&
+                 lms_json_int(lms_json_at(of, 1), 0, INT64_MAX, &b1) && b0 <= b1 && (uint64_t)b1 <= data_len;
+        for (const lms_json *x = ok ? sh->child : NULL; x && ok; x = x->next)
+            ok = lms_json_int(x, 0, INT64_MAX, &d) && !lms_mul_overflow(numel, (uint64_t)d, &numel);
+        if (!ok) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%.*s\" needs \"dtype\" (a string), \"shape\" (an array "
+                            "of integers) and \"data_offsets\" (an array [begin, end] of integers within the %llu "
+                            "data bytes): the file is corrupt or truncated", path, (int)(t->key_len < 80 ? t->key_len : 80),
+                            t->key, (unsigned long long)data_len);
+            break;
+        }
+        uint64_t size = dtype_bytes(dt->str);
+        if (size && (lms_mul_overflow(numel, size, &bytes) || bytes != (uint64_t)(b1 - b0))) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%.*s\" has data_offsets [%lld, %lld] (%lld bytes), but "
+                            "its shape and dtype %s need %llu%s bytes: the file is corrupt", path,
+                            (int)(t->key_len < 80 ? t->key_len : 80), t->key, (long long)b0, (long long)b1,
+                            (long long)(b1 - b0), dt->str, (unsigned long long)(lms_mul_overflow(numel, size, &bytes) ? 0 : bytes),
+                            lms_mul_overflow(numel, size, &bytes) ? " (overflowing)" : "");
+            break;
+        }
+        r[n++] = (byte_range){(uint64_t)b0, (uint64_t)b1, t->key};
+    }
+    qsort(r, n, sizeof *r, cmp_range);
+    for (size_t i = 1; i < n && st == LMS_OK; i++)
+        if (r[i].b < r[i - 1].e)
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensors \"%s\" and \"%s\" overlap (bytes %llu..%llu and "
+                            "%llu..%llu): the file is corrupt", path, r[i - 1].name, r[i].name,
+                            (unsigned long long)r[i - 1].b, (unsigned long long)r[i - 1].e, (unsigned long long)r[i].b,
+                            (unsigned long long)r[i].e);
+    free(r);
+    return st;
+}
+
 lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float *params) {
     char *path = ckpt_join(dir, "model.safetensors");
     if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
@@ -223,10 +298,30 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
     char *hdr = NULL;
     float *tmp = NULL;
     int n = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        st = lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (--init needs a directory with config.json and "
-                        "model.safetensors, e.g. from 'lmscale export --hf')", path, strerror(errno));
+    FILE *f = NULL;
+    struct stat ls;
+    if (stat(path, &ls) == 0) { /* there: open it only if it is a regular file (never blocks) */
+        st = lms_fopen_regular(path, &f);
+        if (st != LMS_OK) goto fail;
+    } else {
+        int err = errno;
+        char *pt = ckpt_join(dir, "pytorch_model.bin"), *ix = ckpt_join(dir, "model.safetensors.index.json");
+        struct stat ps;
+        if (pt && stat(pt, &ps) == 0)
+            st = lms_errorf(LMS_ERR_IO, "'%s' has pytorch_model.bin but no model.safetensors; lmscale reads only "
+                            "safetensors (a pickle is not safe to load). Convert it once with: python3 -c "
+                            "\"from transformers import GPT2LMHeadModel as M; M.from_pretrained('%s')."
+                            "save_pretrained('%s', safe_serialization=True)\"", dir, dir, dir);
+        else if (ix && stat(ix, &ps) == 0)
+            st = lms_errorf(LMS_ERR_IO, "'%s' holds a sharded model (model.safetensors.index.json), which lmscale "
+                            "does not read: save it as one file with: python3 -c \"from transformers "
+                            "import GPT2LMHeadModel as M; M.from_pretrained('%s').save_pretrained('%s', "
+                            "max_shard_size='1000GB')\"", dir, dir, dir);
+        else
+            st = lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (--init needs a directory with config.json and "
+                            "model.safetensors, e.g. from 'lmscale export --hf')", path, strerror(err));
+        free(pt);
+        free(ix);
         goto fail;
     }
     struct stat sb;
@@ -244,6 +339,7 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
     }
     LMS_TRY(lms_json_parse(hdr, hlen, path, &h));
     uint64_t data_start = 8 + hlen, data_len = (uint64_t)sb.st_size - data_start;
+    LMS_TRY(check_header(h, path, data_len));
     LMS_TRY(hf_entries(cfg, &e, &n, &views));
     LMS_TRY(alloc_largest(e, n, &tmp));
     for (int i = 0; i < n; i++) {
@@ -257,7 +353,7 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
             goto fail;
         }
         const lms_json *dt = lms_json_get(t, "dtype"), *sh = lms_json_get(t, "shape"),
-                       *of = lms_json_get(t, "data_offsets");
+                       *of = lms_json_get(t, "data_offsets"); /* checked by check_header */
         if (!dt || dt->type != LMS_JSON_STRING || strcmp(dt->str, "F32")) {
             st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': tensor \"%s\" has dtype %s; lmscale loads F32 only "
                             "(convert the weights to float32)", path, e[i].hf,
@@ -266,8 +362,8 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
         }
         int shape_ok = sh && sh->type == LMS_JSON_ARRAY && (int)sh->count == e[i].ndim;
         for (int d = 0; shape_ok && d < e[i].ndim; d++) {
-            const lms_json *x = lms_json_at(sh, (size_t)d);
-            shape_ok = x->type == LMS_JSON_NUMBER && (int64_t)x->number == e[i].shape[d];
+            int64_t x;
+            shape_ok = lms_json_int(lms_json_at(sh, (size_t)d), 0, INT64_MAX, &x) && x == e[i].shape[d];
         }
         if (!shape_ok) {
             char got[64] = "?";
@@ -289,14 +385,15 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
             goto fail;
         }
         size_t ne = entry_numel(&e[i]);
-        const lms_json *b0 = of ? lms_json_at(of, 0) : NULL, *b1 = of ? lms_json_at(of, 1) : NULL;
-        if (!b0 || !b1 || b0->type != LMS_JSON_NUMBER || b1->type != LMS_JSON_NUMBER || b0->number < 0 ||
-            b1->number - b0->number != (double)(ne * sizeof(float)) || b1->number > (double)data_len) {
-            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" has invalid data_offsets (outside the file or "
-                            "not %zu bytes): the file is corrupt or truncated", path, e[i].hf, ne * sizeof(float));
+        int64_t b0, b1;
+        lms_json_int(lms_json_at(of, 0), 0, INT64_MAX, &b0);
+        lms_json_int(lms_json_at(of, 1), 0, INT64_MAX, &b1);
+        if ((uint64_t)(b1 - b0) != ne * sizeof(float)) {
+            st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" has data_offsets [%lld, %lld], not %zu bytes: "
+                            "the file is corrupt", path, e[i].hf, (long long)b0, (long long)b1, ne * sizeof(float));
             goto fail;
         }
-        if (fseeko(f, (off_t)(data_start + (uint64_t)b0->number), SEEK_SET) != 0 ||
+        if (fseeko(f, (off_t)(data_start + (uint64_t)b0), SEEK_SET) != 0 ||
             fread(tmp, sizeof(float), ne, f) != ne) {
             st = lms_errorf(LMS_ERR_IO, "cannot read tensor \"%s\" of '%s'", e[i].hf, path);
             goto fail;

@@ -26,6 +26,32 @@ static int edit_distance(const char *a, const char *b) {
     return d[la][lb];
 }
 
+/* The known flag an unknown one most likely meant: the smallest edit
+ * distance, where a name that holds the unknown one whole ("layers" in
+ * "num-layers") or is held by it counts as distance 1; NULL when nothing is
+ * close (distance above a third of the longer name, at least 2). Underscores
+ * count as dashes (--num_layers, as Megatron's Python spells them). */
+static const char *closest_flag(const cli_spec *spec, const char *flag) {
+    char f[64];
+    snprintf(f, sizeof f, "%s", flag);
+    for (char *c = f; *c; c++)
+        if (*c == '_') *c = '-';
+    const char *best = NULL;
+    int bd = 99;
+    for (int k = 0; k < spec->nopts; k++) {
+        const char *n = spec->opts[k].name;
+        int d = edit_distance(f, n);
+        size_t lf = strlen(f), ln = strlen(n), lmax = lf > ln ? lf : ln;
+        if (d > 0 && lf >= 3 && ln >= 3 && (strstr(n, f) || strstr(f, n))) d = 1;
+        int limit = (int)lmax / 3 > 2 ? (int)lmax / 3 : 2;
+        if (d <= limit && d < bd) {
+            bd = d;
+            best = n;
+        }
+    }
+    return best;
+}
+
 static lms_status set_value(const cli_spec *spec, const cli_opt *o, const char *v) {
     char *end = NULL;
     errno = 0;
@@ -82,16 +108,8 @@ lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help) {
         if (!o) {
             char flag[64];
             snprintf(flag, sizeof flag, "%.*s", (int)(nlen < 60 ? nlen : 60), name);
-            const char *best = NULL;
-            int bd = 99;
-            for (int k = 0; k < spec->nopts; k++) {
-                int d = edit_distance(flag, spec->opts[k].name);
-                if (d < bd) {
-                    bd = d;
-                    best = spec->opts[k].name;
-                }
-            }
-            if (best && bd <= 3)
+            const char *best = closest_flag(spec, flag);
+            if (best)
                 return lms_errorf(LMS_ERR_INVALID_ARG, "unknown flag '--%s' for 'lmscale %s' (did you "
                                   "mean '--%s'? see 'lmscale %s --help')", flag, spec->cmd, best, spec->cmd);
             return lms_errorf(LMS_ERR_INVALID_ARG, "unknown flag '--%s' for 'lmscale %s' (see 'lmscale %s "
@@ -116,6 +134,33 @@ lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help) {
     return LMS_OK;
 }
 
+/* The presets' sizes, from the model module's own table. */
+static void print_presets(FILE *out) {
+    fprintf(out, "\nmodel presets (--model NAME; the size flags override single dimensions):\n");
+    char names[512];
+    snprintf(names, sizeof names, "%s", lms_gpt_preset_names()); /* "a (alias), b, c" */
+    for (char *s = names, *e; s && *s; s = e) {
+        e = strstr(s, ", ");
+        if (e) {
+            *e = 0;
+            e += 2;
+        }
+        char name[64], alias[64] = "";
+        if (sscanf(s, "%63s (%63[^)])", name, alias) < 1) continue;
+        lms_gpt_config c;
+        lms_tensor_view *v;
+        int nv;
+        size_t np = 0;
+        if (lms_gpt_preset(&c, name) != LMS_OK || lms_gpt_layout(&c, &v, &nv, &np) != LMS_OK) continue;
+        free(v);
+        char label[140];
+        snprintf(label, sizeof label, "%s%s%s%s", name, *alias ? " (" : "", alias, *alias ? ")" : "");
+        fprintf(out, "  %-24s L=%-2d H=%-2d C=%-4d T=%-4d V=%-5d %8.2fM parameters\n", label, c.L, c.NH, c.C,
+                c.maxT, c.V, (double)np / 1e6);
+    }
+    fprintf(out, "  (V=257 is the byte vocabulary; give --vocab-size 50257 for GPT-2 token data)\n");
+}
+
 void cli_print_help(const cli_spec *spec, FILE *out) {
     fprintf(out, "%s\n\nusage: %s\n\nflags:\n", spec->summary, spec->usage);
     for (int k = 0; k < spec->nopts; k++) {
@@ -136,6 +181,8 @@ void cli_print_help(const cli_spec *spec, FILE *out) {
     }
     fprintf(out, "  %-28s %s\n", "--help", "show this help");
     if (spec->epilog) fprintf(out, "\n%s\n", spec->epilog);
+    for (int k = 0; k < spec->nopts; k++)
+        if (strcmp(spec->opts[k].name, "model") == 0) print_presets(out);
 }
 
 int cli_launch_rank(void) {

@@ -42,7 +42,7 @@ typedef struct {
 } cli_model_opts;
 #define CLI_MODEL_OPTS_DEFAULT {"nano", -1, -1, -1, -1, -1}
 #define CLI_MODEL_FLAGS(mo)                                                                      \
-    {"model", CLI_STR, &(mo).preset, "NAME", "model preset (see lmscale train --help)"},         \
+    {"model", CLI_STR, &(mo).preset, "NAME", "model preset: nano, micro, mini, gpt2-124m, ... (sizes listed below)"},         \
     {"num-layers", CLI_INT, &(mo).L, "L", "transformer blocks (overrides the preset)"},          \
     {"num-heads", CLI_INT, &(mo).NH, "H", "attention heads; must divide the hidden size"},       \
     {"hidden-size", CLI_INT, &(mo).C, "C", "channels"},                                          \
@@ -172,7 +172,7 @@ lms_status cli_impl_parse(const char *s, lms_impl *out);
 
 /* The model from exactly one of --load FILE, --init DIR (Hugging Face) or
  * --resume DIR (checkpoint, or the newest valid one in DIR), inference only,
- * activations for (B, T) (0, 0: (1, maxT)). */
+ * activations for (B, T) (B <= 0: 1; T <= 0: the model's maxT). */
 lms_status cli_load_model(const char *load, const char *init, const char *resume, int B, int T, lms_gpt *m,
                           const lms_logger *lg);
 

@@ -38,6 +38,9 @@ typedef struct {
     lms_shard_writer w[2]; /* train, val */
     int open[2];
     float val_fraction;
+    int count_only;    /* first pass of a token split: count ids, write nothing */
+    uint64_t counted;  /* ids counted by that pass */
+    uint64_t split_at; /* token split: ids from here on go to val.bin (UINT64_MAX: split by document) */
     uint64_t key, doc, docs[2], bytes;
     int progress;
     double t0;
@@ -45,7 +48,22 @@ typedef struct {
 
 /* Split of document d: val when its hash falls under the fraction. */
 static int split_of(const prep *p) {
-    return p->val_fraction > 0 && lms_rng_uniform(p->key, p->doc) < p->val_fraction;
+    return p->split_at == UINT64_MAX && p->val_fraction > 0 && lms_rng_uniform(p->key, p->doc) < p->val_fraction;
+}
+
+/* Appends ids to split s; under a token split, the ids from split_at on go
+ * to val.bin; in a counting pass, nothing is written. */
+static lms_status append(prep *p, int s, const int32_t *ids, size_t n) {
+    if (p->count_only) {
+        p->counted += n;
+        return LMS_OK;
+    }
+    if (s == 0 && p->split_at != UINT64_MAX && p->w[0].n + n > p->split_at) {
+        size_t k = p->w[0].n >= p->split_at ? 0 : (size_t)(p->split_at - p->w[0].n);
+        if (k) LMS_CHECK(lms_shard_writer_append(&p->w[0], ids, k));
+        return lms_shard_writer_append(&p->w[1], ids + k, n - k);
+    }
+    return lms_shard_writer_append(&p->w[s], ids, n);
 }
 
 /* Encodes the queue in parallel, then appends every piece in order. */
@@ -62,8 +80,7 @@ static lms_status flush(prep *p) {
         if (st == LMS_OK) st = q->st;
         if (st == LMS_OK) {
             int32_t eot = p->tok->eot;
-            st = q->eot ? lms_shard_writer_append(&p->w[q->s], &eot, 1)
-                        : lms_shard_writer_append(&p->w[q->s], q->ids, q->nids);
+            st = q->eot ? append(p, q->s, &eot, 1) : append(p, q->s, q->ids, q->nids);
         }
         p->bytes += q->n;
         free(q->text);
@@ -221,7 +238,7 @@ static int cmd_prepare(int argc, char **argv) {
         {"vocab", CLI_STR, &vocab, "FILE", "GPT-2 vocab.json (with --merges; default: the byte tokenizer)"},
         {"merges", CLI_STR, &merges, "FILE", "GPT-2 merges.txt"},
         {"output-dir", CLI_STR, &outdir, "DIR", "where train.bin (and val.bin) are written (created if missing)"},
-        {"val-fraction", CLI_FLOAT, &val_fraction, "F", "fraction of documents for val.bin, chosen by seed (0 = none)"},
+        {"val-fraction", CLI_FLOAT, &val_fraction, "F", "fraction for val.bin (0 = none): of the documents, chosen by seed; of the tokens (the last ones) when the input is one text file"},
         {"seed", CLI_U64, &seed, "S", "seed of the train/val document split"},
     };
     cli_spec spec = {"data prepare", "lmscale data prepare: tokenize text or JSON Lines into lmscale token shards.",
@@ -255,6 +272,11 @@ static int cmd_prepare(int argc, char **argv) {
     }
     p.tok = &tok;
     p.val_fraction = val_fraction;
+    p.split_at = UINT64_MAX;
+    /* One text file is one document: split its tokens instead, the last
+     * fraction to val.bin (as nanoGPT's and llm.c's Shakespeare scripts do).
+     * A first pass counts them. */
+    const int by_tokens = val_fraction > 0 && ninputs == 1 && !field;
     p.key = lms_rng_key(seed, "data-prepare-split");
     p.progress = isatty(2);
     p.t0 = lms_now_s();
@@ -275,10 +297,37 @@ static int cmd_prepare(int argc, char **argv) {
         LMS_TRY(lms_shard_writer_open(&p.w[s], path[s], width));
         p.open[s] = 1;
     }
+    if (by_tokens) {
+        p.count_only = 1;
+        int progress = p.progress;
+        p.progress = 0;
+        LMS_TRY(text_file(&p, inputs[0]));
+        LMS_TRY(flush(&p));
+        uint64_t nval = (uint64_t)((double)val_fraction * (double)p.counted + 0.5);
+        if (nval == 0 || nval >= p.counted) {
+            st = lms_errorf(LMS_ERR_INVALID_ARG, "--val-fraction %g of the %llu tokens of '%s' leaves %s empty: "
+                            "change --val-fraction or give more text", val_fraction,
+                            (unsigned long long)p.counted, inputs[0], nval == 0 ? "val.bin" : "train.bin");
+            goto fail;
+        }
+        p.split_at = p.counted - nval;
+        p.count_only = 0;
+        p.progress = progress;
+        p.doc = p.docs[0] = p.docs[1] = p.bytes = 0;
+    }
     for (int i = 0; i < ninputs; i++)
         LMS_TRY(field ? jsonl_file(&p, inputs[i], field) : text_file(&p, inputs[i]));
     LMS_TRY(flush(&p));
     if (p.progress) fprintf(stderr, "\n");
+    if (by_tokens) {
+        for (int s = 0; s < 2; s++) {
+            p.open[s] = 0;
+            LMS_TRY(lms_shard_writer_commit(&p.w[s]));
+            printf("%s: %llu tokens (uint%d), the %s %.4g%% of '%s'\n", path[s], (unsigned long long)p.w[s].n,
+                   width * 8, s ? "last" : "first", 100.0 * (double)p.w[s].n / (double)p.counted, inputs[0]);
+        }
+        goto fail; /* done */
+    }
     if (p.docs[0] == 0 || (p.open[1] && p.docs[1] == 0)) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "%llu documents went to train.bin and %llu to val.bin: each split "
                         "needs at least one (give more documents or change --val-fraction / --seed)",

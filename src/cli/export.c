@@ -27,10 +27,8 @@ lms_status cli_load_model(const char *load, const char *init, const char *resume
         LMS_TRY(lms_ckpt_open(&ck, path));
         cfg = ck.state.cfg;
     }
-    if (B <= 0 || T <= 0) {
-        B = 1;
-        T = cfg.maxT;
-    }
+    if (B <= 0) B = 1;
+    if (T <= 0) T = cfg.maxT;
     if (T > cfg.maxT) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--seq-len %d is above the model's maximum %d (from '%s'): use "
                         "--seq-len %d or less", T, cfg.maxT, init ? init : path, cfg.maxT);

@@ -514,12 +514,9 @@ int cmd_train(int argc, char **argv) {
         {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
     };
-    char epilog[512];
-    snprintf(epilog, sizeof epilog, "model presets: %s\n(default nano; tiny presets use the byte "
-             "vocabulary, 257 ids)", lms_gpt_preset_names());
-    cli_spec spec = {"train", "lmscale train: train a GPT model on a text file (byte-level tokens).",
+    cli_spec spec = {"train", "lmscale train: train a GPT model on text (bytes or GPT-2 BPE) or token shards.",
                      "lmscale train --data FILE [--model NAME] [flags]", opts,
-                     (int)(sizeof opts / sizeof opts[0]), epilog};
+                     (int)(sizeof opts / sizeof opts[0]), "default model: nano"};
     int help;
     train_opts defaults = o;
     lms_status st = cli_parse(&spec, argc, argv, &help);

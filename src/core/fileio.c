@@ -9,17 +9,46 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+lms_status lms_fopen_regular(const char *path, FILE **out) {
+    *out = NULL;
+    /* O_NONBLOCK: opening a FIFO with no writer would otherwise wait forever */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (check the path and its permissions)", path,
+                          strerror(errno));
+    struct stat sb;
+    memset(&sb, 0, sizeof sb);
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lms_errorf(LMS_ERR_IO, "'%s' is not a regular file (%s): give the path of a file", path,
+                          S_ISDIR(sb.st_mode) ? "a directory" : S_ISFIFO(sb.st_mode) ? "a FIFO"
+                          : S_ISCHR(sb.st_mode) || S_ISBLK(sb.st_mode) ? "a device" : "not a plain file");
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fd);
+        return lms_errorf(LMS_ERR_IO, "cannot read '%s': %s", path, strerror(e));
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return lms_errorf(LMS_ERR_IO, "cannot open '%s': %s", path, strerror(e));
+    }
+    *out = f;
+    return LMS_OK;
+}
+
 lms_status lms_read_file(const char *path, unsigned char **data, size_t *size) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return lms_errorf(LMS_ERR_IO, "cannot open '%s': %s (check the path and its permissions)",
-                          path, strerror(errno));
+    FILE *f;
+    LMS_CHECK(lms_fopen_regular(path, &f));
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    if (fstat(fileno(f), &sb) != 0 || sb.st_size < 0 || (uint64_t)sb.st_size > SIZE_MAX - 1) {
         fclose(f);
-        return lms_errorf(LMS_ERR_IO, "'%s' is not a regular file (give the path of a file)", path);
+        return lms_errorf(LMS_ERR_IO, "cannot read '%s': its size is unknown or too large", path);
     }
     size_t n = (size_t)sb.st_size;
     unsigned char *buf = malloc(n ? n : 1);

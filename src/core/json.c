@@ -1,6 +1,7 @@
 /* A strict recursive-descent JSON reader and a string escaper. */
 #include "lmscale/json.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,12 @@ typedef struct {
     size_t n, i;
     int depth;
 } parser;
+
+static size_t line_of(const parser *p) {
+    size_t line = 1;
+    for (size_t k = 0; k < p->i && k < p->n; k++) line += p->s[k] == '\n';
+    return line;
+}
 
 static lms_status fail(parser *p, const char *expected) {
     size_t line = 1, col = 1;
@@ -143,6 +150,38 @@ static lms_status parse_string(parser *p, char **out, size_t *out_len) {
 
 static lms_status parse_value(parser *p, lms_json **out);
 
+static uint64_t key_hash(const char *s, size_t n) { /* FNV-1a */
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* A key given twice is an error (RFC 8259 leaves it open; taking either
+ * one silently lets a crafted file change what is read). Hash set of the
+ * members, linear probing. */
+static lms_status check_unique_keys(parser *p, const lms_json *obj) {
+    if (obj->count < 2) return LMS_OK;
+    size_t cap = 4;
+    while (cap < 2 * obj->count) cap *= 2;
+    const lms_json **slot = calloc(cap, sizeof *slot);
+    if (!slot) return lms_errorf(LMS_ERR_OOM, "%s: out of memory parsing JSON", p->what);
+    lms_status st = LMS_OK;
+    for (const lms_json *c = obj->child; c && st == LMS_OK; c = c->next) {
+        size_t h = (size_t)key_hash(c->key, c->key_len) & (cap - 1);
+        for (; slot[h]; h = (h + 1) & (cap - 1))
+            if (slot[h]->key_len == c->key_len && memcmp(slot[h]->key, c->key, c->key_len) == 0) {
+                p->i--; /* point at the object's closing brace */
+                st = lms_errorf(LMS_ERR_FORMAT, "%s: invalid JSON: the key \"%.*s\" appears twice in one "
+                                "object (the object ends at line %zu): keep one of them", p->what,
+                                (int)(c->key_len < 60 ? c->key_len : 60), c->key, line_of(p));
+                break;
+            }
+        slot[h] = c;
+    }
+    free(slot);
+    return st;
+}
+
 static lms_status parse_container(parser *p, lms_json *j, char close) {
     p->i++;
     lms_json **tail = &j->child;
@@ -183,7 +222,7 @@ static lms_status parse_container(parser *p, lms_json *j, char close) {
         }
         if (p->i < p->n && p->s[p->i] == close) {
             p->i++;
-            return LMS_OK;
+            return close == '}' ? check_unique_keys(p, j) : LMS_OK;
         }
         return fail(p, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
     }
@@ -238,12 +277,17 @@ static lms_status parse_value(parser *p, lms_json **out) {
             }
             while (k < p->n && p->s[k] >= '0' && p->s[k] <= '9') k++;
         }
-        char tmp[64];
-        size_t len = k - p->i < sizeof tmp - 1 ? k - p->i : sizeof tmp - 1;
-        memcpy(tmp, p->s + p->i, len);
-        tmp[len] = 0;
+        char tmp[64], *num = tmp;
+        size_t len = k - p->i;
+        if (len >= sizeof tmp && !(num = malloc(len + 1)))
+            return lms_errorf(LMS_ERR_OOM, "%s: out of memory parsing JSON", p->what);
+        memcpy(num, p->s + p->i, len);
+        num[len] = 0;
+        double v = strtod(num, NULL);
+        if (num != tmp) free(num);
+        if (!isfinite(v)) return fail(p, "a number within the range of a double (this one overflows)");
         j = node(LMS_JSON_NUMBER);
-        if (j) j->number = strtod(tmp, NULL);
+        if (j) j->number = v;
         p->i = k;
     } else {
         return fail(p, "expected a value (object, array, string, number, true, false or null)");
@@ -290,6 +334,30 @@ const lms_json *lms_json_get(const lms_json *j, const char *key) {
     for (const lms_json *c = j->child; c; c = c->next)
         if (c->key_len == n && memcmp(c->key, key, n) == 0) return c;
     return NULL;
+}
+
+int lms_json_int(const lms_json *j, int64_t lo, int64_t hi, int64_t *out) {
+    /* integers up to 2^53 are exact in a double; beyond, a value read is
+     * not necessarily the value written */
+    const double exact = 9007199254740992.0;
+    if (!j || j->type != LMS_JSON_NUMBER) return 0;
+    double v = j->number;
+    if (!(v >= -exact && v <= exact) || v != floor(v) || v < (double)lo || v > (double)hi) return 0;
+    int64_t x = (int64_t)v;
+    if (x < lo || x > hi) return 0;
+    *out = x;
+    return 1;
+}
+
+int lms_json_get_int(const lms_json *obj, const char *key, int64_t lo, int64_t hi, int64_t *out) {
+    return lms_json_int(lms_json_get(obj, key), lo, hi, out);
+}
+
+int lms_json_get_float(const lms_json *obj, const char *key, float *out) {
+    const lms_json *j = lms_json_get(obj, key);
+    if (!j || j->type != LMS_JSON_NUMBER || !(fabs(j->number) <= FLT_MAX)) return 0;
+    *out = (float)j->number;
+    return 1;
 }
 
 const lms_json *lms_json_at(const lms_json *j, size_t i) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define LMSTOK_MAGIC "LMSTOKEN"
 #define LMSTOK_HEADER 32
@@ -217,9 +218,13 @@ static lms_status open_megatron(const char *idx, const char *bin, lms_tokens *ou
             goto fail;
         }
     }
-    f = fopen(bin, "rb");
     uint64_t bsz;
-    if (!f || file_size(f, &bsz) != 0) {
+    st = lms_fopen_regular(bin, &f);
+    if (st != LMS_OK) {
+        lms_error_context(st, "the data file of Megatron index '%s' (both files are needed)", idx);
+        goto fail;
+    }
+    if (file_size(f, &bsz) != 0) {
         st = lms_errorf(LMS_ERR_IO, "cannot read '%s', the data file of Megatron index '%s' (both files are "
                         "needed)", bin, idx);
         goto fail;
@@ -239,9 +244,8 @@ fail:
 }
 
 static int exists(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (f) fclose(f);
-    return f != NULL;
+    struct stat sb;
+    return stat(path, &sb) == 0; /* never opened here: a FIFO would block */
 }
 
 static int ends_with(const char *s, const char *suf) {
@@ -255,8 +259,8 @@ static lms_status open_one(const char *path, const lms_tokenizer *tok, lms_token
     size_t len = strlen(path);
     if (len + 5 > sizeof idx) return lms_errorf(LMS_ERR_INVALID_ARG, "data path too long: '%s'", path);
     /* Megatron: PATH.idx, or PATH itself (.idx), or PATH.bin's sibling .idx */
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    FILE *f = NULL;
+    if (!exists(path)) {
         snprintf(idx, sizeof idx, "%s.idx", path);
         snprintf(bin, sizeof bin, "%s.bin", path);
         if (exists(idx)) return open_megatron(idx, bin, out, cap);
@@ -266,6 +270,7 @@ static lms_status open_one(const char *path, const lms_tokenizer *tok, lms_token
         if (rs == LMS_OK) free(d);
         return rs == LMS_OK ? lms_errorf(LMS_ERR_IO, "cannot open data file '%s'", path) : rs;
     }
+    LMS_CHECK(lms_fopen_regular(path, &f)); /* a FIFO or device is refused, without blocking */
     unsigned char h[8] = {0};
     size_t got = fread(h, 1, 8, f);
     uint64_t size;

@@ -63,3 +63,12 @@ lms_status lms_gpt_config_validate(lms_gpt_config *cfg) {
     cfg->Vp = lms_pad_vocab(cfg->V);
     return LMS_OK;
 }
+
+lms_status lms_gpt_config_tp(lms_gpt_config *cfg, int tp) {
+    if (tp < 1) return lms_errorf(LMS_ERR_INVALID_ARG, "tensor parallelism %d must be at least 1", tp);
+    if (cfg->NH % tp != 0)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "tensor parallelism %d does not divide the %d attention heads: "
+                          "choose a tp degree that divides --num-heads", tp, cfg->NH);
+    cfg->Vp = lms_pad_vocab_tp(cfg->V, tp);
+    return LMS_OK;
+}

@@ -49,9 +49,13 @@ lms_status lms_model_load(const char *path, lms_gpt *m, int B, int T, int with_g
      * weights are read straight into the model (no second copy). */
     lms_status st = LMS_OK;
     memset(m, 0, sizeof *m);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return lms_errorf(LMS_ERR_IO, "cannot open model file '%s': %s (check the path)", path, strerror(errno));
+    FILE *f = NULL;
+    st = lms_fopen_regular(path, &f); /* a FIFO or device is refused, without blocking */
+    if (st != LMS_OK) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", lms_last_error());
+        return lms_errorf(st, "cannot open model file '%s': %s", path, msg);
+    }
     struct stat sb;
     unsigned char h[HEADER_BYTES + 8];
     if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
