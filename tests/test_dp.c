@@ -32,21 +32,24 @@ static void run(lms_comm *w, int accum, size_t bucket_bytes) {
     lms_gpt ref;
     lms_gpt_init(&ref, &cfg, G, T, 1);
     lms_gpt_init_params(&ref, 5);
-    lms_gpt_zero_grad(&ref);
-    float ref_loss = lms_gpt_forward(&ref, &be, x, y, G, T);
+    lms_gpt_zero_grad(&ref, &be);
+    float ref_loss = 0;
+    CHECK(lms_gpt_forward(&ref, &be, x, y, G, T, &ref_loss) == LMS_OK, "forward");
     lms_gpt_backward(&ref, &be, 1.0f / (G * T));
 
     /* this rank's share, in `accum` micro-steps */
     lms_gpt m;
     lms_gpt_init(&m, &cfg, micro, T, 1);
     lms_gpt_init_params(&m, 5);
-    lms_gpt_zero_grad(&m);
+    lms_gpt_zero_grad(&m, &be);
     lms_dp_sync dp;
     CHECK(lms_dp_sync_init(&dp, w, m.grads, m.num_params, bucket_bytes) == LMS_OK, "dp init");
     double loss = 0;
     for (int k = 0; k < accum; k++) {
         int first = w->rank * local + k * micro;
-        loss += lms_gpt_forward(&m, &be, x + first * T, y + first * T, micro, T);
+        float l = 0;
+        CHECK(lms_gpt_forward(&m, &be, x + first * T, y + first * T, micro, T, &l) == LMS_OK, "forward");
+        loss += l;
         if (k == accum - 1) {
             lms_dp_sync_begin(&dp);
             lms_gpt_backward_ex(&m, &be, 1.0f / (G * T), lms_dp_sync_ready, &dp);

@@ -72,13 +72,14 @@ static void check_backend(const fixture *f, const char *name) {
     CHECK(m.num_params == (size_t)f->nparams, "parameter count %zu vs PyTorch %d", m.num_params, f->nparams);
     memcpy(m.params, f->params, m.num_params * 4);
 
-    float loss = lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T);
+    float loss = 0;
+    CHECK(lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, &loss) == LMS_OK, "forward");
     size_t nl = (size_t)f->B * f->T * f->Vp;
     double e = rel_err(m.a.logits, f->logits, nl, 1e-6);
     CHECK(e < 1e-4, "[%s] logits rel err %g", name, e);
     CHECK(fabs(loss - f->loss) / f->loss < 1e-4, "[%s] loss %.7f vs PyTorch %.7f", name, loss, f->loss);
-    lms_gpt_zero_grad(&m);
-    lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T));
+    lms_gpt_zero_grad(&m, &be);
+    CHECK(lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T)) == LMS_OK, "backward");
     double worst = 0;
     const char *worst_name = "";
     for (int i = 0; i < m.num_tensors; i++) {
@@ -105,10 +106,13 @@ static void check_backend(const fixture *f, const char *name) {
     lms_adamw opt;
     CHECK(lms_adamw_init(&opt, m.num_params, f->beta1, f->beta2, f->eps, f->wd) == LMS_OK, "adamw init");
     for (int s = 0; s < f->nsteps; s++) {
-        lms_gpt_zero_grad(&m);
-        float l = lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T);
-        lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T));
-        double norm = sqrt(be.i->sumsq(&be, m.grads, m.num_params));
+        lms_gpt_zero_grad(&m, &be);
+        float l = 0;
+        CHECK(lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, &l) == LMS_OK, "forward");
+        CHECK(lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T)) == LMS_OK, "backward");
+        double norm = 0;
+        be.i->sumsq(&be, m.grads, m.num_params, &norm);
+        norm = sqrt(norm);
         CHECK(fabs(l - f->losses[s]) / f->losses[s] < 1e-4, "[%s] step %d loss %.7f vs %.7f", name, s + 1, l,
               f->losses[s]);
         CHECK(fabs(norm - f->norms[s]) / f->norms[s] < 1e-4, "[%s] step %d grad norm %.7f vs %.7f", name,
@@ -380,8 +384,8 @@ static void check_determinism(const fixture *f) {
         lms_gpt_init_params(&m, 3);
         lms_adamw_init(&opt, m.num_params, 0.9f, 0.95f, 1e-8f, 0.1f);
         for (int s = 0; s < 3; s++) {
-            lms_gpt_zero_grad(&m);
-            lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T);
+            lms_gpt_zero_grad(&m, &be);
+            lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, NULL);
             lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T));
             lms_adamw_step(&opt, &be, m.params, m.grads, m.tensors, m.num_tensors, 1e-3f, 1.0f);
         }

@@ -21,9 +21,10 @@
 extern "C" {
 #endif
 
-typedef enum { LMS_DT_F32 = 0, LMS_DT_F64, LMS_DT_I32, LMS_DT_I64, LMS_DT_U8 } lms_dtype;
+/* Element types are core's lms_dtype (LMS_DT_*). bf16/fp16 travel as
+ * 16-bit words: gathers, broadcasts and point-to-point take them; the mpi
+ * reductions refuse them (LMS_ERR_UNSUPPORTED: reduce in fp32). */
 typedef enum { LMS_RED_SUM = 0, LMS_RED_MAX, LMS_RED_MIN } lms_reduce_op;
-size_t lms_dtype_size(lms_dtype t);
 
 typedef struct lms_comm lms_comm;
 typedef struct lms_comm_req lms_comm_req; /* a pending non-blocking operation */

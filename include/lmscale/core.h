@@ -50,6 +50,37 @@ const char *lms_status_str(lms_status s);
     } while (0)
 void lms_assert_fail(const char *expr, const char *file, int line);
 
+/* ---- element types ----
+ * The dtypes of tensors, buffers and messages. bf16 and fp16 are storage
+ * types: lms_fp32_to_bf16 / lms_fp32_to_fp16 round to nearest, ties to even
+ * (as PyTorch's .to(torch.bfloat16) / .half()); NaN stays NaN. */
+typedef enum {
+    LMS_DT_F32 = 0,
+    LMS_DT_F64,
+    LMS_DT_I32,
+    LMS_DT_I64,
+    LMS_DT_U8,
+    LMS_DT_BF16,
+    LMS_DT_F16,
+    LMS_DT_COUNT
+} lms_dtype;
+/* Bytes per element; 0 for an unknown value. */
+size_t lms_dtype_size(lms_dtype t);
+/* "fp32", "fp64", "int32", "int64", "uint8", "bf16", "fp16"; "?" if unknown. */
+const char *lms_dtype_name(lms_dtype t);
+/* A set of dtypes as a bit mask (what an op accepts). */
+#define LMS_DTM(t) (1u << (t))
+
+uint16_t lms_fp32_to_bf16(float x);
+float lms_bf16_to_fp32(uint16_t h);
+uint16_t lms_fp32_to_fp16(float x);
+float lms_fp16_to_fp32(uint16_t h);
+/* n elements at a time (dst and src must not overlap). */
+void lms_fp32_to_bf16_n(uint16_t *dst, const float *src, size_t n);
+void lms_bf16_to_fp32_n(float *dst, const uint16_t *src, size_t n);
+void lms_fp32_to_fp16_n(uint16_t *dst, const float *src, size_t n);
+void lms_fp16_to_fp32_n(float *dst, const uint16_t *src, size_t n);
+
 /* ---- error messages ---- */
 
 /* The error message of the most recent failure, kept per thread of control
@@ -106,7 +137,8 @@ void lms_free(void *p);
  * communicator), OMPI_COMM_WORLD_RANK (to know the rank before MPI starts),
  * LMS_TEST_CRASH_IN_SAVE (test hook, docs/checkpoints.md),
  * LMSCALE_COMM_TIMEOUT (the collective watchdog) and LMSCALE_FAULT (fault
- * injection, a test hook); see docs/parallelism.md. */
+ * injection, a test hook); see docs/parallelism.md; LMSCALE_PROGRESS
+ * (seconds between plain progress lines, 0 = none; docs/observability.md). */
 const char *lms_env(const char *name);
 
 /* ---- time ---- */

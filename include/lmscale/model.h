@@ -184,10 +184,12 @@ void lms_gpt_bind_unit(lms_gpt *m, int unit, float *pbase, float *gbase);
  * use's gradient contribution is complete. A unit may be used more than
  * once per pass (the tied embedding: encoder and LM head). */
 enum { LMS_USE_FORWARD = 0, LMS_USE_BACKWARD = 1, LMS_USE_GRAD_ONLY = 2 /* backward, no parameters read */ };
+/* A failure (a collective that did not start or finish) stops the pass at
+ * once: forward/backward return the hook's status. */
 typedef struct lms_gpt_hooks {
     void *ctx;
-    void (*acquire)(void *ctx, lms_gpt *m, int unit, int use);
-    void (*release)(void *ctx, lms_gpt *m, int unit, int use);
+    lms_status (*acquire)(void *ctx, lms_gpt *m, int unit, int use);
+    lms_status (*release)(void *ctx, lms_gpt *m, int unit, int use);
 } lms_gpt_hooks;
 
 /* Allocates parameters (zeroed; call lms_gpt_init_params), gradients when
@@ -224,24 +226,28 @@ void lms_gpt_init_params_range(const lms_tensor_view *views, int nviews, uint64_
  * in s's local shape (row-major). */
 void lms_gpt_init_tp_shard(const lms_tensor_view *t, const lms_tp_shard *s, uint64_t seed, float *dst);
 
-/* Forward over tokens (B,T) (B <= cap_B, T <= cap_T). With targets, returns
- * the mean cross-entropy over the B·T positions; without, returns 0 and only
- * the logits are computed (a.logits, (B,T,Vp)). */
-float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const int32_t *targets,
-                      int B, int T);
+/* Forward over tokens (B,T) (B <= cap_B, T <= cap_T). With targets, *loss
+ * (when loss is not NULL) is the mean cross-entropy over the B·T positions;
+ * without, *loss is 0 and only the logits are computed (a.logits, (B,T,Vp)).
+ * A failing op or hook is returned at once (LMS_ERR_UNSUPPORTED before any
+ * compute when the backend lacks an op for fp32). */
+lms_status lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const int32_t *targets,
+                           int B, int T, float *loss);
 /* Backward of the last forward (which had targets). Accumulates into grads:
  * d(loss_i)/d(params) · dloss summed over positions i, so dloss = 1/(B·T·k)
  * gives the gradient of the mean over k accumulated micro-batches. */
-void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss);
-void lms_gpt_zero_grad(lms_gpt *m);
+lms_status lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss);
+/* grads = 0 through the backend (no-op without a gradient buffer). */
+lms_status lms_gpt_zero_grad(lms_gpt *m, lms_backend *be);
 /* Called during backward each time a range of the flat gradient buffer is
  * final for this micro-batch: [offset, offset+count) in floats. With the
  * layer-major layout the ranges arrive in strictly descending order and
  * together cover the whole buffer: ln_f, block L-1, ..., block 0, then
  * wte+wpe. Data parallelism starts each bucket's all-reduce from here. */
-typedef void (*lms_grad_ready_fn)(void *ctx, size_t offset, size_t count);
-/* lms_gpt_backward with a ready hook (NULL: none). */
-void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx);
+typedef lms_status (*lms_grad_ready_fn)(void *ctx, size_t offset, size_t count);
+/* lms_gpt_backward with a ready hook (NULL: none); a hook's failure ends
+ * the pass with its status. */
+lms_status lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx);
 
 /* Number of parameters that count for model FLOPs: all but wpe, with the
  * unpadded vocabulary (the tied wte is the LM head matmul). */
@@ -258,8 +264,8 @@ lms_status lms_kv_cache_init(lms_kv_cache *kv, const lms_gpt_config *cfg);
 void lms_kv_cache_free(lms_kv_cache *kv);
 /* Feed one token at position kv->len (< maxT); writes logits (Vp) and
  * advances the cache. */
-void lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t token,
-                         float *logits);
+lms_status lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t token,
+                               float *logits);
 
 /* ---- model files (weights + config; the full training checkpoint is a
  * separate format) ---- */

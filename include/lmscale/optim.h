@@ -39,8 +39,8 @@ lms_status lms_adamw_init(lms_adamw *o, size_t n, float beta1, float beta2, floa
 void lms_adamw_free(lms_adamw *o);
 /* One update over every view of the layout; gradients are multiplied by
  * grad_scale first (clipping). */
-void lms_adamw_step(lms_adamw *o, lms_backend *be, float *params, const float *grads,
-                    const lms_tensor_view *views, int nviews, float lr, float grad_scale);
+lms_status lms_adamw_step(lms_adamw *o, lms_backend *be, float *params, const float *grads,
+                          const lms_tensor_view *views, int nviews, float lr, float grad_scale);
 
 /* PyTorch's clip_grad_norm_ factor: max_norm/(norm+1e-6) when that is below
  * 1, else 1; max_norm <= 0 disables clipping. */

@@ -61,7 +61,7 @@ void lms_dp_sync_free(lms_dp_sync *s);
 /* Before the backward pass whose gradients are to be synchronised. */
 void lms_dp_sync_begin(lms_dp_sync *s);
 /* The lms_grad_ready_fn to pass to lms_gpt_backward_ex with ctx = s. */
-void lms_dp_sync_ready(void *s, size_t offset, size_t count);
+lms_status lms_dp_sync_ready(void *s, size_t offset, size_t count);
 /* Launches what is left and waits for every bucket. */
 lms_status lms_dp_sync_finish(lms_dp_sync *s);
 
@@ -104,6 +104,7 @@ typedef struct {
     int stage;
     lms_comm *comm; /* dp group; not owned */
     lms_gpt *m;     /* not owned */
+    lms_backend *be; /* the device of every buffer; not owned */
     int dp, rank, nunits;
     lms_zero_unit *units;
     size_t shard_n, max_padded;
@@ -118,15 +119,16 @@ typedef struct {
     lms_comm_req **ureq; /* stage 1: one pending reduce-scatter per unit */
     int gunit[2], gcur;
     lms_gpt_hooks hooks;
-    lms_status err; /* first failure inside a hook (reported by the next call) */
+    lms_status err; /* first failure of a pending reduce-scatter (reported by finish) */
     lms_zero_mem mem;
 } lms_zero;
 
 /* Builds the shard layout for model m (whose parameters must already hold
  * their initial values for stages 1 and 2; for stage 3 create m with
  * LMS_GPT_NO_PARAMS and fill the shard with lms_zero_init_params or
- * lms_zero_shard_from_full). Installs m->hooks for stages 2 and 3. */
-lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m);
+ * lms_zero_shard_from_full). Installs m->hooks for stages 2 and 3. Buffers
+ * are set, copied and summed through be. */
+lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be);
 void lms_zero_free(lms_zero *z);
 /* Stage 3: this rank's parameter shard from the seed / from a full copy. */
 void lms_zero_init_params(lms_zero *z, uint64_t seed);
@@ -146,9 +148,9 @@ static inline int lms_zero_overlap(const lms_zero *z, int u, const lms_tensor_vi
     return *a < *b;
 }
 /* Before the first micro-batch of a step: zeroes the gradients held. */
-void lms_zero_begin_step(lms_zero *z);
+lms_status lms_zero_begin_step(lms_zero *z);
 /* Stage 1: the ready hook for the last micro-step's backward (ctx = z). */
-void lms_zero_ready(void *z, size_t offset, size_t count);
+lms_status lms_zero_ready(void *z, size_t offset, size_t count);
 /* After the last micro-step's backward: completes every reduce-scatter. */
 lms_status lms_zero_finish_grads(lms_zero *z);
 /* The global gradient norm: sum of squares over every shard. */

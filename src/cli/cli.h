@@ -131,6 +131,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 /* Collects every value of a repeated, multi-valued flag: "--name A B C",
  * "--name=A", comma lists "A,B"; the other arguments go to *rest for

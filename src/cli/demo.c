@@ -7,25 +7,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Greedy completion of prompt until '\n' (or cap chars); returns accuracy
+/* Greedy completion of prompt until '\n' (or cap chars); *acc = accuracy
  * over n held-out problems, optionally printing the first `show`. */
-static double score(lms_gpt *m, lms_backend *be, const demo_task *t, int n, int show) {
+static lms_status score(lms_gpt *m, lms_backend *be, const demo_task *t, int n, int show, double *acc) {
     lms_kv_cache kv;
-    if (lms_kv_cache_init(&kv, &m->cfg) != LMS_OK) return -1;
+    LMS_CHECK(lms_kv_cache_init(&kv, &m->cfg));
+    lms_status st = LMS_OK;
     float *logits = malloc(sizeof(float) * (size_t)m->cfg.Vp);
+    if (!logits) {
+        st = lms_errorf(LMS_ERR_OOM, "out of memory for logits");
+        goto fail;
+    }
     lms_sampler greedy = {0, 0, 1};
     int correct = 0;
-    for (int i = 0; i < n && logits; i++) {
+    for (int i = 0; i < n; i++) {
         char prompt[64], answer[32], got[32];
         demo_held_out_problem(t, (uint64_t)i, prompt, sizeof prompt, answer, sizeof answer);
         kv.len = 0;
-        for (const char *p = prompt; *p; p++) lms_gpt_decode_step(m, be, &kv, (unsigned char)*p, logits);
+        for (const char *p = prompt; *p; p++) LMS_TRY(lms_gpt_decode_step(m, be, &kv, (unsigned char)*p, logits));
         int n_got = 0;
         while (n_got < (int)sizeof got - 1 && kv.len < m->cfg.maxT) {
             int next = lms_sample(logits, m->cfg.V, &greedy, 0, NULL);
             if (next == '\n' || next > 255) break;
             got[n_got++] = (char)next;
-            lms_gpt_decode_step(m, be, &kv, next, logits);
+            LMS_TRY(lms_gpt_decode_step(m, be, &kv, next, logits));
         }
         got[n_got] = 0;
         int ok = strcmp(got, answer) == 0;
@@ -33,9 +38,11 @@ static double score(lms_gpt *m, lms_backend *be, const demo_task *t, int n, int 
         if (i < show)
             printf("  %-16s -> %-6s (expected %-5s) %s\n", prompt, got, answer, ok ? "ok" : "wrong");
     }
+    *acc = (double)correct / n;
+fail:
     free(logits);
     lms_kv_cache_free(&kv);
-    return (double)correct / n;
+    return st;
 }
 
 int cmd_demo(int argc, char **argv) {
@@ -115,12 +122,13 @@ int cmd_demo(int argc, char **argv) {
     LMS_TRY(cli_model_config(&o.model, &cfg));
     LMS_TRY(lms_gpt_init(&fresh, &cfg, 1, cfg.maxT, 0));
     lms_gpt_init_params(&fresh, o.seed);
-    double before = score(&fresh, &be, &task, 100, 0);
+    double before = 0, after = 0;
+    LMS_TRY(score(&fresh, &be, &task, 100, 0, &before));
     lms_gpt_free(&fresh);
 
     LMS_TRY(train_run(&o, &train, &val, &m, NULL));
     printf("samples (greedy, held-out problems):\n");
-    double after = score(&m, &be, &task, n_test, n_show);
+    LMS_TRY(score(&m, &be, &task, n_test, n_show, &after));
     double chance = 100.0;
     for (int d = 0; d <= task.digits; d++) chance /= 10;
     printf("held-out exact-match accuracy: %.1f%% after training (untrained model: %.1f%%; "

@@ -98,11 +98,11 @@ int cmd_generate(int argc, char **argv) {
     double t0 = lms_now_s();
     int produced = 0;
     if (!no_kv)
-        for (int i = 0; i < len; i++) lms_gpt_decode_step(&m, &be, &kv, seq[i], logits);
+        for (int i = 0; i < len; i++) LMS_TRY(lms_gpt_decode_step(&m, &be, &kv, seq[i], logits));
     fwrite(prompt, 1, strlen(prompt), stdout);
     while (produced < max_new && len < maxT) {
         if (no_kv) {
-            lms_gpt_forward(&m, &be, seq, NULL, 1, len);
+            LMS_TRY(lms_gpt_forward(&m, &be, seq, NULL, 1, len, NULL));
             memcpy(logits, m.a.logits + (size_t)(len - 1) * m.cfg.Vp, sizeof(float) * m.cfg.Vp);
         }
         int next = lms_sample(logits, m.cfg.V, &sm, lms_rng_uniform(key, (uint64_t)produced), scratch);
@@ -113,7 +113,7 @@ int cmd_generate(int argc, char **argv) {
         size_t nb = lms_tokenizer_decode(&tok, next, buf, sizeof buf);
         fwrite(buf, 1, nb < sizeof buf ? nb : sizeof buf, stdout);
         fflush(stdout);
-        if (!no_kv && len < maxT) lms_gpt_decode_step(&m, &be, &kv, next, logits);
+        if (!no_kv && len < maxT) LMS_TRY(lms_gpt_decode_step(&m, &be, &kv, next, logits));
     }
     double dt = lms_now_s() - t0;
     printf("\n");

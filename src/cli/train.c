@@ -59,7 +59,13 @@ lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, l
     while (w < nw && (max_batches <= 0 || nb < max_batches)) {
         int b = 0;
         for (; b < B && w < nw; b++, w++) lms_loader_window(ld, w, x + (size_t)b * T, y + (size_t)b * T);
-        float l = lms_gpt_forward(m, be, x, y, b, T);
+        float l;
+        lms_status st = lms_gpt_forward(m, be, x, y, b, T, &l);
+        if (st != LMS_OK) {
+            free(x);
+            free(y);
+            return st;
+        }
         sum += (double)l * b * T;
         ntok += (long)b * T;
         nb++;
@@ -269,7 +275,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     LMS_TRY(lms_gpt_init_ex(&m, &p.cfg, p.micro, p.T,
                             (zs <= 1 ? LMS_GPT_GRADS : 0) | (zs == 3 ? LMS_GPT_NO_PARAMS : 0)));
     if (zs) {
-        LMS_TRY(lms_zero_init(&z, zs, p.world, &m));
+        LMS_TRY(lms_zero_init(&z, zs, p.world, &m, &p.be));
         LMS_TRY(lms_adamw_init(&opt, z.shard_n, o->beta1, o->beta2, o->eps, o->weight_decay));
         LMS_TRY(train_ckpt_restore_zero(o, &p.ck, &z, &opt, o->seed));
     } else {
@@ -330,23 +336,26 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         double t0 = lms_now_s();
         lms_comm_mark_step(p.world, step + 1); /* watchdog messages; LMSCALE_FAULT fires here */
         if (zs)
-            lms_zero_begin_step(&z);
+            LMS_TRY(lms_zero_begin_step(&z));
         else
-            lms_gpt_zero_grad(&m);
+            LMS_TRY(lms_gpt_zero_grad(&m, &p.be));
         double loss = 0;
         for (int k = 0; k < p.accum; k++) {
             for (int b = 0; b < p.micro; b++)
                 lms_loader_window(&ld, (uint64_t)step * G + first_sample + (uint64_t)k * p.micro + b,
                                   x + (size_t)b * p.T, y + (size_t)b * p.T);
-            loss += lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T);
+            float micro_loss;
+            LMS_TRY(lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T, &micro_loss));
+            loss += micro_loss;
             if (zs == 1 && k == p.accum - 1) { /* reduce-scatter each unit as backward finishes it */
-                lms_gpt_backward_ex(&m, &p.be, dloss, lms_zero_ready, &z);
+                LMS_TRY(lms_gpt_backward_ex(&m, &p.be, dloss, lms_zero_ready, &z));
             } else if (p.topo.dp > 1 && !zs && k == p.accum - 1) { /* only the last micro-step communicates */
                 lms_dp_sync_begin(&dps);
-                lms_gpt_backward_ex(&m, &p.be, dloss, lms_dp_sync_ready, &dps);
-                LMS_TRY(lms_dp_sync_finish(&dps));
+                st = lms_gpt_backward_ex(&m, &p.be, dloss, lms_dp_sync_ready, &dps);
+                lms_status fin = lms_dp_sync_finish(&dps); /* waits for what was launched, even after a failure */
+                LMS_TRY(st != LMS_OK ? st : fin);
             } else {
-                lms_gpt_backward(&m, &p.be, dloss);
+                LMS_TRY(lms_gpt_backward(&m, &p.be, dloss));
             }
         }
         if (zs) LMS_TRY(lms_zero_finish_grads(&z));
@@ -359,8 +368,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         double norm;
         if (zs)
             LMS_TRY(lms_zero_grad_norm(&z, &p.be, &norm));
-        else
-            norm = sqrt(p.be.i->sumsq(&p.be, m.grads, m.num_params));
+        else {
+            LMS_TRY(p.be.i->sumsq(&p.be, m.grads, m.num_params, &norm));
+            norm = sqrt(norm);
+        }
         if (!isfinite(loss) || !isfinite(norm)) {
             st = lms_errorf(LMS_ERR_NUMERIC, "the %s became %s at step %d: lower --lr (now %g) or set "
                             "--grad-clip (now %g)", isfinite(loss) ? "gradient norm" : "loss",
@@ -372,8 +383,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         if (zs)
             LMS_TRY(lms_zero_step(&z, &opt, &p.be, lr, lms_clip_scale(norm, o->grad_clip)));
         else
-            lms_adamw_step(&opt, &p.be, m.params, m.grads, m.tensors, m.num_tensors, lr,
-                           lms_clip_scale(norm, o->grad_clip));
+            LMS_TRY(lms_adamw_step(&opt, &p.be, m.params, m.grads, m.tensors, m.num_tensors, lr,
+                                   lms_clip_scale(norm, o->grad_clip)));
         double dt = lms_now_s() - t0;
         if (step > 0 || o->steps == 1) {
             t_steps += dt;

@@ -1,4 +1,4 @@
-/* The world communicator, backend choice, dtype sizes, and the
+/* The world communicator, backend choice, and the
  * backend-independent half of faults and timeouts: the timeout's
  * resolution (flag, LMSCALE_COMM_TIMEOUT, default) and the step marker. */
 #include "comm_impl.h"
@@ -6,17 +6,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-size_t lms_dtype_size(lms_dtype t) {
-    switch (t) {
-    case LMS_DT_F32: return 4;
-    case LMS_DT_F64: return 8;
-    case LMS_DT_I32: return 4;
-    case LMS_DT_I64: return 8;
-    case LMS_DT_U8: return 1;
-    }
-    return 0;
-}
 
 /* Was this process started by a launcher that expects MPI (mpirun of Open
  * MPI or MPICH, srun)? */

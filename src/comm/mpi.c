@@ -87,6 +87,9 @@ static MPI_Datatype T(lms_dtype t) {
     case LMS_DT_I32: return MPI_INT32_T;
     case LMS_DT_I64: return MPI_INT64_T;
     case LMS_DT_U8: return MPI_UINT8_T;
+    case LMS_DT_BF16:
+    case LMS_DT_F16: return MPI_UINT16_T; /* moved as 16-bit words, never reduced */
+    case LMS_DT_COUNT: break;
     }
     return MPI_DATATYPE_NULL;
 }
@@ -99,13 +102,23 @@ static lms_status count_ok(size_t n, const char *what) {
     return LMS_OK;
 }
 
+/* Sums of 16-bit floats would need a custom MPI op: refused, not wrong. */
+static lms_status red_ok(lms_dtype t, const char *what) {
+    if (t == LMS_DT_BF16 || t == LMS_DT_F16)
+        return lms_errorf(LMS_ERR_UNSUPPORTED, "MPI %s of %s: reductions take fp32/fp64/int only (reduce in fp32)",
+                          what, lms_dtype_name(t));
+    return LMS_OK;
+}
+
 static lms_status m_allreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op) {
+    LMS_CHECK(red_ok(t, "allreduce"));
     LMS_CHECK(count_ok(n, "allreduce"));
     track(c, "allreduce", n * lms_dtype_size(t), -1);
     return done(c, MPI_Allreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c)), "allreduce");
 }
 static lms_status m_reduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
                                    lms_reduce_op op) {
+    LMS_CHECK(red_ok(t, "reduce_scatter"));
     LMS_CHECK(count_ok(n * (size_t)c->size, "reduce_scatter"));
     track(c, "reduce_scatter", n * (size_t)c->size * lms_dtype_size(t), -1);
     return done(c, MPI_Reduce_scatter_block(s, r, (int)n, T(t), O(op), C(c)), "reduce_scatter");
@@ -157,12 +170,14 @@ static lms_status started(lms_comm *c, int rc, lms_comm_req **req) {
 }
 static lms_status m_iallreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
                                lms_comm_req **req) {
+    LMS_CHECK(red_ok(t, "iallreduce"));
     LMS_CHECK(count_ok(n, "iallreduce"));
     LMS_CHECK(new_req(c, req, "iallreduce", n * lms_dtype_size(t)));
     return started(c, MPI_Iallreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c), &(*req)->r), req);
 }
 static lms_status m_ireduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
                                     lms_reduce_op op, lms_comm_req **req) {
+    LMS_CHECK(red_ok(t, "ireduce_scatter"));
     LMS_CHECK(count_ok(n * (size_t)c->size, "ireduce_scatter"));
     LMS_CHECK(new_req(c, req, "ireduce_scatter", n * (size_t)c->size * lms_dtype_size(t)));
     return started(c, MPI_Ireduce_scatter_block(s, r, (int)n, T(t), O(op), C(c), &(*req)->r), req);

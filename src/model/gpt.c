@@ -15,14 +15,32 @@
 #include <string.h>
 
 /* around each use of a parameter unit (ZeRO); no-ops without hooks */
-#define ACQUIRE(u, mode)                                                  \
-    do {                                                                  \
-        if (m->hooks) m->hooks->acquire(m->hooks->ctx, m, (u), (mode));   \
+#define ACQUIRE(u, mode)                                                            \
+    do {                                                                            \
+        if (m->hooks) LMS_CHECK(m->hooks->acquire(m->hooks->ctx, m, (u), (mode)));  \
     } while (0)
-#define RELEASE(u, mode)                                                  \
-    do {                                                                  \
-        if (m->hooks) m->hooks->release(m->hooks->ctx, m, (u), (mode));   \
+#define RELEASE(u, mode)                                                            \
+    do {                                                                            \
+        if (m->hooks) LMS_CHECK(m->hooks->release(m->hooks->ctx, m, (u), (mode)));  \
     } while (0)
+/* a range of gradients is final (data parallelism); no-op without a hook */
+#define READY(off, n)                                 \
+    do {                                              \
+        if (ready) LMS_CHECK(ready(ctx, (off), (n))); \
+    } while (0)
+
+/* Every op a pass uses must exist on the backend for fp32 tensors: an error
+ * naming the op before any compute, not a crash in the middle. */
+static lms_status check_ops(const lms_backend *be, const lms_op *ops, int n) {
+    for (int k = 0; k < n; k++) LMS_CHECK(lms_backend_supports(be, ops[k], LMS_DT_F32));
+    return LMS_OK;
+}
+static const lms_op forward_ops[] = {LMS_OP_ENCODER_FWD, LMS_OP_LAYERNORM_FWD, LMS_OP_MATMUL_FWD,
+                                     LMS_OP_ATTENTION_FWD, LMS_OP_GELU_FWD, LMS_OP_ADD, LMS_OP_XENT_FWD,
+                                     LMS_OP_SUM};
+static const lms_op backward_ops[] = {LMS_OP_ENCODER_BWD, LMS_OP_LAYERNORM_BWD, LMS_OP_MATMUL_BWD,
+                                      LMS_OP_ATTENTION_BWD, LMS_OP_GELU_BWD, LMS_OP_XENT_BWD};
+#define NOPS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 static size_t carve(float **dst, float *base, size_t *off, size_t n) {
     if (base) *dst = base + *off;
@@ -119,18 +137,21 @@ void lms_gpt_free(lms_gpt *m) {
     memset(m, 0, sizeof *m);
 }
 
-void lms_gpt_zero_grad(lms_gpt *m) {
-    if (m->grads) memset(m->grads, 0, m->num_params * sizeof(float));
+lms_status lms_gpt_zero_grad(lms_gpt *m, lms_backend *be) {
+    if (!m->grads) return LMS_OK;
+    return be->i->memset(be, m->grads, 0, m->num_params * sizeof(float));
 }
 
-float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const int32_t *targets,
-                      int B, int T) {
+lms_status lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const int32_t *targets,
+                           int B, int T, float *loss) {
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     LMS_ASSERT(B >= 1 && B <= m->cap_B && T >= 1 && T <= m->cap_T && T <= c->maxT);
     const int C = c->C, N = B * T;
     const size_t NC = (size_t)N * C;
     lms_gpt_acts *a = &m->a;
+    if (loss) *loss = 0.0f;
+    LMS_CHECK(check_ops(be, forward_ops, NOPS(forward_ops)));
     m->B = B;
     m->T = T;
     memcpy(m->tokens, tokens, sizeof(int32_t) * (size_t)N);
@@ -138,7 +159,7 @@ float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const 
     if (targets) memcpy(m->targets, targets, sizeof(int32_t) * (size_t)N);
 
     ACQUIRE(0, LMS_USE_FORWARD);
-    op->encoder_fwd(be, a->encoded, tokens, m->p.wte, m->p.wpe, B, T, C);
+    LMS_CHECK(op->encoder_fwd(be, a->encoded, tokens, m->p.wte, m->p.wpe, B, T, C));
     RELEASE(0, LMS_USE_FORWARD);
     const float *x = a->encoded; /* the residual stream entering each block */
     for (int l = 0; l < c->L; l++) {
@@ -149,37 +170,40 @@ float lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const 
         float *resid2 = a->resid2 + l * NC, *ln2 = a->ln2 + l * NC, *fch = a->fch + l * NC * 4;
         float *fch_gelu = a->fch_gelu + l * NC * 4, *fcproj = a->fcproj + l * NC;
         float *resid3 = a->resid3 + l * NC;
-        op->layernorm_fwd(be, ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, x,
-                          w->ln1w, w->ln1b, N, C);
-        op->matmul_fwd(be, qkv, ln1, w->qkvw, w->qkvb, N, C, 3 * C);
-        op->attention_fwd(be, atty, lse, qkv, B, T, C, c->NH);
-        op->matmul_fwd(be, attproj, atty, w->attprojw, w->attprojb, N, C, C);
-        op->add(be, resid2, x, attproj, NC);
-        op->layernorm_fwd(be, ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, resid2,
-                          w->ln2w, w->ln2b, N, C);
-        op->matmul_fwd(be, fch, ln2, w->fcw, w->fcb, N, C, 4 * C);
-        op->gelu_fwd(be, fch_gelu, fch, NC * 4);
-        op->matmul_fwd(be, fcproj, fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
-        op->add(be, resid3, resid2, fcproj, NC);
+        LMS_CHECK(op->layernorm_fwd(be, ln1, a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, x,
+                          w->ln1w, w->ln1b, N, C));
+        LMS_CHECK(op->matmul_fwd(be, qkv, ln1, w->qkvw, w->qkvb, N, C, 3 * C));
+        LMS_CHECK(op->attention_fwd(be, atty, lse, qkv, B, T, C, c->NH));
+        LMS_CHECK(op->matmul_fwd(be, attproj, atty, w->attprojw, w->attprojb, N, C, C));
+        LMS_CHECK(op->add(be, resid2, x, attproj, NC));
+        LMS_CHECK(op->layernorm_fwd(be, ln2, a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, resid2,
+                          w->ln2w, w->ln2b, N, C));
+        LMS_CHECK(op->matmul_fwd(be, fch, ln2, w->fcw, w->fcb, N, C, 4 * C));
+        LMS_CHECK(op->gelu_fwd(be, fch_gelu, fch, NC * 4));
+        LMS_CHECK(op->matmul_fwd(be, fcproj, fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C));
+        LMS_CHECK(op->add(be, resid3, resid2, fcproj, NC));
         RELEASE(l + 1, LMS_USE_FORWARD);
         x = resid3;
     }
     ACQUIRE(c->L + 1, LMS_USE_FORWARD);
-    op->layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->p.lnfw, m->p.lnfb, N, C);
+    LMS_CHECK(op->layernorm_fwd(be, a->lnf, a->lnf_mean, a->lnf_rstd, x, m->p.lnfw, m->p.lnfb, N, C));
     RELEASE(c->L + 1, LMS_USE_FORWARD);
     ACQUIRE(0, LMS_USE_FORWARD);
-    op->matmul_fwd(be, a->logits, a->lnf, m->p.wte, NULL, N, C, c->Vp);
+    LMS_CHECK(op->matmul_fwd(be, a->logits, a->lnf, m->p.wte, NULL, N, C, c->Vp));
     RELEASE(0, LMS_USE_FORWARD);
-    if (!targets) return 0.0f;
-    op->xent_fwd(be, a->losses, a->xent_lse, a->logits, targets, N, c->V, c->Vp);
+    if (!targets) return LMS_OK;
+    LMS_CHECK(op->xent_fwd(be, a->losses, a->xent_lse, a->logits, targets, N, c->V, c->Vp));
     double sum = 0;
-    for (int i = 0; i < N; i++) sum += a->losses[i];
-    return (float)(sum / N);
+    LMS_CHECK(op->sum(be, a->losses, (size_t)N, &sum));
+    if (loss) *loss = (float)(sum / N);
+    return LMS_OK;
 }
 
-void lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss) { lms_gpt_backward_ex(m, be, dloss, NULL, NULL); }
+lms_status lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss) {
+    return lms_gpt_backward_ex(m, be, dloss, NULL, NULL);
+}
 
-void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx) {
+lms_status lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx) {
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     LMS_ASSERT((m->grads || m->hooks) && m->have_targets);
@@ -187,20 +211,21 @@ void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_read
     const size_t NC = (size_t)N * C;
     lms_gpt_acts *a = &m->a;
     const lms_gpt_tensors *p = &m->p, *g = &m->g;
+    LMS_CHECK(check_ops(be, backward_ops, NOPS(backward_ops)));
 
     /* LM head and final LayerNorm; dlogits overwrite the logits */
-    op->xent_bwd(be, a->logits, a->logits, a->xent_lse, m->targets, dloss, N, c->V, c->Vp);
-    memset(a->dln, 0, NC * sizeof(float));
+    LMS_CHECK(op->xent_bwd(be, a->logits, a->logits, a->xent_lse, m->targets, dloss, N, c->V, c->Vp));
+    LMS_CHECK(op->memset(be, a->dln, 0, NC * sizeof(float)));
     ACQUIRE(0, LMS_USE_BACKWARD);
-    op->matmul_bwd(be, a->dln, g->wte, NULL, a->logits, a->lnf, p->wte, N, C, c->Vp);
+    LMS_CHECK(op->matmul_bwd(be, a->dln, g->wte, NULL, a->logits, a->lnf, p->wte, N, C, c->Vp));
     RELEASE(0, LMS_USE_BACKWARD);
     const float *x_last = c->L > 0 ? a->resid3 + (size_t)(c->L - 1) * NC : a->encoded;
-    memset(a->dresid, 0, NC * sizeof(float));
+    LMS_CHECK(op->memset(be, a->dresid, 0, NC * sizeof(float)));
     ACQUIRE(c->L + 1, LMS_USE_BACKWARD);
-    op->layernorm_bwd(be, a->dresid, g->lnfw, g->lnfb, a->dln, x_last, p->lnfw, a->lnf_mean,
-                      a->lnf_rstd, N, C);
+    LMS_CHECK(op->layernorm_bwd(be, a->dresid, g->lnfw, g->lnfb, a->dln, x_last, p->lnfw, a->lnf_mean,
+                      a->lnf_rstd, N, C));
     RELEASE(c->L + 1, LMS_USE_BACKWARD);
-    if (ready) ready(ctx, (size_t)(g->lnfw - m->grads), 2 * (size_t)C);
+    READY((size_t)(g->lnfw - m->grads), 2 * (size_t)C);
 
     /* dresid holds d(loss)/d(residual stream) and is updated in place: the
      * residual branch is the identity, LayerNorm backward accumulates. */
@@ -213,32 +238,33 @@ void lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_read
         const float *ln2 = a->ln2 + l * NC, *fch = a->fch + l * NC * 4;
         const float *fch_gelu = a->fch_gelu + l * NC * 4;
 
-        memset(a->dfch_gelu, 0, NC * 4 * sizeof(float));
-        op->matmul_bwd(be, a->dfch_gelu, dw->fcprojw, dw->fcprojb, a->dresid, fch_gelu, w->fcprojw,
-                       N, 4 * C, C);
-        memset(a->dfch, 0, NC * 4 * sizeof(float));
-        op->gelu_bwd(be, a->dfch, fch, a->dfch_gelu, NC * 4);
-        memset(a->dln, 0, NC * sizeof(float));
-        op->matmul_bwd(be, a->dln, dw->fcw, dw->fcb, a->dfch, ln2, w->fcw, N, C, 4 * C);
-        op->layernorm_bwd(be, a->dresid, dw->ln2w, dw->ln2b, a->dln, resid2, w->ln2w,
-                          a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, N, C);
+        LMS_CHECK(op->memset(be, a->dfch_gelu, 0, NC * 4 * sizeof(float)));
+        LMS_CHECK(op->matmul_bwd(be, a->dfch_gelu, dw->fcprojw, dw->fcprojb, a->dresid, fch_gelu, w->fcprojw,
+                       N, 4 * C, C));
+        LMS_CHECK(op->memset(be, a->dfch, 0, NC * 4 * sizeof(float)));
+        LMS_CHECK(op->gelu_bwd(be, a->dfch, fch, a->dfch_gelu, NC * 4));
+        LMS_CHECK(op->memset(be, a->dln, 0, NC * sizeof(float)));
+        LMS_CHECK(op->matmul_bwd(be, a->dln, dw->fcw, dw->fcb, a->dfch, ln2, w->fcw, N, C, 4 * C));
+        LMS_CHECK(op->layernorm_bwd(be, a->dresid, dw->ln2w, dw->ln2b, a->dln, resid2, w->ln2w,
+                          a->ln2_mean + (size_t)l * N, a->ln2_rstd + (size_t)l * N, N, C));
 
-        memset(a->datty, 0, NC * sizeof(float));
-        op->matmul_bwd(be, a->datty, dw->attprojw, dw->attprojb, a->dresid, atty, w->attprojw, N,
-                       C, C);
-        memset(a->dqkv, 0, NC * 3 * sizeof(float));
-        op->attention_bwd(be, a->dqkv, a->datty, qkv, atty, lse, B, T, C, c->NH);
-        memset(a->dln, 0, NC * sizeof(float));
-        op->matmul_bwd(be, a->dln, dw->qkvw, dw->qkvb, a->dqkv, ln1, w->qkvw, N, C, 3 * C);
-        op->layernorm_bwd(be, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w,
-                          a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, N, C);
+        LMS_CHECK(op->memset(be, a->datty, 0, NC * sizeof(float)));
+        LMS_CHECK(op->matmul_bwd(be, a->datty, dw->attprojw, dw->attprojb, a->dresid, atty, w->attprojw, N,
+                       C, C));
+        LMS_CHECK(op->memset(be, a->dqkv, 0, NC * 3 * sizeof(float)));
+        LMS_CHECK(op->attention_bwd(be, a->dqkv, a->datty, qkv, atty, lse, B, T, C, c->NH));
+        LMS_CHECK(op->memset(be, a->dln, 0, NC * sizeof(float)));
+        LMS_CHECK(op->matmul_bwd(be, a->dln, dw->qkvw, dw->qkvb, a->dqkv, ln1, w->qkvw, N, C, 3 * C));
+        LMS_CHECK(op->layernorm_bwd(be, a->dresid, dw->ln1w, dw->ln1b, a->dln, x, w->ln1w,
+                          a->ln1_mean + (size_t)l * N, a->ln1_rstd + (size_t)l * N, N, C));
         RELEASE(l + 1, LMS_USE_BACKWARD);
-        if (ready) ready(ctx, (size_t)(dw->ln1w - m->grads), (size_t)(dw->fcprojb + C - dw->ln1w));
+        READY((size_t)(dw->ln1w - m->grads), (size_t)(dw->fcprojb + C - dw->ln1w));
     }
     ACQUIRE(0, LMS_USE_GRAD_ONLY);
-    op->encoder_bwd(be, g->wte, g->wpe, a->dresid, m->tokens, B, T, C);
+    LMS_CHECK(op->encoder_bwd(be, g->wte, g->wpe, a->dresid, m->tokens, B, T, C));
     RELEASE(0, LMS_USE_GRAD_ONLY);
-    if (ready) ready(ctx, 0, (size_t)(g->h[0].ln1w - m->grads));
+    READY(0, (size_t)(g->h[0].ln1w - m->grads));
+    return LMS_OK;
 }
 
 /* ---- KV-cache decoding ---- */
@@ -269,22 +295,22 @@ void lms_kv_cache_free(lms_kv_cache *kv) {
     memset(kv, 0, sizeof *kv);
 }
 
-void lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t token,
-                         float *logits) {
+lms_status lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t token,
+                               float *logits) {
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     const int C = c->C, hs = C / c->NH, t = kv->len;
     LMS_ASSERT(t < c->maxT);
     float *x = kv->scratch, *ln = x + C, *qkv = ln + C, *att = qkv + 3 * C, *proj = att + C;
     float *fch = proj + C, *gel = fch + 4 * C, *sc = gel + 4 * C, *stats = sc + c->maxT;
-    op->encoder_fwd(be, x, &token, m->p.wte, m->p.wpe + (size_t)t * C, 1, 1, C);
+    LMS_CHECK(op->encoder_fwd(be, x, &token, m->p.wte, m->p.wpe + (size_t)t * C, 1, 1, C));
     for (int l = 0; l < c->L; l++) {
         const lms_gpt_block *w = &m->p.h[l];
         float *kc = kv->k + (size_t)l * c->maxT * C, *vc = kv->v + (size_t)l * c->maxT * C;
-        op->layernorm_fwd(be, ln, stats, stats + 1, x, w->ln1w, w->ln1b, 1, C);
-        op->matmul_fwd(be, qkv, ln, w->qkvw, w->qkvb, 1, C, 3 * C);
-        memcpy(kc + (size_t)t * C, qkv + C, sizeof(float) * C);
-        memcpy(vc + (size_t)t * C, qkv + 2 * C, sizeof(float) * C);
+        LMS_CHECK(op->layernorm_fwd(be, ln, stats, stats + 1, x, w->ln1w, w->ln1b, 1, C));
+        LMS_CHECK(op->matmul_fwd(be, qkv, ln, w->qkvw, w->qkvb, 1, C, 3 * C));
+        LMS_CHECK(op->copy(be, kc + (size_t)t * C, qkv + C, sizeof(float) * C, LMS_COPY_D2D));
+        LMS_CHECK(op->copy(be, vc + (size_t)t * C, qkv + 2 * C, sizeof(float) * C, LMS_COPY_D2D));
         const float scale = 1.0f / sqrtf((float)hs);
         for (int h = 0; h < c->NH; h++) {
             const float *q = qkv + h * hs;
@@ -307,15 +333,16 @@ void lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t 
                 for (int d = 0; d < hs; d++) o[d] += p * v[d];
             }
         }
-        op->matmul_fwd(be, proj, att, w->attprojw, w->attprojb, 1, C, C);
-        op->add(be, x, x, proj, (size_t)C);
-        op->layernorm_fwd(be, ln, stats, stats + 1, x, w->ln2w, w->ln2b, 1, C);
-        op->matmul_fwd(be, fch, ln, w->fcw, w->fcb, 1, C, 4 * C);
-        op->gelu_fwd(be, gel, fch, (size_t)4 * C);
-        op->matmul_fwd(be, proj, gel, w->fcprojw, w->fcprojb, 1, 4 * C, C);
-        op->add(be, x, x, proj, (size_t)C);
+        LMS_CHECK(op->matmul_fwd(be, proj, att, w->attprojw, w->attprojb, 1, C, C));
+        LMS_CHECK(op->add(be, x, x, proj, (size_t)C));
+        LMS_CHECK(op->layernorm_fwd(be, ln, stats, stats + 1, x, w->ln2w, w->ln2b, 1, C));
+        LMS_CHECK(op->matmul_fwd(be, fch, ln, w->fcw, w->fcb, 1, C, 4 * C));
+        LMS_CHECK(op->gelu_fwd(be, gel, fch, (size_t)4 * C));
+        LMS_CHECK(op->matmul_fwd(be, proj, gel, w->fcprojw, w->fcprojb, 1, 4 * C, C));
+        LMS_CHECK(op->add(be, x, x, proj, (size_t)C));
     }
-    op->layernorm_fwd(be, ln, stats, stats + 1, x, m->p.lnfw, m->p.lnfb, 1, C);
-    op->matmul_fwd(be, logits, ln, m->p.wte, NULL, 1, C, c->Vp);
+    LMS_CHECK(op->layernorm_fwd(be, ln, stats, stats + 1, x, m->p.lnfw, m->p.lnfb, 1, C));
+    LMS_CHECK(op->matmul_fwd(be, logits, ln, m->p.wte, NULL, 1, C, c->Vp));
     kv->len = t + 1;
+    return LMS_OK;
 }

@@ -28,15 +28,16 @@ void lms_adamw_free(lms_adamw *o) {
     memset(o, 0, sizeof *o);
 }
 
-void lms_adamw_step(lms_adamw *o, lms_backend *be, float *params, const float *grads,
-                    const lms_tensor_view *views, int nviews, float lr, float grad_scale) {
+lms_status lms_adamw_step(lms_adamw *o, lms_backend *be, float *params, const float *grads,
+                          const lms_tensor_view *views, int nviews, float lr, float grad_scale) {
     o->step++;
     lms_adamw_args a = {.lr = lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps,
                         .step = o->step, .grad_scale = grad_scale};
     for (int i = 0; i < nviews; i++) {
         const lms_tensor_view *t = &views[i];
         a.weight_decay = t->decay ? o->weight_decay : 0.0f;
-        be->i->adamw(be, params + t->offset, grads + t->offset, o->m + t->offset, o->v + t->offset,
-                     t->numel, &a);
+        LMS_CHECK(be->i->adamw(be, params + t->offset, grads + t->offset, o->m + t->offset, o->v + t->offset,
+                               t->numel, &a));
     }
+    return LMS_OK;
 }

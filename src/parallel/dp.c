@@ -48,7 +48,7 @@ static void launch(lms_dp_sync *s, size_t lo) {
     s->launched_lo = lo;
 }
 
-void lms_dp_sync_ready(void *ctx, size_t offset, size_t count) {
+lms_status lms_dp_sync_ready(void *ctx, size_t offset, size_t count) {
     lms_dp_sync *s = ctx;
     LMS_ASSERT(offset + count == s->ready_lo); /* descending, contiguous */
     s->ready_lo = offset;
@@ -56,6 +56,9 @@ void lms_dp_sync_ready(void *ctx, size_t offset, size_t count) {
         launch(s, s->ready_lo);
         s->buckets_before_finish++;
     }
+    if (s->err != LMS_OK)
+        return lms_error_context(s->err, "while all-reducing gradients over %d data-parallel ranks", s->comm->size);
+    return LMS_OK;
 }
 
 lms_status lms_dp_sync_finish(lms_dp_sync *s) {

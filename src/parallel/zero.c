@@ -38,53 +38,57 @@ static int build_views(lms_zero *z, lms_zero_view *views) {
     return nv;
 }
 
-static void flush_slot(lms_zero *z, int k);
+static lms_status flush_slot(lms_zero *z, int k);
 
 /* ---- hooks (stages 2 and 3) ---- */
 
-static void z_acquire(void *ctx, lms_gpt *m, int u, int use) {
+static lms_status z_acquire(void *ctx, lms_gpt *m, int u, int use) {
     lms_zero *z = ctx;
+    lms_backend *be = z->be;
     const lms_zero_unit *un = &z->units[u];
     if (z->stage == 3 && use != LMS_USE_GRAD_ONLY) {
-        if (z->err == LMS_OK)
-            z->err = z->comm->i->allgather(z->comm, z->master + un->shard_off, z->pwork, un->part, LMS_DT_F32);
+        lms_status st = z->comm->i->allgather(z->comm, z->master + un->shard_off, z->pwork, un->part, LMS_DT_F32);
+        if (st != LMS_OK)
+            return lms_error_context(st, "while all-gathering parameter unit %d (ZeRO-3) over %d ranks", u, z->dp);
         lms_gpt_bind_unit(m, u, z->pwork, NULL);
     }
-    if (use == LMS_USE_FORWARD) return;
+    if (use == LMS_USE_FORWARD) return LMS_OK;
     int k = z->gcur;
-    flush_slot(z, k); /* the reduce-scatter that last used this buffer */
-    memset(z->gwork[k], 0, sizeof(float) * un->part * (size_t)z->dp);
+    LMS_CHECK(flush_slot(z, k)); /* the reduce-scatter that last used this buffer */
+    LMS_CHECK(be->i->memset(be, z->gwork[k], 0, sizeof(float) * un->part * (size_t)z->dp));
     lms_gpt_bind_unit(m, u, NULL, z->gwork[k]);
     z->gunit[k] = u;
+    return LMS_OK;
 }
 
-static void z_release(void *ctx, lms_gpt *m, int u, int use) {
+static lms_status z_release(void *ctx, lms_gpt *m, int u, int use) {
     (void)m;
     lms_zero *z = ctx;
-    if (use == LMS_USE_FORWARD) return;
+    if (use == LMS_USE_FORWARD) return LMS_OK;
     int k = z->gcur;
     LMS_ASSERT(z->gunit[k] == u);
-    if (z->err == LMS_OK)
-        z->err = z->comm->i->ireduce_scatter(z->comm, z->gwork[k], z->grecv[k], z->units[u].part, LMS_DT_F32,
-                                             LMS_RED_SUM, &z->greq[k]);
+    lms_status st = z->comm->i->ireduce_scatter(z->comm, z->gwork[k], z->grecv[k], z->units[u].part, LMS_DT_F32,
+                                                LMS_RED_SUM, &z->greq[k]);
+    if (st != LMS_OK)
+        return lms_error_context(st, "while reduce-scattering gradients (ZeRO-%d) over %d ranks", z->stage, z->dp);
     z->gcur = k ^ 1; /* the next unit's gradients go to the other buffer meanwhile */
+    return LMS_OK;
 }
 
 /* Waits for slot k's reduce-scatter and adds the received part to the shard. */
-static void flush_slot(lms_zero *z, int k) {
-    if (!z->greq[k]) return;
+static lms_status flush_slot(lms_zero *z, int k) {
+    if (!z->greq[k]) return LMS_OK;
     lms_status st = lms_comm_wait(z->comm, z->greq[k]);
     z->greq[k] = NULL;
-    if (z->err == LMS_OK) z->err = st;
+    if (st != LMS_OK)
+        return lms_error_context(st, "while reduce-scattering gradients (ZeRO-%d) over %d ranks", z->stage, z->dp);
     const lms_zero_unit *un = &z->units[z->gunit[k]];
-    float *dst = z->grad + un->shard_off;
-    const float *src = z->grecv[k];
-    for (size_t i = 0; i < un->part; i++) dst[i] += src[i];
+    return z->be->i->accumulate(z->be, z->grad + un->shard_off, z->grecv[k], un->part);
 }
 
 /* ---- set-up ---- */
 
-lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m) {
+lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be) {
     lms_status st = LMS_OK;
     memset(z, 0, sizeof *z);
     if (stage < 1 || stage > 3)
@@ -92,6 +96,7 @@ lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m) {
     z->stage = stage;
     z->comm = dp;
     z->m = m;
+    z->be = be;
     z->dp = dp->size;
     z->rank = dp->rank;
     z->gunit[0] = z->gunit[1] = -1;
@@ -188,38 +193,42 @@ void lms_zero_shard_from_full(lms_zero *z, const float *full, float *shard_dst) 
 
 /* ---- the step ---- */
 
-void lms_zero_begin_step(lms_zero *z) {
-    if (z->stage == 1)
-        lms_gpt_zero_grad(z->m);
-    else
-        memset(z->grad, 0, sizeof(float) * z->shard_n);
+lms_status lms_zero_begin_step(lms_zero *z) {
     z->gcur = 0;
+    if (z->stage == 1) return lms_gpt_zero_grad(z->m, z->be);
+    return z->be->i->memset(z->be, z->grad, 0, sizeof(float) * z->shard_n);
 }
 
 /* Stage 1: the ranges backward reports are whole units (lms_gpt_backward_ex). */
-void lms_zero_ready(void *ctx, size_t offset, size_t count) {
+lms_status lms_zero_ready(void *ctx, size_t offset, size_t count) {
     lms_zero *z = ctx;
+    lms_backend *be = z->be;
     for (int u = z->nunits - 1; u >= 0; u--) {
         const lms_zero_unit *un = &z->units[u];
         if (un->off < offset || un->off + un->n > offset + count) continue;
-        if (z->err != LMS_OK) return;
         float *send = z->m->grads + un->off;
+        lms_status st;
         if (un->n % (size_t)z->dp) { /* pad to dp equal parts in the staging buffer */
             if (z->greq[0]) {
-                z->err = lms_comm_wait(z->comm, z->greq[0]);
+                st = lms_comm_wait(z->comm, z->greq[0]);
                 z->greq[0] = NULL;
-                if (z->err != LMS_OK) return;
+                if (st != LMS_OK) goto fail;
             }
-            memcpy(z->gwork[0], send, sizeof(float) * un->n);
-            memset(z->gwork[0] + un->n, 0, sizeof(float) * (un->part * (size_t)z->dp - un->n));
+            LMS_CHECK(be->i->copy(be, z->gwork[0], send, sizeof(float) * un->n, LMS_COPY_D2D));
+            LMS_CHECK(be->i->memset(be, z->gwork[0] + un->n, 0, sizeof(float) * (un->part * (size_t)z->dp - un->n)));
             send = z->gwork[0];
-            z->err = z->comm->i->ireduce_scatter(z->comm, send, z->grad + un->shard_off, un->part, LMS_DT_F32,
-                                                 LMS_RED_SUM, &z->greq[0]);
+            st = z->comm->i->ireduce_scatter(z->comm, send, z->grad + un->shard_off, un->part, LMS_DT_F32,
+                                             LMS_RED_SUM, &z->greq[0]);
         } else { /* straight from the gradient buffer; completed in lms_zero_finish_grads */
-            z->err = z->comm->i->ireduce_scatter(z->comm, send, z->grad + un->shard_off, un->part, LMS_DT_F32,
-                                                 LMS_RED_SUM, &z->ureq[u]);
+            st = z->comm->i->ireduce_scatter(z->comm, send, z->grad + un->shard_off, un->part, LMS_DT_F32,
+                                             LMS_RED_SUM, &z->ureq[u]);
         }
+        if (st != LMS_OK) goto fail;
+        continue;
+    fail:
+        return lms_error_context(st, "while reduce-scattering gradients (ZeRO-%d) over %d ranks", z->stage, z->dp);
     }
+    return LMS_OK;
 }
 
 lms_status lms_zero_finish_grads(lms_zero *z) {
@@ -235,19 +244,20 @@ lms_status lms_zero_finish_grads(lms_zero *z) {
             z->greq[0] = NULL;
             if (z->err == LMS_OK) z->err = w;
         }
-    } else {
-        flush_slot(z, z->gcur ^ 1);
-        flush_slot(z, z->gcur);
+        lms_status st = z->err;
+        z->err = LMS_OK;
+        if (st != LMS_OK)
+            return lms_error_context(st, "while reduce-scattering gradients (ZeRO-%d) over %d ranks", z->stage,
+                                     z->dp);
+        return LMS_OK;
     }
-    lms_status st = z->err;
-    z->err = LMS_OK;
-    if (st != LMS_OK)
-        return lms_error_context(st, "while reduce-scattering gradients (ZeRO-%d) over %d ranks", z->stage, z->dp);
-    return LMS_OK;
+    lms_status a = flush_slot(z, z->gcur ^ 1), b = flush_slot(z, z->gcur);
+    return a != LMS_OK ? a : b;
 }
 
 lms_status lms_zero_grad_norm(lms_zero *z, lms_backend *be, double *norm) {
-    double s = be->i->sumsq(be, z->grad, z->shard_n), tot = 0;
+    double s = 0, tot = 0;
+    LMS_CHECK(be->i->sumsq(be, z->grad, z->shard_n, &s));
     LMS_CHECK(z->comm->i->allreduce(z->comm, &s, &tot, 1, LMS_DT_F64, LMS_RED_SUM));
     *norm = sqrt(tot);
     return LMS_OK;
@@ -261,7 +271,7 @@ lms_status lms_zero_step(lms_zero *z, lms_adamw *opt, lms_backend *be, float lr,
     for (int i = 0; i < z->nviews; i++) {
         const lms_zero_view *v = &z->views[i];
         a.weight_decay = v->decay ? opt->weight_decay : 0.0f;
-        be->i->adamw(be, v->p, z->grad + v->soff, opt->m + v->soff, opt->v + v->soff, v->n, &a);
+        LMS_CHECK(be->i->adamw(be, v->p, z->grad + v->soff, opt->m + v->soff, opt->v + v->soff, v->n, &a));
     }
     if (z->stage == 3) return LMS_OK;
     /* every rank gets the updated parameters: in place where dp divides the
@@ -274,9 +284,11 @@ lms_status lms_zero_step(lms_zero *z, lms_adamw *opt, lms_backend *be, float lr,
             st = z->comm->i->allgather(z->comm, full + (size_t)z->rank * un->part, full, un->part, LMS_DT_F32);
         } else {
             float *buf = z->gwork[0];
-            memcpy(buf + (size_t)z->rank * un->part, full + (size_t)z->rank * un->part, sizeof(float) * un->mine);
-            st = z->comm->i->allgather(z->comm, buf + (size_t)z->rank * un->part, buf, un->part, LMS_DT_F32);
-            if (st == LMS_OK) memcpy(full, buf, sizeof(float) * un->n);
+            st = be->i->copy(be, buf + (size_t)z->rank * un->part, full + (size_t)z->rank * un->part,
+                             sizeof(float) * un->mine, LMS_COPY_D2D);
+            if (st == LMS_OK)
+                st = z->comm->i->allgather(z->comm, buf + (size_t)z->rank * un->part, buf, un->part, LMS_DT_F32);
+            if (st == LMS_OK) st = be->i->copy(be, full, buf, sizeof(float) * un->n, LMS_COPY_D2D);
         }
         if (st != LMS_OK)
             return lms_error_context(st, "while all-gathering parameters (ZeRO-%d) over %d ranks", z->stage, z->dp);
@@ -285,14 +297,12 @@ lms_status lms_zero_step(lms_zero *z, lms_adamw *opt, lms_backend *be, float lr,
 }
 
 lms_status lms_zero_gather_full(lms_zero *z, float *dst) {
-    if (z->stage < 3) {
-        memcpy(dst, z->m->params, sizeof(float) * z->m->num_params);
-        return LMS_OK;
-    }
+    lms_backend *be = z->be;
+    if (z->stage < 3) return be->i->copy(be, dst, z->m->params, sizeof(float) * z->m->num_params, LMS_COPY_D2H);
     for (int u = 0; u < z->nunits; u++) {
         const lms_zero_unit *un = &z->units[u];
         LMS_CHECK(z->comm->i->allgather(z->comm, z->master + un->shard_off, z->pwork, un->part, LMS_DT_F32));
-        memcpy(dst + un->off, z->pwork, sizeof(float) * un->n);
+        LMS_CHECK(be->i->copy(be, dst + un->off, z->pwork, sizeof(float) * un->n, LMS_COPY_D2H));
     }
     return LMS_OK;
 }

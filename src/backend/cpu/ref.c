@@ -3,14 +3,14 @@
  * the oracle the fast backends are tested against, and it is itself checked
  * by finite differences (tests/test_ops.c) and against PyTorch
  * (tests/test_model.c). */
-#include "lmscale/backend.h"
+#include "cpu_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 
 #define LN_EPS 1e-5
 
-static void ref_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, const float *wte,
+static lms_status ref_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, const float *wte,
                             const float *wpe, int B, int T, int C) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -18,9 +18,10 @@ static void ref_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, con
             const float *e = wte + (size_t)tok[b * T + t] * C, *p = wpe + (size_t)t * C;
             for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
         }
+    return LMS_OK;
 }
 
-static void ref_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const float *dout,
+static lms_status ref_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const float *dout,
                             const int32_t *tok, int B, int T, int C) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -31,9 +32,10 @@ static void ref_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const flo
                 p[c] += d[c];
             }
         }
+    return LMS_OK;
 }
 
-static void ref_layernorm_fwd(lms_backend *be, float *out, float *mean, float *rstd,
+static lms_status ref_layernorm_fwd(lms_backend *be, float *out, float *mean, float *rstd,
                               const float *inp, const float *w, const float *b, int N, int C) {
     for (int i = 0; i < N; i++) {
         const float *x = inp + (size_t)i * C;
@@ -48,9 +50,10 @@ static void ref_layernorm_fwd(lms_backend *be, float *out, float *mean, float *r
         mean[i] = (float)m;
         rstd[i] = (float)r;
     }
+    return LMS_OK;
 }
 
-static void ref_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *db,
+static lms_status ref_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *db,
                               const float *dout, const float *inp, const float *w,
                               const float *mean, const float *rstd, int N, int C) {
     for (int i = 0; i < N; i++) {
@@ -72,9 +75,10 @@ static void ref_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *db
             db[c] += d[c];
         }
     }
+    return LMS_OK;
 }
 
-static void ref_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *w,
+static lms_status ref_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *w,
                            const float *bias, int N, int IC, int OC) {
     for (int i = 0; i < N; i++)
         for (int o = 0; o < OC; o++) {
@@ -83,9 +87,10 @@ static void ref_matmul_fwd(lms_backend *be, float *out, const float *inp, const 
             for (int k = 0; k < IC; k++) acc += (double)x[k] * wr[k];
             out[(size_t)i * OC + o] = (float)acc;
         }
+    return LMS_OK;
 }
 
-static void ref_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias,
+static lms_status ref_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias,
                            const float *dout, const float *inp, const float *w, int N, int IC,
                            int OC) {
     if (dinp)
@@ -107,6 +112,7 @@ static void ref_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias
             dbias[o] += (float)acc;
         }
     }
+    return LMS_OK;
 }
 
 /* scores of query row t against keys 0..t of head h, scaled; returns max */
@@ -123,11 +129,11 @@ static double ref_scores(double *s, const float *qkv, int b, int t, int h, int T
     return mx;
 }
 
-static void ref_attention_fwd(lms_backend *be, float *out, float *lse, const float *qkv, int B,
+static lms_status ref_attention_fwd(lms_backend *be, float *out, float *lse, const float *qkv, int B,
                               int T, int C, int NH) {
     int hs = C / NH;
     double *s = malloc(sizeof(double) * T);
-    LMS_ASSERT(s);
+    if (!s) return lms_errorf(LMS_ERR_OOM, "out of memory for attention scores (T=%d)", T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
@@ -144,14 +150,15 @@ static void ref_attention_fwd(lms_backend *be, float *out, float *lse, const flo
                 lse[((size_t)b * NH + h) * T + t] = (float)l;
             }
     free(s);
+    return LMS_OK;
 }
 
-static void ref_attention_bwd(lms_backend *be, float *dqkv, const float *dout, const float *qkv,
+static lms_status ref_attention_bwd(lms_backend *be, float *dqkv, const float *dout, const float *qkv,
                               const float *out, const float *lse, int B, int T, int C, int NH) {
     int hs = C / NH;
     double scale = 1.0 / sqrt((double)hs);
     double *s = malloc(sizeof(double) * T);
-    LMS_ASSERT(s);
+    if (!s) return lms_errorf(LMS_ERR_OOM, "out of memory for attention scores (T=%d)", T);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int t = 0; t < T; t++) {
@@ -179,18 +186,20 @@ static void ref_attention_bwd(lms_backend *be, float *dqkv, const float *dout, c
                 }
             }
     free(s);
+    return LMS_OK;
 }
 
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
 
-static void ref_gelu_fwd(lms_backend *be, float *out, const float *inp, size_t n) {
+static lms_status ref_gelu_fwd(lms_backend *be, float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) {
         double x = inp[i];
         out[i] = (float)(0.5 * x * (1.0 + tanh(GELU_K * (x + 0.044715 * x * x * x))));
     }
+    return LMS_OK;
 }
 
-static void ref_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const float *dout,
+static lms_status ref_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const float *dout,
                          size_t n) {
     for (size_t i = 0; i < n; i++) {
         double x = inp[i], u = GELU_K * (x + 0.044715 * x * x * x), th = tanh(u);
@@ -198,17 +207,20 @@ static void ref_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const f
         double g = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * du;
         dinp[i] += (float)(g * dout[i]);
     }
+    return LMS_OK;
 }
 
-static void ref_add(lms_backend *be, float *out, const float *a, const float *b, size_t n) {
+static lms_status ref_add(lms_backend *be, float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    return LMS_OK;
 }
 
-static void ref_accumulate(lms_backend *be, float *dst, const float *src, size_t n) {
+static lms_status ref_accumulate(lms_backend *be, float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    return LMS_OK;
 }
 
-static void ref_xent_fwd(lms_backend *be, float *losses, float *lse, const float *logits,
+static lms_status ref_xent_fwd(lms_backend *be, float *losses, float *lse, const float *logits,
                          const int32_t *targets, int N, int V, int Vp) {
     for (int i = 0; i < N; i++) {
         const float *x = logits + (size_t)i * Vp;
@@ -220,9 +232,10 @@ static void ref_xent_fwd(lms_backend *be, float *losses, float *lse, const float
         lse[i] = (float)l;
         losses[i] = (float)(l - x[targets[i]]);
     }
+    return LMS_OK;
 }
 
-static void ref_xent_bwd(lms_backend *be, float *dlogits, const float *logits, const float *lse,
+static lms_status ref_xent_bwd(lms_backend *be, float *dlogits, const float *logits, const float *lse,
                          const int32_t *targets, float dloss, int N, int V, int Vp) {
     for (int i = 0; i < N; i++) {
         const float *x = logits + (size_t)i * Vp;
@@ -233,15 +246,29 @@ static void ref_xent_bwd(lms_backend *be, float *dlogits, const float *logits, c
             d[j] = (float)(g * dloss);
         }
     }
+    return LMS_OK;
 }
 
-static double ref_sumsq(lms_backend *be, const float *x, size_t n) {
+static lms_status ref_scale(lms_backend *be, float *x, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+    return LMS_OK;
+}
+
+static lms_status ref_sum(lms_backend *be, const float *x, size_t n, double *out) {
+    double acc = 0;
+    for (size_t i = 0; i < n; i++) acc += x[i];
+    *out = acc;
+    return LMS_OK;
+}
+
+static lms_status ref_sumsq(lms_backend *be, const float *x, size_t n, double *out) {
     double acc = 0;
     for (size_t i = 0; i < n; i++) acc += (double)x[i] * x[i];
-    return acc;
+    *out = acc;
+    return LMS_OK;
 }
 
-static void ref_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
+static lms_status ref_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
                       const lms_adamw_args *a) {
     /* PyTorch's AdamW: p *= 1 - lr*wd; m,v moments; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps) */
     float bc1 = 1.0f - powf(a->beta1, (float)a->step), bc2 = 1.0f - powf(a->beta2, (float)a->step);
@@ -254,10 +281,15 @@ static void ref_adamw(lms_backend *be, float *p, const float *g, float *m, float
         float denom = sqrtf(v[i]) / bc2_sqrt + a->eps;
         p[i] -= step_size * (m[i] / denom);
     }
+    return LMS_OK;
 }
+
+#define F32 LMS_DTM(LMS_DT_F32)
 
 const lms_backend_i lms_backend_ref_i = {
     .name = "ref",
+    LMS_HOST_DEVICE_FNS,
+    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
     .encoder_fwd = ref_encoder_fwd,
     .encoder_bwd = ref_encoder_bwd,
     .layernorm_fwd = ref_layernorm_fwd,
@@ -270,8 +302,10 @@ const lms_backend_i lms_backend_ref_i = {
     .gelu_bwd = ref_gelu_bwd,
     .add = ref_add,
     .accumulate = ref_accumulate,
+    .scale = ref_scale,
     .xent_fwd = ref_xent_fwd,
     .xent_bwd = ref_xent_bwd,
+    .sum = ref_sum,
     .sumsq = ref_sumsq,
     .adamw = ref_adamw,
 };

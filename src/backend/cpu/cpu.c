@@ -3,8 +3,8 @@
  * GELU, softmax cross-entropy and AdamW. Parallel loops split work so that
  * each output element is produced by one thread in a fixed order: results
  * are deterministic for a given thread count. Attention is in
- * fast_attention.c. */
-#include "fast_impl.h"
+ * cpu_attention.c. */
+#include "cpu_impl.h"
 #include "vmath.h"
 
 #include <math.h>
@@ -17,7 +17,7 @@
 #define LN_EPS 1e-5f
 #define COL_BLOCK 64 /* channel block for column-parallel reductions */
 
-static void fast_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, const float *wte,
+static lms_status cpu_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, const float *wte,
                              const float *wpe, int B, int T, int C) {
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
@@ -25,11 +25,12 @@ static void fast_encoder_fwd(lms_backend *be, float *out, const int32_t *tok, co
         const float *e = wte + (size_t)tok[bt] * C, *p = wpe + (size_t)(bt % T) * C;
         for (int c = 0; c < C; c++) o[c] = e[c] + p[c];
     }
+    return LMS_OK;
 }
 
 /* Parallel over channel blocks: each thread owns a slice of columns of dwte
  * and dwpe, so repeated tokens never race and the order is fixed. */
-static void fast_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const float *dout,
+static lms_status cpu_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const float *dout,
                              const int32_t *tok, int B, int T, int C) {
     int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static)
@@ -44,9 +45,10 @@ static void fast_encoder_bwd(lms_backend *be, float *dwte, float *dwpe, const fl
             }
         }
     }
+    return LMS_OK;
 }
 
-static void fast_layernorm_fwd(lms_backend *be, float *out, float *mean, float *rstd,
+static lms_status cpu_layernorm_fwd(lms_backend *be, float *out, float *mean, float *rstd,
                                const float *inp, const float *w, const float *b, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
@@ -65,9 +67,10 @@ static void fast_layernorm_fwd(lms_backend *be, float *out, float *mean, float *
         mean[i] = m;
         rstd[i] = r;
     }
+    return LMS_OK;
 }
 
-static void fast_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *db,
+static lms_status cpu_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *db,
                                const float *dout, const float *inp, const float *w,
                                const float *mean, const float *rstd, int N, int C) {
     int nblk = (C + COL_BLOCK - 1) / COL_BLOCK;
@@ -103,6 +106,7 @@ static void fast_layernorm_bwd(lms_backend *be, float *dinp, float *dw, float *d
             }
         }
     }
+    return LMS_OK;
 }
 
 /* dbias (OC) += column sums of dout (N,OC), parallel over column blocks */
@@ -122,7 +126,7 @@ static void colsum_acc(float *dbias, const float *dout, int N, int OC) {
 }
 
 #ifdef LMS_HAVE_BLAS
-static void fast_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *w,
+static lms_status cpu_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *w,
                             const float *bias, int N, int IC, int OC) {
     float beta = 0.0f;
     if (bias) {
@@ -132,9 +136,10 @@ static void fast_matmul_fwd(lms_backend *be, float *out, const float *inp, const
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta,
                 out, OC);
+    return LMS_OK;
 }
 
-static void fast_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias,
+static lms_status cpu_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias,
                             const float *dout, const float *inp, const float *w, int N, int IC,
                             int OC) {
     if (dinp)
@@ -143,11 +148,12 @@ static void fast_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbia
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
                 dw, IC);
     if (dbias) colsum_acc(dbias, dout, N, OC);
+    return LMS_OK;
 }
 #else
 /* Without BLAS: register-blocked loops that vectorise over the contiguous
  * dimension. Far from sgemm peak but several times the reference. */
-static void fast_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *w,
+static lms_status cpu_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *w,
                             const float *bias, int N, int IC, int OC) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int i = 0; i < N; i++)
@@ -158,9 +164,10 @@ static void fast_matmul_fwd(lms_backend *be, float *out, const float *inp, const
             for (int k = 0; k < IC; k++) acc += x[k] * wr[k];
             out[(size_t)i * OC + o] = acc + (bias ? bias[o] : 0.0f);
         }
+    return LMS_OK;
 }
 
-static void fast_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias,
+static lms_status cpu_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias,
                             const float *dout, const float *inp, const float *w, int N, int IC,
                             int OC) {
     if (dinp) {
@@ -186,20 +193,22 @@ static void fast_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbia
         }
     }
     if (dbias) colsum_acc(dbias, dout, N, OC);
+    return LMS_OK;
 }
 #endif
 
 #define GELU_K 0.7978845608028654f
 
-static void fast_gelu_fwd(lms_backend *be, float *out, const float *inp, size_t n) {
+static lms_status cpu_gelu_fwd(lms_backend *be, float *out, const float *inp, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + lms_vtanhf(GELU_K * (x + 0.044715f * x * x * x)));
     }
+    return LMS_OK;
 }
 
-static void fast_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const float *dout,
+static lms_status cpu_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const float *dout,
                           size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
@@ -208,19 +217,22 @@ static void fast_gelu_bwd(lms_backend *be, float *dinp, const float *inp, const 
         float g = 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
         dinp[i] += g * dout[i];
     }
+    return LMS_OK;
 }
 
-static void fast_add(lms_backend *be, float *out, const float *a, const float *b, size_t n) {
+static lms_status cpu_add(lms_backend *be, float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    return LMS_OK;
 }
 
-static void fast_accumulate(lms_backend *be, float *dst, const float *src, size_t n) {
+static lms_status cpu_accumulate(lms_backend *be, float *dst, const float *src, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
+    return LMS_OK;
 }
 
-static void fast_xent_fwd(lms_backend *be, float *losses, float *lse, const float *logits,
+static lms_status cpu_xent_fwd(lms_backend *be, float *losses, float *lse, const float *logits,
                           const int32_t *targets, int N, int V, int Vp) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
@@ -234,9 +246,10 @@ static void fast_xent_fwd(lms_backend *be, float *losses, float *lse, const floa
         lse[i] = l;
         losses[i] = l - x[targets[i]];
     }
+    return LMS_OK;
 }
 
-static void fast_xent_bwd(lms_backend *be, float *dlogits, const float *logits, const float *lse,
+static lms_status cpu_xent_bwd(lms_backend *be, float *dlogits, const float *logits, const float *lse,
                           const int32_t *targets, float dloss, int N, int V, int Vp) {
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < N; i++) {
@@ -247,15 +260,16 @@ static void fast_xent_bwd(lms_backend *be, float *dlogits, const float *logits, 
         for (int j = V; j < Vp; j++) d[j] = 0.0f;
         d[targets[i]] -= dloss;
     }
+    return LMS_OK;
 }
 
 /* Fixed blocks summed in order: the result does not depend on the thread
  * count. */
 #define SUMSQ_BLOCK 65536
-static double fast_sumsq(lms_backend *be, const float *x, size_t n) {
+static lms_status cpu_sumsq(lms_backend *be, const float *x, size_t n, double *out) {
     size_t nblk = (n + SUMSQ_BLOCK - 1) / SUMSQ_BLOCK;
     double stackbuf[64], *part = nblk <= 64 ? stackbuf : malloc(sizeof(double) * nblk);
-    LMS_ASSERT(part);
+    if (!part) return lms_errorf(LMS_ERR_OOM, "out of memory for %zu partial sums", nblk);
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nblk; b++) {
         size_t i0 = b * SUMSQ_BLOCK, i1 = i0 + SUMSQ_BLOCK < n ? i0 + SUMSQ_BLOCK : n;
@@ -267,10 +281,26 @@ static double fast_sumsq(lms_backend *be, const float *x, size_t n) {
     double total = 0;
     for (size_t b = 0; b < nblk; b++) total += part[b];
     if (part != stackbuf) free(part);
-    return total;
+    *out = total;
+    return LMS_OK;
 }
 
-static void fast_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
+/* In index order, one thread: the per-position losses of a micro-batch
+ * (B·T values), where the order fixes the bits of the mean loss. */
+static lms_status cpu_sum(lms_backend *be, const float *x, size_t n, double *out) {
+    double acc = 0;
+    for (size_t i = 0; i < n; i++) acc += x[i];
+    *out = acc;
+    return LMS_OK;
+}
+
+static lms_status cpu_scale(lms_backend *be, float *x, float s, size_t n) {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] *= s;
+    return LMS_OK;
+}
+
+static lms_status cpu_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
                        const lms_adamw_args *a) {
     const float b1 = a->beta1, b2 = a->beta2, eps = a->eps, gs = a->grad_scale;
     const float bc1 = 1.0f - powf(b1, (float)a->step), bc2 = 1.0f - powf(b2, (float)a->step);
@@ -284,24 +314,31 @@ static void fast_adamw(lms_backend *be, float *p, const float *g, float *m, floa
         v[i] = vi;
         p[i] = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
+    return LMS_OK;
 }
+
+#define F32 LMS_DTM(LMS_DT_F32)
 
 const lms_backend_i lms_backend_cpu_i = {
     .name = "cpu",
-    .encoder_fwd = fast_encoder_fwd,
-    .encoder_bwd = fast_encoder_bwd,
-    .layernorm_fwd = fast_layernorm_fwd,
-    .layernorm_bwd = fast_layernorm_bwd,
-    .matmul_fwd = fast_matmul_fwd,
-    .matmul_bwd = fast_matmul_bwd,
-    .attention_fwd = lms_fast_attention_fwd,
-    .attention_bwd = lms_fast_attention_bwd,
-    .gelu_fwd = fast_gelu_fwd,
-    .gelu_bwd = fast_gelu_bwd,
-    .add = fast_add,
-    .accumulate = fast_accumulate,
-    .xent_fwd = fast_xent_fwd,
-    .xent_bwd = fast_xent_bwd,
-    .sumsq = fast_sumsq,
-    .adamw = fast_adamw,
+    LMS_HOST_DEVICE_FNS,
+    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
+    .encoder_fwd = cpu_encoder_fwd,
+    .encoder_bwd = cpu_encoder_bwd,
+    .layernorm_fwd = cpu_layernorm_fwd,
+    .layernorm_bwd = cpu_layernorm_bwd,
+    .matmul_fwd = cpu_matmul_fwd,
+    .matmul_bwd = cpu_matmul_bwd,
+    .attention_fwd = lms_cpu_attention_fwd,
+    .attention_bwd = lms_cpu_attention_bwd,
+    .gelu_fwd = cpu_gelu_fwd,
+    .gelu_bwd = cpu_gelu_bwd,
+    .add = cpu_add,
+    .accumulate = cpu_accumulate,
+    .scale = cpu_scale,
+    .xent_fwd = cpu_xent_fwd,
+    .xent_bwd = cpu_xent_bwd,
+    .sum = cpu_sum,
+    .sumsq = cpu_sumsq,
+    .adamw = cpu_adamw,
 };

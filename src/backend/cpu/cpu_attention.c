@@ -6,7 +6,7 @@
  * Per head the thread gathers Q (pre-scaled by 1/sqrt(hs)), K^T and V into
  * contiguous buffers; inner loops run over the contiguous dimension and
  * vectorise without reductions. */
-#include "fast_impl.h"
+#include "cpu_impl.h"
 #include "vmath.h"
 
 #include <math.h>
@@ -20,10 +20,19 @@ typedef struct {
     float *Q, *K, *Kt, *V, *Vt, *dO, *dQ, *dK, *dV, *D, *L, *O, *m, *l;
 } attn_scratch;
 
-static float *scratch_alloc(size_t n) {
+/* A thread's scratch; on failure *oom is set (every thread still runs
+ * the work-sharing loop, skipping the work, and the op reports LMS_ERR_OOM). */
+static float *scratch_alloc(size_t n, int *oom) {
     float *p = lms_alloc(n * sizeof(float));
-    LMS_ASSERT(p && "out of memory in attention scratch");
+    if (!p) {
+#pragma omp atomic write
+        *oom = 1;
+    }
     return p;
+}
+
+static lms_status oom_error(int T, int hs) {
+    return lms_errorf(LMS_ERR_OOM, "out of memory for attention scratch (T=%d, head size %d)", T, hs);
 }
 
 static void gather_head(attn_scratch *s, const float *qkv, int b, int h, int T, int C, int hs,
@@ -61,21 +70,23 @@ static inline int causal_len(int q0, int i, int k0, int nk) {
     return n < nk ? n : nk;
 }
 
-void lms_fast_attention_fwd(lms_backend *be, float *out, float *lse, const float *qkv, int B,
-                            int T, int C, int NH) {
+lms_status lms_cpu_attention_fwd(lms_backend *be, float *out, float *lse, const float *qkv, int B,
+                                 int T, int C, int NH) {
     const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
+    int oom = 0;
 #pragma omp parallel
     {
         attn_scratch s = {0};
-        s.Q = scratch_alloc((size_t)T * hs);
-        s.Kt = scratch_alloc((size_t)T * hs);
-        s.V = scratch_alloc((size_t)T * hs);
-        s.O = scratch_alloc((size_t)BQ * hs);
+        s.Q = scratch_alloc((size_t)T * hs, &oom);
+        s.Kt = scratch_alloc((size_t)T * hs, &oom);
+        s.V = scratch_alloc((size_t)T * hs, &oom);
+        s.O = scratch_alloc((size_t)BQ * hs, &oom);
         float S[BQ * BK], m[BQ], l[BQ];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
+                if (!s.Q || !s.Kt || !s.V || !s.O) continue;
                 gather_head(&s, qkv, b, h, T, C, hs, scale, 0, 0);
                 for (int q0 = 0; q0 < T; q0 += BQ) {
                     int nq = T - q0 < BQ ? T - q0 : BQ;
@@ -122,31 +133,35 @@ void lms_fast_attention_fwd(lms_backend *be, float *out, float *lse, const float
         lms_free(s.V);
         lms_free(s.O);
     }
+    return oom ? oom_error(T, hs) : LMS_OK;
 }
 
-void lms_fast_attention_bwd(lms_backend *be, float *dqkv, const float *dout, const float *qkv,
-                            const float *out, const float *lse, int B, int T, int C, int NH) {
+lms_status lms_cpu_attention_bwd(lms_backend *be, float *dqkv, const float *dout, const float *qkv,
+                                 const float *out, const float *lse, int B, int T, int C, int NH) {
     const int hs = C / NH;
     const float scale = 1.0f / sqrtf((float)hs);
+    int oom = 0;
 #pragma omp parallel
     {
         attn_scratch s = {0};
         size_t th = (size_t)T * hs;
-        s.Q = scratch_alloc(th);
-        s.K = scratch_alloc(th);
-        s.Kt = scratch_alloc(th);
-        s.V = scratch_alloc(th);
-        s.Vt = scratch_alloc(th);
-        s.dO = scratch_alloc(th);
-        s.dQ = scratch_alloc(th);
-        s.dK = scratch_alloc(th);
-        s.dV = scratch_alloc(th);
-        s.D = scratch_alloc((size_t)T);
-        s.L = scratch_alloc((size_t)T);
+        s.Q = scratch_alloc(th, &oom);
+        s.K = scratch_alloc(th, &oom);
+        s.Kt = scratch_alloc(th, &oom);
+        s.V = scratch_alloc(th, &oom);
+        s.Vt = scratch_alloc(th, &oom);
+        s.dO = scratch_alloc(th, &oom);
+        s.dQ = scratch_alloc(th, &oom);
+        s.dK = scratch_alloc(th, &oom);
+        s.dV = scratch_alloc(th, &oom);
+        s.D = scratch_alloc((size_t)T, &oom);
+        s.L = scratch_alloc((size_t)T, &oom);
         float P[BQ * BK], dS[BQ * BK];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
+                if (!s.Q || !s.K || !s.Kt || !s.V || !s.Vt || !s.dO || !s.dQ || !s.dK || !s.dV || !s.D || !s.L)
+                    continue;
                 gather_head(&s, qkv, b, h, T, C, hs, scale, 1, 1);
                 for (int t = 0; t < T; t++) {
                     const float *go = dout + ((size_t)b * T + t) * C + h * hs;
@@ -222,4 +237,5 @@ void lms_fast_attention_bwd(lms_backend *be, float *dqkv, const float *dout, con
         lms_free(s.D);
         lms_free(s.L);
     }
+    return oom ? oom_error(T, hs) : LMS_OK;
 }
