@@ -42,45 +42,45 @@ for r in $(seq 1 "$REPS"); do
         fi || { cat "$out.log"; exit 1; }
     done
 done
-# the planner's prediction for each layout, at the sgemm peak per core the runs measured
-PEAK=$($PY - "$T" "$CORES" "${LAYOUTS[@]}" <<'PYEOF'
-import glob, re, statistics, sys
-d, cores, lays = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-peaks = []
-for l in lays:
-    th = cores // int(l.split(":")[0])
-    for f in glob.glob("%s/%s.*.log" % (d, l)):
-        m = re.search(r"peak ([0-9.]+) GFLOP/s \(measured", open(f).read())
-        if m: peaks.append(float(m.group(1)) / th)
-print("%.6f" % (statistics.median(peaks) / 1000))
-PYEOF
-)
-for l in "${LAYOUTS[@]}"; do
-    IFS=: read -r p m z <<<"$l"
-    "$BIN" plan --cluster cpu --devices-per-node "$CORES" "${MODEL[@]}" --peak-tflops "$PEAK" --dp "$p" \
-        --micro-batch-size "$m" --zero "$z" --top 1 --json >"$T/$l.plan"
+# each run: the sgemm peak it measured at start-up (per core) and the planner's prediction at that
+# peak, so that a machine slowed by other jobs slows prediction and measurement alike
+for r in $(seq 1 "$REPS"); do
+    for l in "${LAYOUTS[@]}"; do
+        IFS=: read -r p m z <<<"$l"
+        th=$((CORES / p))
+        peak=$(sed -n 's/.*peak \([0-9.]*\) GFLOP\/s (measured.*/\1/p' "$T/$l.$r.log" | head -1)
+        peak=$($PY -c "print('%.9f' % (${peak:-0} / $th / 1000))")
+        "$BIN" plan --cluster cpu --devices-per-node "$CORES" "${MODEL[@]}" --peak-tflops "$peak" --dp "$p" \
+            --micro-batch-size "$m" --zero "$z" --top 1 --json >"$T/$l.$r.plan"
+        echo "$peak" >"$T/$l.$r.peak"
+    done
 done
-$PY - "$T" "$REPS" "$PEAK" "${LAYOUTS[@]}" <<'PYEOF'
+$PY - "$T" "$REPS" "$CORES" "${LAYOUTS[@]}" <<'PYEOF'
 import json, os, statistics, sys
-d, reps, peak, lays = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+d, reps, cores, lays = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 rows = []
 for l in lays:
-    meds = []
+    meas, pred, peaks = [], [], []
     for r in range(1, reps + 1):
         ms = [json.loads(x)["step_ms"] for x in open("%s/%s.%d.jsonl" % (d, l, r)) if x.strip()][1:]
-        meds.append(statistics.median(ms))
-    plan = json.load(open("%s/%s.plan" % (d, l)))["top"][0]
+        meas.append(statistics.median(ms))
+        pred.append(json.load(open("%s/%s.%d.plan" % (d, l, r)))["top"][0]["step_s"] * 1e3)
+        peaks.append(float(open("%s/%s.%d.peak" % (d, l, r)).read()) * 1e3)
     p, m, z = l.split(":")
-    rows.append({"layout": l, "processes": int(p), "micro_batch": int(m), "zero": int(z),
-                 "measured_ms": statistics.median(meds), "rounds_ms": meds, "predicted_ms": plan["step_s"] * 1e3})
-print("sgemm peak per core (median of the runs): %.1f GFLOP/s" % (peak * 1e3))
-print("| processes x threads | micro-batch | ZeRO | measured ms/step (median; rounds) | predicted ms/step | predicted / measured |")
-print("|---|---|---|---|---|---|")
-cores = int(os.environ.get("PLAN_BENCH_CORES", os.cpu_count()))
+    ratios = [a / b for a, b in zip(pred, meas)]
+    rows.append({"layout": l, "processes": int(p), "threads": cores // int(p), "micro_batch": int(m), "zero": int(z),
+                 "measured_ms": statistics.median(meas), "rounds_ms": meas, "predicted_ms": statistics.median(pred),
+                 "peak_gflops_per_core": peaks, "ratio": statistics.median(ratios)})
+print("| processes x threads | micro-batch | ZeRO | measured ms/step: median (rounds) | predicted ms/step (at each run's peak) | predicted / measured | sgemm peak per core, GFLOP/s |")
+print("|---|---|---|---|---|---|---|")
 for r in rows:
-    print("| %d x %d | %d | %d | %.1f (%s) | %.1f | %.2f |" % (r["processes"], cores // r["processes"], r["micro_batch"],
-          r["zero"], r["measured_ms"], ", ".join("%.0f" % x for x in r["rounds_ms"]), r["predicted_ms"],
-          r["predicted_ms"] / r["measured_ms"]))
+    print("| %d x %d | %d | %d | %.0f (%s) | %.0f | %.2f | %s |" % (r["processes"], r["threads"], r["micro_batch"], r["zero"],
+          r["measured_ms"], ", ".join("%.0f" % x for x in r["rounds_ms"]), r["predicted_ms"], r["ratio"],
+          ", ".join("%.0f" % x for x in r["peak_gflops_per_core"])))
+meas_order = sorted(lays, key=lambda l: next(r["measured_ms"] for r in rows if r["layout"] == l))
+pred_order = sorted(lays, key=lambda l: next(r["predicted_ms"] for r in rows if r["layout"] == l))
+print("ranking, fastest first: measured %s; predicted %s" % (" ".join(meas_order), " ".join(pred_order)))
 if os.environ.get("PLAN_BENCH_OUT"):
-    json.dump({"peak_tflops_per_core": peak, "rows": rows}, open(os.environ["PLAN_BENCH_OUT"], "w"), indent=1)
+    json.dump({"rows": rows, "measured_order": meas_order, "predicted_order": pred_order},
+              open(os.environ["PLAN_BENCH_OUT"], "w"), indent=1)
 PYEOF

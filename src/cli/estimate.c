@@ -78,6 +78,8 @@ static void print_json(const lms_gpt_config *c, const lms_layout *lo, const lms_
            "\"model\": %.6e, \"model_per_token\": %.6e}", e->flops_megatron, e->flops_megatron_norecompute,
            e->flops_hardware, e->flops_model, e->flops_per_token);
     if (iter_s > 0) printf(",\n \"iteration_s\": %.6g", iter_s);
+    if (iter_s > 0 && o->peak_tflops > 0)
+        printf(", \"mfu\": %.6g", o->achieved_tflops / o->peak_tflops * e->flops_model / e->flops_hardware);
     if (days > 0) printf(",\n \"train_days\": %.6g", days);
     if (fit) {
         printf(",\n \"device_memory_bytes\": %.0f, \"fits\": %s, \"over_bytes\": %.0f, \"fit_advice\": ",
@@ -125,8 +127,14 @@ static void print_table(const lms_gpt_config *c, const lms_layout *lo, const lms
            (int)(22 - strlen(lms_recompute_name(lo->recompute))), "",
            e->flops_hardware);
     printf("  model FLOPs (6N + 12LCT = %.4e per token)            %.4e\n", e->flops_per_token, e->flops_model);
-    if (iter_s > 0) printf("time: %.4g s per iteration at %.4g TFLOP/s on each of %d devices\n", iter_s,
-                           o->achieved_tflops, o->devices > 0 ? o->devices : lo->world);
+    if (iter_s > 0) {
+        printf("time: %.4g s per iteration at %.4g TFLOP/s on each of %d devices", iter_s, o->achieved_tflops,
+               o->devices > 0 ? o->devices : lo->world);
+        if (o->peak_tflops > 0) /* model FLOPs utilisation: the executed FLOPs include recomputation */
+            printf(" (%.1f %% of the %.4g TFLOP/s peak; MFU %.1f %%)", 100 * o->achieved_tflops / o->peak_tflops,
+                   o->peak_tflops, 100 * o->achieved_tflops / o->peak_tflops * e->flops_model / e->flops_hardware);
+        printf("\n");
+    }
     if (days > 0)
         printf("time to train %.4g B tokens: %.1f days = %d·T·P/(n·X) with P = %.4g B, n = %d, X = %.4g TFLOP/s\n",
                o->tokens / 1e9, days, lo->recompute == LMS_RECOMPUTE_FULL ? 8 : 6, P / 1e9,

@@ -143,7 +143,11 @@ static void flops(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate 
     const double G = lo->global_batch, s = lo->seq_len, l = cfg->L, h = cfg->C;
     e->flops_megatron = lms_megatron_flops(G, s, l, h, cfg->V);
     e->flops_megatron_norecompute = e->flops_megatron * 72.0 / 96.0;
-    e->flops_hardware = lo->recompute == LMS_RECOMPUTE_FULL ? e->flops_megatron : e->flops_megatron_norecompute;
+    /* executed: 3 passes of every layer, plus the recomputed forward (full) or attention core
+     * (selective); the LM head (6·B·s·h·V) is never recomputed, which the literal 72 count,
+     * 3/4 of 96, would scale too */
+    const double layers3 = 72.0 * G * s * l * h * h * (1.0 + s / (6.0 * h)), head = 6.0 * G * s * h * cfg->V;
+    e->flops_hardware = lo->recompute == LMS_RECOMPUTE_FULL ? e->flops_megatron : layers3 + head;
     if (lo->recompute == LMS_RECOMPUTE_SELECTIVE) e->flops_hardware += 4.0 * G * s * s * h * l; /* QK^T, AV */
     e->flops_per_token = lms_flops_per_token(cfg, lo->seq_len);
     e->flops_model = e->flops_per_token * G * s;
