@@ -8,7 +8,10 @@
 # 1e-5: the fixture was written on one machine, the reference run is made
 # here), under one process and, with MPI, under other (dp, zero) layouts.
 #
-# The fixture was made with (data.txt as written below):
+# The binary that wrote them held nothing out with --eval-interval 0; a resume
+# of such a checkpoint keeps that split, and the reference run here gets it
+# with --val-fraction 0. The fixture was made with (data.txt as written below,
+# M without --val-fraction 0):
 #   lmscale "${M[@]}" --stop-after 4 --save ck1
 #   mpirun -np 2 lmscale "${M[@]}" --zero 3 --stop-after 4 --save ckz
 # Usage: bash tests/test_ckpt_v1.sh /path/to/lmscale
@@ -24,7 +27,7 @@ export OMP_NUM_THREADS=1
 for i in $(seq 1 300); do echo "line $i: the quick brown fox jumps over the lazy dog; $((i * 7919 % 1000))"; done >data.txt
 M=(train --data data.txt --num-layers 1 --num-heads 2 --hidden-size 16 --max-seq-len 16 --seq-len 16 --steps 8
    --batch-size 4 --micro-batch-size 2 --lr 2e-3 --warmup-steps 2 --grad-clip 0.5 --seed 11 --eval-interval 0
-   --quiet --peak-tflops 1 --threads 1)
+   --val-fraction 0 --quiet --peak-tflops 1 --threads 1)
 
 for c in single dp2_zero3; do
     grep -q '"version": 1,' "$FIX/$c/index.json" && ok || bad "fixture $c is not a version-1 checkpoint"

@@ -38,7 +38,8 @@ done
 if bash "$MPI" 2 "$BIN" "${COMMON[@]}" --save "$T/ck" --stop-after 10 >"$T/r1.out" 2>&1; then
     for np in 4 1; do
         rm -f "$T/r.jsonl"
-        bash "$MPI" "$np" "$BIN" "${COMMON[@]}" --resume "$T/ck" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
+        # the step-10 checkpoint itself: a resume goes on saving into the run's folder
+        bash "$MPI" "$np" "$BIN" "${COMMON[@]}" --resume "$T/ck/step-00000010" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
             bad "resume at dp=$np failed: $(tail -2 "$T/r2.out")"
         compare_losses "$T/ref.jsonl" "$T/r.jsonl" "saved at dp=2, resumed at dp=$np" 11-20 && ok ||
             bad "resume at dp=$np: steps 11-20 differ from the one-process run"

@@ -59,10 +59,12 @@ has() {
 # (one process, no mpirun) and at dp 4 (4 ranks) to the reference losses of
 # the steps after it (relative 1e-5)
 resumes() {
-    local label=$1 np
+    local label=$1 np newest
+    # the newest checkpoint now, by name: the first resume goes on saving into the run's folder
+    newest=$(find "$T/ck_$label" -maxdepth 1 -name 'step-*' | sort | tail -n 1)
     for np in 1 4; do
         rm -f "$T/r.jsonl"
-        local cmd=("$BIN" "${COMMON[@]}" --resume "$T/ck_$label" --metrics "$T/r.jsonl")
+        local cmd=("$BIN" "${COMMON[@]}" --resume "${newest:-$T/ck_$label}" --metrics "$T/r.jsonl")
         [ "$np" -gt 1 ] && cmd=(timeout -k 10 120 bash "$MPI" "$np" "${cmd[@]}")
         if ! "${cmd[@]}" >"$T/r.out" 2>"$T/r.err"; then
             bad "$label: resuming at dp $np failed: $(grep -v OPENBLAS "$T/r.err" | tail -3)"

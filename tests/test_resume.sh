@@ -30,7 +30,11 @@ ls "$T/ck" >"$T/ls.txt"
 if [ "$(tr '\n' ' ' <"$T/ls.txt")" = "step-00000008 step-00000010 " ]; then ok; else
     bad "--save-every 4 --keep-last 2 --stop-after 10 left: $(tr '\n' ' ' <"$T/ls.txt")"
 fi
+cp -r "$T/ck" "$T/ck10" # the run's step 10, for the fault cases below
+# the resume keeps the run's --save-every 4 --keep-last 2 (docs/checkpoints.md "Resume rules")
 run resume "${C[@]}" --metrics "$T/res.jsonl" --resume "$T/ck" --save "$T/ck" --save-model "$T/res.bin"
+[ "$(ls "$T/ck" | tr '\n' ' ')" = "step-00000016 step-00000020 " ] && ok ||
+    bad "the resumed run did not keep --save-every 4 --keep-last 2: $(ls "$T/ck" | tr '\n' ' ')"
 grep -q "resumed from .*step-00000010 at step 10" "$T/resume.out" && ok || bad "resume: no 'resumed from ... at step 10' line"
 if [ "$(losses "$T/full.jsonl")" = "$(losses "$T/res.jsonl")" ] && [ "$(wc -l <"$T/res.jsonl")" -eq 20 ]; then ok; else
     bad "exact resume: per-step losses differ"
@@ -43,24 +47,24 @@ run other "${C[@]}" --seed 8 --save-model "$T/other.bin"
 cmp -s "$T/full.bin" "$T/other.bin" && bad "a different seed gave the same model" || ok
 
 # ---- faults
-cp -r "$T/ck/step-00000010" "$T/bad"
+cp -r "$T/ck10/step-00000010" "$T/bad"
 $PY - "$T/bad/shard-00000-of-00001.bin" <<'EOF'
 import sys
 p = sys.argv[1]; b = bytearray(open(p, "rb").read()); b[4000] ^= 0x40; open(p, "wb").write(b)
 EOF
 expect_fail corrupt "checksum mismatch in tensor model\.wte.*shard-00000-of-00001\.bin" "${C[@]}" --resume "$T/bad"
-cp -r "$T/ck/step-00000010" "$T/trunc"
+cp -r "$T/ck10/step-00000010" "$T/trunc"
 truncate -s 5000 "$T/trunc/shard-00000-of-00001.bin"
 expect_fail truncated "truncated" "${C[@]}" --resume "$T/trunc"
-cp -r "$T/ck/step-00000010" "$T/ver"
+cp -r "$T/ck10/step-00000010" "$T/ver"
 sed -i 's/"version": 1,/"version": 7,/' "$T/ver/index.json"
 expect_fail version "index\.json' is checkpoint version 7" "${C[@]}" --resume "$T/ver"
 expect_fail missing "no such directory" "${C[@]}" --resume "$T/nonexistent"
 expect_fail shape "model flags ask for L=3.*holds.*L=2.*drop --model" "${C[@]}" --num-layers 3 --resume "$T/ck"
-expect_fail batch "trained with --batch-size 4 --seq-len 32.*--batch-size 8" "${C[@]}" --batch-size 8 --resume "$T/ck/step-00000010"
+expect_fail batch "trained with --batch-size 4 --seq-len 32.*--batch-size 8" "${C[@]}" --batch-size 8 --resume "$T/ck10/step-00000010"
 expect_fail done "already at step 20" "${C[@]}" --resume "$T/ck"
 # a directory whose newest checkpoint is corrupt: warn, use the previous one
-mkdir "$T/fall" && cp -r "$T/ck/step-00000010" "$T/fall/" && cp -r "$T/bad" "$T/fall/step-00000012"
+mkdir "$T/fall" && cp -r "$T/ck10/step-00000010" "$T/fall/" && cp -r "$T/bad" "$T/fall/step-00000012"
 if run fallback "${C[@]}" --resume "$T/fall" --stop-after 11; then
     grep -q "warning: skipping checkpoint .*step-00000012.*checksum" "$T/fallback.err" && ok || bad "fallback: no warning"
     grep -q "at step 10" "$T/fallback.out" && ok || bad "fallback: did not resume from step 10"

@@ -38,6 +38,18 @@ extern "C" {
 #define LMS_CKPT_VERSION 1
 #define LMS_CKPT_MAX_DIMS 4
 
+/* The run a checkpoint belongs to and the settings of it that a resume
+ * restores (index.json "run", docs/checkpoints.md). present is 0 in
+ * checkpoints written before runs were recorded. */
+typedef struct {
+    int present;
+    char id[40];                       /* new for each fresh run, kept on resume */
+    float val_fraction;                /* of --data held out when no --val-data */
+    int val_data;                      /* validation came from --val-data */
+    uint64_t train_tokens, val_tokens; /* the data split */
+    int eval_interval, eval_batches, save_every, keep_last;
+} lms_ckpt_run;
+
 /* Everything besides tensors that a run needs to continue exactly. */
 typedef struct {
     lms_gpt_config cfg;
@@ -54,6 +66,7 @@ typedef struct {
     char tok_kind[16];
     char tok_vocab[256], tok_merges[256];
     uint32_t tok_vocab_crc, tok_merges_crc;
+    lms_ckpt_run run;
 } lms_ckpt_state;
 
 /* One slice of a tensor inside a shard file. */
@@ -154,6 +167,19 @@ lms_status lms_ckpt_verify(const lms_ckpt *ck);
  * the checkpoint itself, or the newest step-* that opens and verifies,
  * logging a warning for each one skipped. *out malloc'ed. */
 lms_status lms_ckpt_resolve(const char *path, const lms_logger *lg, char **out);
+
+/* One step-* checkpoint of a run folder: its step and the run id its index
+ * records ("" before run ids; readable 0 when the index cannot be read). */
+typedef struct {
+    int step;
+    int readable;
+    char run_id[40];
+} lms_ckpt_entry;
+/* The step-* checkpoints under root, newest first; none when root does not
+ * exist. *out malloc'ed (free()). */
+lms_status lms_ckpt_list_runs(const char *root, lms_ckpt_entry **out, int *n);
+/* Removes root/step-NNNNNNNN. */
+lms_status lms_ckpt_remove_step(const char *root, int step);
 
 /* Loads parameters (into m->params, m already initialised for ck's config)
  * and, when opt is non-NULL, the AdamW moments and step. */

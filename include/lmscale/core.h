@@ -138,7 +138,9 @@ void lms_free(void *p);
  * LMS_TEST_CRASH_IN_SAVE (test hook, docs/checkpoints.md),
  * LMSCALE_COMM_TIMEOUT (the collective watchdog) and LMSCALE_FAULT (fault
  * injection, a test hook); see docs/parallelism.md; LMSCALE_PROGRESS
- * (seconds between plain progress lines, 0 = none; docs/observability.md). */
+ * (seconds between plain progress lines, 0 = none; docs/observability.md);
+ * XDG_CACHE_HOME and HOME (where `train` caches the measured MFU peak,
+ * docs/mfu.md). */
 const char *lms_env(const char *name);
 
 /* ---- time ---- */

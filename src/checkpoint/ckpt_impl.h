@@ -18,6 +18,12 @@ lms_status ckpt_shard_add_slice(lms_ckpt_shard *s, const char *name, int ndim, c
                                 const lms_ckpt_slice *slice);
 /* keeps the newest keep step-* directories of root (all when keep <= 0)
  * and removes stale .tmp-step-* ones */
+/* step-* directories under root, newest first; *steps malloc'ed */
+lms_status ckpt_list_steps(const char *root, int **steps, int *n);
+/* index.json's "run" object (ckpt_runs.c): written when r->present; absent
+ * on reading leaves r->present 0 */
+void ckpt_write_run(FILE *f, const lms_ckpt_run *r);
+lms_status ckpt_parse_run(const lms_json *root, const char *path, lms_ckpt_run *r);
 void ckpt_prune(const char *root, int keep, const lms_logger *lg);
 /* Reads a JSON file into a tree; errors name the file. */
 lms_status ckpt_read_json(const char *path, lms_json **out);

@@ -230,6 +230,7 @@ lms_status lms_ckpt_open(lms_ckpt *ck, const char *dir) {
     }
     ck->version = (int)ver;
     LMS_TRY(parse_state(root, path, &ck->state));
+    LMS_TRY(ckpt_parse_run(root, path, &ck->state.run));
     LMS_TRY(parse_tensors(root, path, ck));
     lms_json_free(root);
     free(path);
@@ -364,7 +365,7 @@ static int step_of(const char *name) {
 }
 
 /* step numbers of the step-* subdirectories of root, descending */
-static lms_status list_steps(const char *root, int **steps, int *n) {
+lms_status ckpt_list_steps(const char *root, int **steps, int *n) {
     *steps = NULL;
     *n = 0;
     DIR *d = opendir(root);
@@ -412,7 +413,7 @@ lms_status lms_ckpt_resolve(const char *path, const lms_logger *lg, char **out) 
         return lms_errorf(LMS_ERR_IO, "--resume '%s': no such directory (give a checkpoint directory or the "
                           "--save directory holding step-NNNNNNNN checkpoints)", path);
     int *steps, n;
-    LMS_CHECK(list_steps(path, &steps, &n));
+    LMS_CHECK(ckpt_list_steps(path, &steps, &n));
     for (int i = 0; i < n; i++) {
         char name[64];
         snprintf(name, sizeof name, "step-%08d", steps[i]);
@@ -463,7 +464,7 @@ static int64_t dims(const lms_tensor_view *v, int64_t *shape) {
  * older step-* and stale .tmp-step-* directories (one writer per root) */
 void ckpt_prune(const char *root, int keep, const lms_logger *lg) {
     int *steps, n;
-    if (list_steps(root, &steps, &n) != LMS_OK) return;
+    if (ckpt_list_steps(root, &steps, &n) != LMS_OK) return;
     for (int i = keep > 0 ? keep : n; i < n; i++) {
         char name[64];
         snprintf(name, sizeof name, "step-%08d", steps[i]);

@@ -222,6 +222,7 @@ static lms_status write_index(const char *tmp_dir, const lms_ckpt_state *st, con
     }
     fprintf(f, "{\n  \"format\": \"lmscale-checkpoint\",\n  \"version\": %d,\n", LMS_CKPT_VERSION);
     write_state(f, st);
+    ckpt_write_run(f, &st->run);
     fprintf(f, "  \"shards\": [");
     for (int r = 0; r < nshards; r++) fprintf(f, "%s\"%s\"", r ? ", " : "", shards[r].file);
     fprintf(f, "],\n  \"tensors\": [\n");

@@ -89,6 +89,10 @@ static lms_status set_value(const cli_spec *spec, const cli_opt *o, const char *
 }
 
 lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help) {
+    return cli_parse_given(spec, argc, argv, help, NULL);
+}
+
+lms_status cli_parse_given(const cli_spec *spec, int argc, char **argv, int *help, unsigned char *given) {
     *help = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -115,6 +119,7 @@ lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help) {
             return lms_errorf(LMS_ERR_INVALID_ARG, "unknown flag '--%s' for 'lmscale %s' (see 'lmscale %s "
                               "--help')", flag, spec->cmd, spec->cmd);
         }
+        if (given) given[o - spec->opts] = 1;
         if (o->kind == CLI_BOOL) {
             if (eq)
                 return lms_errorf(LMS_ERR_INVALID_ARG, "--%s takes no value", o->name);
@@ -159,6 +164,12 @@ static void print_presets(FILE *out) {
                 c.maxT, c.V, (double)np / 1e6);
     }
     fprintf(out, "  (V=257 is the byte vocabulary; give --vocab-size 50257 for GPT-2 token data)\n");
+}
+
+int cli_given(const cli_spec *spec, const unsigned char *given, const char *name) {
+    for (int k = 0; given && k < spec->nopts; k++)
+        if (!strcmp(spec->opts[k].name, name)) return given[k];
+    return 0;
 }
 
 void cli_print_help(const cli_spec *spec, FILE *out) {

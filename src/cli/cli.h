@@ -2,6 +2,7 @@
 #ifndef LMS_CLI_H
 #define LMS_CLI_H
 
+#include "lmscale/checkpoint.h"
 #include "lmscale/core.h"
 #include "lmscale/data.h"
 #include "lmscale/model.h"
@@ -33,6 +34,10 @@ typedef struct {
  * Errors name the flag and suggest the closest known one. */
 lms_status cli_parse(const cli_spec *spec, int argc, char **argv, int *help);
 void cli_print_help(const cli_spec *spec, FILE *out);
+/* cli_parse that also sets given[k] (spec->nopts of them, zeroed by the
+ * caller) when flag k is on the command line; cli_given asks by name. */
+lms_status cli_parse_given(const cli_spec *spec, int argc, char **argv, int *help, unsigned char *given);
+int cli_given(const cli_spec *spec, const unsigned char *given, const char *name);
 
 /* Model shape flags shared by train and eval. Dimensions left at -1 come
  * from the preset. */
@@ -77,6 +82,10 @@ typedef struct {
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
     float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
+    float exit_duration_mins; /* save and stop after this many minutes (0 = no limit) */
+    int overwrite;            /* --save may delete another run's checkpoints */
+    const cli_spec *cli;      /* the parsed command line and its flags given (cli_given); NULL when not */
+    const unsigned char *given;
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
@@ -90,6 +99,7 @@ typedef struct {
      * in every checkpoint and checked on resume */
     char tok_vocab[256], tok_merges[256];
     uint32_t tok_vocab_crc, tok_merges_crc;
+    lms_ckpt_run run; /* this run's id and settings, recorded in every checkpoint */
 } train_ckpt_ctx;
 
 /* Before validation: resolves --resume (newest valid checkpoint) or reads
@@ -117,12 +127,77 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
                                  const lms_zero *z, const lms_logger *lg);
 void train_ckpt_free(train_ckpt_ctx *c);
 
+/* A run across resumes (train_resume.c, docs/checkpoints.md). On --resume
+ * (c->ck open): *out = o with the run's settings from the checkpoint where
+ * the command line did not give them; a differing flag is applied with a
+ * notice (schedule, steps, optimizer, validation cadence, save cadence) or
+ * refused (seed, batch, sequence length, data order, --val-fraction); a
+ * --stop-after not after the resumed step is refused. Without --save the
+ * run saves where the checkpoint is (save_buf holds that path). */
+lms_status train_resume_opts(const train_opts *o, const train_ckpt_ctx *c, train_opts *out, char *save_buf,
+                             size_t save_cap, const lms_logger *lg);
+/* Fills c->run, recorded in every checkpoint: the run id (the checkpoint's
+ * on resume, else a new random one, the same on every rank: collective),
+ * the split (n_train, n_val tokens) and the settings a resume restores. A
+ * resumed run's split must be its checkpoint's. */
+lms_status train_run_record(train_ckpt_ctx *c, const train_opts *o, lms_comm *world, uint64_t n_train,
+                            uint64_t n_val);
+/* --save DIR holding checkpoints of a run other than `id` (a fresh run: any
+ * checkpoint; a resumed one also owns those from before run ids) is an error
+ * unless --overwrite, which deletes them (rank 0). */
+lms_status train_check_run_folder(const train_opts *o, const char *id, int resumed, int rank, const lms_logger *lg);
+
+/* Stopping early on request (train_stop.c): the first SIGINT, SIGTERM or
+ * SIGUSR1, or --exit-duration-mins, stops the run after the step it is in,
+ * on every rank at the same step; it saves (with --save) and `lmscale train`
+ * exits TRAIN_EXIT_STOPPED. A second signal exits at once (128 + signal). */
+#define TRAIN_EXIT_STOPPED 85 /* stopped early with a checkpoint: resume (75 is the watchdog's) */
+typedef struct {
+    double t_start, limit_s; /* --exit-duration-mins from t_start (0: none) */
+    int installed;
+    int reason; /* of the last poll: 0 go on, 1 time limit, 1000 + signal number */
+} train_stop;
+void train_stop_install(train_stop *s, float exit_duration_mins, double t_start);
+/* Once per step on every rank (collective under MPI: one all-reduce of one
+ * integer): sets s->reason, agreed by all ranks. */
+lms_status train_stop_poll(train_stop *s, lms_comm *world);
+const char *train_stop_reason(const train_stop *s, char *buf, size_t cap);
+void train_stop_restore(train_stop *s); /* the handlers from before install */
+
+/* The --metrics file and the MFU peak (train_report.c). */
+typedef struct {
+    FILE *f;
+    char path[4096];
+} train_metrics;
+typedef struct {
+    int step;
+    double loss, lr, grad_norm, step_ms, tokens_per_s, mfu;
+    int have_val;
+    double val_loss;
+    const double *state_mb; /* params, grads, optimizer: MB per rank */
+    long peak_rss_mb;
+} train_row;
+/* Opens path for appending after dropping its rows of steps after
+ * resumed_step (0: a new run, every row), atomically; only a regular file is
+ * rewritten. */
+lms_status train_metrics_open(train_metrics *m, const char *path, int resumed_step, const lms_logger *lg);
+/* One JSON object per line, flushed; a failed write is an error. */
+lms_status train_metrics_put(train_metrics *m, const train_row *r);
+lms_status train_metrics_close(train_metrics *m);
+/* The peak for MFU in TFLOP/s: --peak-tflops when > 0, else the one measured
+ * for this CPU, thread count, BLAS kernel and backend, cached in
+ * $XDG_CACHE_HOME/lmscale/peak-<hash>.json (or ~/.cache/lmscale) so that runs
+ * compare. src says where it came from. */
+lms_status train_peak(float flag_tflops, lms_backend *be, int threads, const lms_logger *lg, double *peak,
+                      char *src, size_t cap);
+
 void train_opts_default(train_opts *o);
 /* Validates o, loads data (unless train/val tokens are given), trains and
  * saves. When keep is non-NULL the trained model is moved there (caller
- * frees with lms_gpt_free). */
+ * frees with lms_gpt_free). *stopped_early (may be NULL) is set when a signal
+ * or --exit-duration-mins ended the run before its last step. */
 lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms_tokens *val_tok,
-                     lms_gpt *keep, float *final_val_loss);
+                     lms_gpt *keep, float *final_val_loss, int *stopped_early);
 
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);

@@ -126,7 +126,7 @@ int cmd_demo(int argc, char **argv) {
     LMS_TRY(score(&fresh, &be, &task, 100, 0, &before));
     lms_gpt_free(&fresh);
 
-    LMS_TRY(train_run(&o, &train, &val, &m, NULL));
+    LMS_TRY(train_run(&o, &train, &val, &m, NULL, NULL));
     printf("samples (greedy, held-out problems):\n");
     LMS_TRY(score(&m, &be, &task, n_test, n_show, &after));
     double chance = 100.0;

@@ -85,7 +85,7 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
                           "run (its own weights), --init starts a new one from Hugging Face weights");
     if (o->save_every < 0 || o->keep_last < 0 || o->stop_after < 0)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every, --keep-last and --stop-after must not be negative");
-    if ((o->save_every || o->keep_last) && !o->save_dir)
+    if ((o->save_every || o->keep_last) && !o->save_dir && !o->resume) /* a resume saves where it resumes from */
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every and --keep-last need --save DIR");
     if ((o->vocab || o->merges) && (o->resume || o->init))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--vocab/--merges cannot be combined with --%s, which brings its "
@@ -270,6 +270,7 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     st.weight_decay = opt->weight_decay;
     st.grad_clip = o->grad_clip;
     st.adam_step = opt->step;
+    st.run = c->run;
     snprintf(st.tok_kind, sizeof st.tok_kind, "%s", tok->kind == LMS_TOK_BPE ? "bpe" : "bytes");
     if (tok->kind == LMS_TOK_BPE) {
         snprintf(st.tok_vocab, sizeof st.tok_vocab, "%s", c->tok_vocab);

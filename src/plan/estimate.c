@@ -9,8 +9,8 @@
 /* Measured fixed overhead of one lmscale process (binary, libc, OpenMP and
  * OpenBLAS buffers; plus Open MPI's when the job has more than one
  * process): docs/estimate.md, "Calibration". */
-#define LMS_OVERHEAD_SINGLE (20.0 * 1048576.0)
-#define LMS_OVERHEAD_MPI (30.0 * 1048576.0)
+#define LMS_OVERHEAD_SINGLE (7.0 * 1048576.0)
+#define LMS_OVERHEAD_MPI (17.0 * 1048576.0)
 /* CUDA context, NCCL and cuBLAS workspaces of a GPU process */
 #define GPU_OVERHEAD (2.0 * 1073741824.0)
 
