@@ -130,6 +130,19 @@ fails() {
     done
     ok
 }
+# expect_fail NAME REGEX cmd...: non-zero exit (not a signal) and stderr matching
+# REGEX (extended); the output is in $T/NAME.out/.err
+expect_fail() {
+    local name=$1 re=$2
+    shift 2
+    "$@" >"$T/$name.out" 2>"$T/$name.err"
+    local rc=$?
+    if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name: exit code $rc, expected a clean failure: $*"; return; fi
+    if grep -Eq -- "$re" "$T/$name.err"; then ok; else
+        bad "$name: stderr does not match /$re/:"
+        sed 's/^/  /' "$T/$name.err" | head -5
+    fi
+}
 # compare_losses REF GOT LABEL [FIRST-LAST] [TOL]: GOT's --metrics losses
 # equal REF's within relative TOL (1e-5); see tests/compare_losses.py.
 compare_losses() { $PY "$TESTS_DIR/compare_losses.py" "$@"; }

@@ -12,18 +12,6 @@ NAME=test_resume
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
 need_python
-# expect_fail NAME REGEX cmd...: non-zero exit (not a signal) and stderr matching REGEX
-expect_fail() {
-    local name=$1 re=$2
-    shift 2
-    "$@" >"$T/$name.out" 2>"$T/$name.err"
-    local rc=$?
-    if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name: exit code $rc, expected a clean failure: $*"; return; fi
-    if grep -Eq -- "$re" "$T/$name.err"; then ok; else
-        bad "$name: stderr does not match /$re/:"
-        sed 's/^/  /' "$T/$name.err" | head -5
-    fi
-}
 losses() { $PY -c 'import json,sys; [print(repr(json.loads(l)["loss"])) for l in open(sys.argv[1])]' "$1"; }
 
 DATA=$T/data.txt

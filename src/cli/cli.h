@@ -302,6 +302,33 @@ void cli_list_free(const char **list, char **rest);
 lms_status cli_load_tokenizer(const char *vocab, const char *merges, lms_tokenizer *tok);
 
 int cmd_export(int argc, char **argv);
+int cmd_estimate(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+
+/* The layout flags shared by `estimate` and `plan` (estimate.c); the
+ * checks are lms_layout_check's, the same as `train`'s. */
+#include "lmscale/plan.h"
+typedef struct {
+    cli_model_opts model;
+    int world, dp, tp, pp, vpp, seq_len, batch_size, micro_batch_size, zero, seq_parallel;
+    const char *dtype, *recompute;
+} cli_layout_opts;
+#define CLI_LAYOUT_FLAGS(lo)                                                                               \
+    {"seq-len", CLI_INT, &(lo).seq_len, "T", "sequence length (default: the model's, at most 1024)"},     \
+    {"batch-size", CLI_INT, &(lo).batch_size, "B", "global batch, in sequences"},                         \
+    {"micro-batch-size", CLI_INT, &(lo).micro_batch_size, "M", "sequences per forward/backward (default B/dp)"}, \
+    {"world", CLI_INT, &(lo).world, "N", "processes of the job (default dp x tp x pp)"},                  \
+    {"dp", CLI_INT, &(lo).dp, "N", "data-parallel degree (default world / (tp x pp), else 1)"},           \
+    {"tp", CLI_INT, &(lo).tp, "N", "tensor-parallel degree"},                                              \
+    {"pp", CLI_INT, &(lo).pp, "N", "pipeline stages"},                                                     \
+    {"virtual-stages", CLI_INT, &(lo).vpp, "V", "model chunks per pipeline rank (interleaved 1F1B)"},      \
+    {"zero", CLI_INT, &(lo).zero, "STAGE", "ZeRO stage 0..3"},                                            \
+    {"dtype", CLI_STR, &(lo).dtype, "T", "fp32, bf16 or fp16 (mixed precision: 16-bit weights, fp32 master)"}, \
+    {"recompute", CLI_STR, &(lo).recompute, "MODE", "activation recomputation: none, selective or full"}, \
+    {"sequence-parallel", CLI_BOOL, &(lo).seq_parallel, NULL, "Megatron sequence parallelism (with --tp)"}
+void cli_layout_opts_default(cli_layout_opts *o);
+lms_status cli_layout_resolve(const cli_layout_opts *o, lms_gpt_config *cfg, lms_layout *lo);
+lms_status cli_impl_parse(const char *s, lms_impl *out);
 
 
 /* The model from exactly one of --load FILE, --init DIR (Hugging Face) or
