@@ -552,7 +552,11 @@ int cmd_train(int argc, char **argv) {
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     cli_spec spec = {"train", "lmscale train: train a GPT model on text (bytes or GPT-2 BPE) or token shards.",
                      "lmscale train --data FILE [--model NAME] [flags]", opts,
-                     (int)(sizeof opts / sizeof opts[0]), "default model: nano"};
+                     (int)(sizeof opts / sizeof opts[0]),
+                     "default model: nano\n"
+                     "exit status: 0 done (--steps or --stop-after); 85 stopped early by SIGINT/SIGTERM/SIGUSR1 or\n"
+                     "--exit-duration-mins, after saving (resume to continue; a second signal exits at once);\n"
+                     "75 the collective watchdog aborted the job; 2 bad flags or input; 1 other errors"};
     o.cli = &spec;
     o.given = given;
     int help;
