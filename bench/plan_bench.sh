@@ -32,6 +32,8 @@ for r in $(seq 1 "$REPS"); do
         IFS=: read -r p m z <<<"$l"
         th=$((CORES / p))
         out="$T/$l.$r"
+        # a fresh peak measurement for every run (train caches the first one per machine)
+        export XDG_CACHE_HOME="$T/cache.$l.$r"
         if [ "$p" = 1 ]; then
             OMP_NUM_THREADS=$th "$BIN" train "${MODEL[@]}" --micro-batch-size "$m" --data "$T/d.txt" --steps "$STEPS" \
                 --eval-interval 0 --threads "$th" --metrics "$out.jsonl" >"$out.log" 2>&1

@@ -67,8 +67,18 @@ p, expr = sys.argv[1], sys.argv[2]
 j = json.load(open(p))
 j0 = json.dumps(j)
 # the last large parameter: an overflowing read runs past the end of the buffer
-t = max((t for t in j["tensors"] if t["name"].startswith("model.") and t["slices"][0]["count"] > 2048),
+# (version 2: a slice is a chunk, offsets/sizes per dimension; cnt() is its elements)
+def cnt(s):
+    n = 1
+    for d in s["sizes"]:
+        n *= d
+    return n
+t = max((t for t in j["tensors"] if t["name"].startswith("model.") and cnt(t["slices"][0]) > 2048),
         key=lambda t: t["slices"][0]["offset"])
+s = t["slices"][0]
+row = cnt(s) // s["sizes"][0]  # elements per index of dimension 0
+rest = s["sizes"][1:]
+zeros = [0] * len(rest)
 def crc(s, n):  # CRC-32 of the first n floats of slice s, so that the slice passes its check
     import os, zlib
     with open(os.path.join(os.path.dirname(p), s["file"]), "rb") as f:
@@ -79,17 +89,19 @@ assert (j if isinstance(j, str) else json.dumps(j)) != j0, "nothing changed: " +
 open(p, "w").write(j if isinstance(j, str) else json.dumps(j))
 EOF
 }
-# the heap overflow: slices {start 0, count n-1}, {start n-1, count 2^64-2048}
-craft overflow 's = t["slices"][0]; n = s["count"]
-t["slices"] = [dict(s, count=n - 1, crc32=crc(s, n - 1)), dict(s, start=n - 1, count=2**64 - 2048, offset=s["offset"] + 4 * (n - 1))]'
-craft count53 's = t["slices"][0]; t["slices"] = [dict(s, count=2**53)]'
+# the heap overflow (issue 18's, in version-2 chunks): chunks {rows 0..n-1} and
+# {from row n-1, 2^64-2048 rows}, whose end wraps past 2^64 (version 1's
+# start/count form of the same attack: tests/test_checkpoint.c, on the v1 fixture)
+craft overflow 'n = s["sizes"][0]
+t["slices"] = [dict(s, sizes=[n - 1] + rest, crc32=crc(s, (n - 1) * row)), dict(s, offsets=[n - 1] + zeros, sizes=[2**64 - 2048] + rest, offset=s["offset"] + 4 * (n - 1) * row)]'
+craft count53 't["slices"] = [dict(s, sizes=[2**53] + rest)]'
 craft step_neg 'j["state"]["step"] = -4'
 craft step_big 'j["state"]["step"] = 1e10'
 craft step_frac 'j["state"]["step"] = 1.5'
 craft step_long 'j = json.dumps(j).replace("\"step\": 2,", "\"step\": 1" + "0" * 70 + ",", 1)'
 craft offset_frac 't["slices"][0]["offset"] += 0.5'
 craft shape_wrap 't["shape"] = [2**32, 2**32, 4]'
-craft dup_key 'j = json.dumps(j).replace("\"version\": 1,", "\"version\": 1, \"version\": 1,", 1)'
+craft dup_key 'v = "\"version\": %d," % j["version"]; j = json.dumps(j).replace(v, v + " " + v, 1)'
 craft dup_tensor 'j["tensors"].append(dict(t))'
 craft file_up 't["slices"][0]["file"] = ".."'
 for c in overflow count53 step_neg step_big step_frac step_long offset_frac shape_wrap dup_key dup_tensor file_up; do
