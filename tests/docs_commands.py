@@ -22,7 +22,8 @@ Tiny sizes (the docs say their sizes and step counts are examples): presets
 become nano (gpt2-* keep the GPT-2 vocabulary), --steps 6 (demo 20),
 --stop-after 3, --save-every 2, --batch-size 8, --micro-batch-size 2,
 --seq-len 32, --eval-interval 2, --warmup-steps 1, --max-new-tokens 8,
-tokenizer train --vocab-size 300, --max-bytes 64K, --test-problems 10;
+tokenizer train --vocab-size 300, --max-bytes 64K, --test-problems 10
+(estimate and plan, which only compute, keep the documented sizes);
 train and demo without --steps get one, demo without --test-problems too; /shared/ paths become shared/.
 Usage: docs_commands.py REPO_ROOT
 """
@@ -121,6 +122,8 @@ def is_synopsis(cmd):
 def tiny(ws):
     """The command with the tiny sizes (a list of words)."""
     out, i, sub = [], 0, " ".join(ws[1:3])
+    if ws[1:2] in (["estimate"], ["plan"]):  # arithmetic only: run at the documented sizes
+        return list(ws)
     while i < len(ws):
         w = ws[i]
         nxt = ws[i + 1] if i + 1 < len(ws) else None
@@ -167,6 +170,8 @@ def classify(cmd):
             return "mpi", join([rest[2]] + tiny(rest[3:]))
         return "other", cmd
     if prog in ("lmscale", "./build/lmscale"):
+        if len(ws) > k + 1 and ws[k + 1].endswith(":"):  # program output quoted in the docs ("lmscale x: error: ...")
+            return None, None
         return "run", join(tiny(ws[k:]))
     return "other", cmd
 
