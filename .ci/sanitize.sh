@@ -11,11 +11,13 @@ cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export LSAN_OPTIONS=suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-# Not yet clean under the sanitizers (docs/reliability.md, "Open"): leaks in
-# the test code of ops and model, and the multi-process tests, whose Open
-# MPI allocations LeakSanitizer cannot attribute (dlclose'd components show
-# as <unknown module>). Everything else must pass.
-NOT_YET='^(ops|model|comm_mpi3|comm_mpi4|dp_mpi2|dp_mpi4|dp_train|zero|faults|slurm|resume|stop|metrics|runs|golden|ckpt_v1)$'
+# Ranks started by tests/mpirun.sh run without leak checking (Open MPI's
+# allocations cannot be attributed); heap errors and UB stay fatal there.
+# Left out (docs/reliability.md, "Open"): golden compares bits with a record
+# of the normal build, and the sanitizer build's code generation moves the
+# cpu backend's losses by ~1e-6 (the ref backend stays identical); slurm is
+# not yet run under the sanitizers. Everything else must pass.
+NOT_YET='^(slurm|golden)$'
 t0=$(date +%s)
 cmake -S . -B build-asan -DLMS_SANITIZE=ON >/dev/null
 cmake --build build-asan -j2 >/dev/null

@@ -10,13 +10,26 @@
 
 static lms_backend REF = {&lms_backend_ref_i, NULL}, FAST = {&lms_backend_cpu_i, NULL};
 
+/* every buffer of the tests, freed at the end (the sanitizer build checks leaks) */
+static void *g_bufs[4096];
+static int g_nbufs;
+static float *buf(size_t bytes) {
+    float *p = lms_alloc(bytes);
+    LMS_ASSERT(p && g_nbufs < (int)(sizeof g_bufs / sizeof g_bufs[0]));
+    g_bufs[g_nbufs++] = p;
+    return p;
+}
+static void free_bufs(void) {
+    while (g_nbufs) lms_free(g_bufs[--g_nbufs]);
+}
+
 static float *randn(size_t n, uint64_t seed, float scale) {
-    float *p = lms_alloc(n * sizeof(float));
+    float *p = buf(n * sizeof(float));
     uint64_t k = lms_rng_key(seed, "test");
     for (size_t i = 0; i < n; i++) p[i] = scale * lms_rng_normal(k, i);
     return p;
 }
-static float *zeros(size_t n) { return lms_alloc(n * sizeof(float)); }
+static float *zeros(size_t n) { return buf(n * sizeof(float)); }
 static float *copy(const float *x, size_t n) {
     float *p = zeros(n);
     memcpy(p, x, n * sizeof(float));
@@ -280,5 +293,6 @@ int main(void) {
     test_encoder();
     test_xent();
     test_optim_ops();
+    free_bufs();
     return test_summary("test_ops");
 }

@@ -527,6 +527,7 @@ fail:
     lms_tokens_free(&loaded_val);
     lms_backend_free(&p.be);
     train_ckpt_free(&p.ck);
+    lms_tokenizer_free(&tok);
     return st;
 }
 
