@@ -56,7 +56,11 @@ python_missing() {
     local m miss=
     command -v "$PY" >/dev/null 2>&1 || { echo python3; return; }
     for m in "$@"; do
-        "$PY" -c "import $m" 2>/dev/null || miss="$miss python3-$m"
+        "$PY" -c "import $m" 2>/dev/null && continue
+        case $m in
+        google.protobuf) miss="$miss python3-protobuf" ;;
+        *) miss="$miss python3-${m%%.*}" ;;
+        esac
     done
     echo $miss
 }

@@ -22,6 +22,7 @@ MPI=$HERE/mpirun.sh
 FIX=$HERE/fixtures/ckpt_v1
 # shellcheck source=tests/lib.sh
 source "$HERE/lib.sh"
+need_python
 export OMP_NUM_THREADS=1
 
 for i in $(seq 1 300); do echo "line $i: the quick brown fox jumps over the lazy dog; $((i * 7919 % 1000))"; done >data.txt
@@ -56,6 +57,6 @@ if command -v "${LMS_MPIRUN:-mpirun}" >/dev/null 2>&1 && "$BIN" train --help 2>&
     resume "v1 dp 2 zero 3 -> dp 2 zero 1" dp2_zero3 2 --zero 1
     resume "v1 dp 2 zero 3 -> dp 4 zero 2" dp2_zero3 4 --zero 2 --micro-batch-size 1
 else
-    echo "SKIP: resuming under mpirun (no MPI launcher, or a build without MPI)"
+    skip "resuming under mpirun" "no MPI launcher, or a build without MPI: apt-get install openmpi-bin libopenmpi-dev, then rebuild"
 fi
 summary

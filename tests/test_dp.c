@@ -32,15 +32,18 @@ static void run(lms_comm *w, int accum, size_t bucket_bytes) {
     lms_gpt ref;
     lms_gpt_init(&ref, &cfg, G, T, 1);
     lms_gpt_init_params(&ref, 5);
+    lms_gpt_acts ra, a;
+    lms_gpt_acts_init(&ra, &cfg, G, T, 1);
     lms_gpt_zero_grad(&ref, &be);
     float ref_loss = 0;
-    CHECK(lms_gpt_forward(&ref, &be, x, y, G, T, &ref_loss) == LMS_OK, "forward");
-    lms_gpt_backward(&ref, &be, 1.0f / (G * T));
+    CHECK(lms_gpt_forward(&ref, &be, &ra, x, y, G, T, &ref_loss) == LMS_OK, "forward");
+    lms_gpt_backward(&ref, &be, &ra, x, y, 1.0f / (G * T), NULL, NULL);
 
     /* this rank's share, in `accum` micro-steps */
     lms_gpt m;
     lms_gpt_init(&m, &cfg, micro, T, 1);
     lms_gpt_init_params(&m, 5);
+    lms_gpt_acts_init(&a, &cfg, micro, T, 1);
     lms_gpt_zero_grad(&m, &be);
     lms_dp_sync dp;
     CHECK(lms_dp_sync_init(&dp, w, m.grads, m.num_params, bucket_bytes) == LMS_OK, "dp init");
@@ -48,14 +51,14 @@ static void run(lms_comm *w, int accum, size_t bucket_bytes) {
     for (int k = 0; k < accum; k++) {
         int first = w->rank * local + k * micro;
         float l = 0;
-        CHECK(lms_gpt_forward(&m, &be, x + first * T, y + first * T, micro, T, &l) == LMS_OK, "forward");
+        CHECK(lms_gpt_forward(&m, &be, &a, x + first * T, y + first * T, micro, T, &l) == LMS_OK, "forward");
         loss += l;
         if (k == accum - 1) {
             lms_dp_sync_begin(&dp);
-            lms_gpt_backward_ex(&m, &be, 1.0f / (G * T), lms_dp_sync_ready, &dp);
+            lms_gpt_backward(&m, &be, &a, x + first * T, y + first * T, 1.0f / (G * T), lms_dp_sync_ready, &dp);
             CHECK(lms_dp_sync_finish(&dp) == LMS_OK, "dp finish: %s", lms_last_error());
         } else {
-            lms_gpt_backward(&m, &be, 1.0f / (G * T)); /* accumulate locally, no communication */
+            lms_gpt_backward(&m, &be, &a, x + first * T, y + first * T, 1.0f / (G * T), NULL, NULL); /* accumulate locally, no communication */
         }
     }
     double sum = 0, mine = loss / accum / P;
@@ -71,6 +74,8 @@ static void run(lms_comm *w, int accum, size_t bucket_bytes) {
         printf("[dp=%d accum=%d bucket=%zuB] loss %.7f (one process %.7f), gradient rel err %.2e, %d buckets "
                "launched during backward\n", P, accum, bucket_bytes, sum, ref_loss, e, dp.buckets_before_finish);
     lms_dp_sync_free(&dp);
+    lms_gpt_acts_free(&a);
+    lms_gpt_acts_free(&ra);
     lms_gpt_free(&m);
     lms_gpt_free(&ref);
 }

@@ -71,15 +71,17 @@ static void check_backend(const fixture *f, const char *name) {
     CHECK(lms_gpt_init(&m, &cfg, f->B, f->T, 1) == LMS_OK, "init");
     CHECK(m.num_params == (size_t)f->nparams, "parameter count %zu vs PyTorch %d", m.num_params, f->nparams);
     memcpy(m.params, f->params, m.num_params * 4);
+    lms_gpt_acts a;
+    CHECK(lms_gpt_acts_init(&a, &cfg, f->B, f->T, 1) == LMS_OK, "activations");
 
     float loss = 0;
-    CHECK(lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, &loss) == LMS_OK, "forward");
+    CHECK(lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, f->B, f->T, &loss) == LMS_OK, "forward");
     size_t nl = (size_t)f->B * f->T * f->Vp;
-    double e = rel_err(m.a.logits, f->logits, nl, 1e-6);
+    double e = rel_err(a.head.logits, f->logits, nl, 1e-6);
     CHECK(e < 1e-4, "[%s] logits rel err %g", name, e);
     CHECK(fabs(loss - f->loss) / f->loss < 1e-4, "[%s] loss %.7f vs PyTorch %.7f", name, loss, f->loss);
     lms_gpt_zero_grad(&m, &be);
-    CHECK(lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T)) == LMS_OK, "backward");
+    CHECK(lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 1.0f / (f->B * f->T), NULL, NULL) == LMS_OK, "backward");
     double worst = 0;
     const char *worst_name = "";
     for (int i = 0; i < m.num_tensors; i++) {
@@ -108,8 +110,8 @@ static void check_backend(const fixture *f, const char *name) {
     for (int s = 0; s < f->nsteps; s++) {
         lms_gpt_zero_grad(&m, &be);
         float l = 0;
-        CHECK(lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, &l) == LMS_OK, "forward");
-        CHECK(lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T)) == LMS_OK, "backward");
+        CHECK(lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, f->B, f->T, &l) == LMS_OK, "forward");
+        CHECK(lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 1.0f / (f->B * f->T), NULL, NULL) == LMS_OK, "backward");
         double norm = 0;
         be.i->sumsq(&be, m.grads, m.num_params, &norm);
         norm = sqrt(norm);
@@ -145,6 +147,7 @@ static void check_backend(const fixture *f, const char *name) {
     free(ours);
     free(ref);
     lms_adamw_free(&opt);
+    lms_gpt_acts_free(&a);
     lms_gpt_free(&m);
 }
 
@@ -370,6 +373,93 @@ static void check_tp_shards(void) {
     lms_gpt_free(&m);
 }
 
+/* The pieces: (1) two micro-batches in flight in their own activation sets
+ * (forward A, forward B, backward A, backward B) give the bits of running
+ * them one after the other in one set; (2) a two-stage split with the
+ * residual stream copied between stages (as pipeline send/recv would) gives
+ * the whole model's loss and gradients bit for bit; (3) KV-cache decoding,
+ * one token at a time through the same block code, gives the logits of the
+ * whole-sequence forward at every position. */
+static void check_pieces(const fixture *f) {
+    lms_backend be;
+    lms_backend_init(&be, "cpu");
+    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0};
+    lms_gpt_config_validate(&cfg);
+    const int B = f->B, T = f->T, N = B * T, C = cfg.C, half = B / 2 > 0 ? B / 2 : 1;
+    lms_gpt m;
+    lms_gpt_acts a, b;
+    CHECK(lms_gpt_init(&m, &cfg, B, T, 1) == LMS_OK, "init");
+    CHECK(lms_gpt_acts_init(&a, &cfg, B, T, 1) == LMS_OK && lms_gpt_acts_init(&b, &cfg, B, T, 1) == LMS_OK, "acts");
+    memcpy(m.params, f->params, m.num_params * 4);
+    const size_t P = m.num_params;
+    float *ref = malloc(P * 4), la0, lb0, la1, lb1;
+    /* (1) micro-batches A = the first half of the batch, B = the rest, one at a time */
+    const int32_t *xa = f->tokens, *ya = f->targets, *xb = f->tokens + half * T, *yb = f->targets + half * T;
+    const int nb = B - half > 0 ? B - half : 1;
+    lms_gpt_zero_grad(&m, &be);
+    lms_gpt_forward(&m, &be, &a, xa, ya, half, T, &la0);
+    lms_gpt_backward(&m, &be, &a, xa, ya, 0.5f, NULL, NULL);
+    lms_gpt_forward(&m, &be, &a, xb, yb, nb, T, &lb0);
+    lms_gpt_backward(&m, &be, &a, xb, yb, 0.5f, NULL, NULL);
+    memcpy(ref, m.grads, P * 4);
+    lms_gpt_zero_grad(&m, &be);
+    lms_gpt_forward(&m, &be, &a, xa, ya, half, T, &la1);
+    lms_gpt_forward(&m, &be, &b, xb, yb, nb, T, &lb1);
+    lms_gpt_backward(&m, &be, &a, xa, ya, 0.5f, NULL, NULL);
+    lms_gpt_backward(&m, &be, &b, xb, yb, 0.5f, NULL, NULL);
+    CHECK(la0 == la1 && lb0 == lb1 && memcmp(ref, m.grads, P * 4) == 0,
+          "two micro-batches in flight give the sequential bits (losses %g %g vs %g %g)", la0, lb0, la1, lb1);
+
+    /* (2) two stages: embed + block 0 | blocks 1.. + head, over separate sets */
+    float loss_ref, loss_st;
+    lms_gpt_zero_grad(&m, &be);
+    lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, B, T, &loss_ref);
+    lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 1.0f / N, NULL, NULL);
+    memcpy(ref, m.grads, P * 4);
+    lms_gpt_zero_grad(&m, &be);
+    float *wire = malloc(sizeof(float) * (size_t)N * C); /* what a send/recv would carry */
+    int ok = lms_gpt_embed_forward(&m, &be, f->tokens, B, T, 0, a.stream[0]) == LMS_OK;
+    ok &= lms_gpt_block_forward(&m, &be, 0, a.stream[0], lms_gpt_acts_layer(&a, 0), a.stream[1], B, T, NULL) == LMS_OK;
+    memcpy(wire, a.stream[1], sizeof(float) * (size_t)N * C);
+    memset(b.stream[1], 0xff, sizeof(float) * (size_t)N * C);
+    memcpy(b.stream[1], wire, sizeof(float) * (size_t)N * C);
+    for (int l = 1; l < cfg.L; l++)
+        ok &= lms_gpt_block_forward(&m, &be, l, b.stream[l], lms_gpt_acts_layer(&b, l), b.stream[l + 1], B, T, NULL) ==
+              LMS_OK;
+    ok &= lms_gpt_head_forward(&m, &be, b.stream[cfg.L], &b.head, f->targets, B, T, &loss_st) == LMS_OK;
+    ok &= lms_gpt_head_backward(&m, &be, b.stream[cfg.L], &b.head, f->targets, 1.0f / N, b.grad.dx, &b.grad, B, T) ==
+          LMS_OK;
+    for (int l = cfg.L - 1; l >= 1; l--)
+        ok &= lms_gpt_block_backward(&m, &be, l, b.stream[l], lms_gpt_acts_layer(&b, l), b.grad.dx, &b.grad, B, T) ==
+              LMS_OK;
+    memcpy(wire, b.grad.dx, sizeof(float) * (size_t)N * C);
+    memcpy(a.grad.dx, wire, sizeof(float) * (size_t)N * C);
+    ok &= lms_gpt_block_backward(&m, &be, 0, a.stream[0], lms_gpt_acts_layer(&a, 0), a.grad.dx, &a.grad, B, T) == LMS_OK;
+    ok &= lms_gpt_embed_backward(&m, &be, f->tokens, B, T, a.grad.dx) == LMS_OK;
+    CHECK(ok && loss_st == loss_ref && memcmp(ref, m.grads, P * 4) == 0,
+          "two stages over copied activations give the whole model's bits (loss %.9g vs %.9g)", loss_st, loss_ref);
+    free(wire);
+
+    /* (3) decoding the first sequence token by token */
+    lms_kv_cache kv;
+    CHECK(lms_kv_cache_init(&kv, &cfg) == LMS_OK, "kv cache");
+    lms_gpt_forward(&m, &be, &a, f->tokens, NULL, 1, T, NULL);
+    float *logits = malloc(sizeof(float) * cfg.Vp);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        CHECK(lms_gpt_decode_step(&m, &be, &kv, f->tokens[t], logits) == LMS_OK, "decode step %d", t);
+        worst = fmax(worst, rel_err(logits, a.head.logits + (size_t)t * cfg.Vp, (size_t)cfg.V, 1e-6));
+    }
+    CHECK(worst < 1e-5, "KV-cache decoding vs the whole-sequence forward: logits rel err %g", worst);
+    printf("[pieces] in flight and two stages bitwise; decoding vs forward logits rel err %.2e\n", worst);
+    free(logits);
+    lms_kv_cache_free(&kv);
+    free(ref);
+    lms_gpt_acts_free(&a);
+    lms_gpt_acts_free(&b);
+    lms_gpt_free(&m);
+}
+
 /* Two identical training steps from the same state give identical bits. */
 static void check_determinism(const fixture *f) {
     lms_backend be;
@@ -380,18 +470,21 @@ static void check_determinism(const fixture *f) {
     for (int r = 0; r < 2; r++) {
         lms_gpt m;
         lms_adamw opt;
+        lms_gpt_acts a;
         lms_gpt_init(&m, &cfg, f->B, f->T, 1);
+        lms_gpt_acts_init(&a, &cfg, f->B, f->T, 1);
         lms_gpt_init_params(&m, 3);
         lms_adamw_init(&opt, m.num_params, 0.9f, 0.95f, 1e-8f, 0.1f);
         for (int s = 0; s < 3; s++) {
             lms_gpt_zero_grad(&m, &be);
-            lms_gpt_forward(&m, &be, f->tokens, f->targets, f->B, f->T, NULL);
-            lms_gpt_backward(&m, &be, 1.0f / (f->B * f->T));
+            lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, f->B, f->T, NULL);
+            lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 1.0f / (f->B * f->T), NULL, NULL);
             lms_adamw_step(&opt, &be, m.params, m.grads, m.tensors, m.num_tensors, 1e-3f, 1.0f);
         }
         res[r] = malloc(m.num_params * 4);
         memcpy(res[r], m.params, m.num_params * 4);
         lms_adamw_free(&opt);
+        lms_gpt_acts_free(&a);
         lms_gpt_free(&m);
     }
     size_t P = (size_t)f->nparams;
@@ -409,5 +502,6 @@ int main(void) {
     check_table_layout();
     check_tp_shards();
     check_determinism(&f);
+    check_pieces(&f);
     return test_summary("test_model");
 }

@@ -87,6 +87,8 @@ static void test_wrapped_model(const char *dir) {
     CHECK(lms_gpt_init(&a, &cfg, B, T, 1) == LMS_OK && lms_gpt_init(&b, &cfg, B, T, 1) == LMS_OK, "init");
     lms_gpt_init_params(&a, 5);
     lms_gpt_init_params(&b, 5);
+    lms_gpt_acts aa, ab;
+    CHECK(lms_gpt_acts_init(&aa, &cfg, B, T, 1) == LMS_OK && lms_gpt_acts_init(&ab, &cfg, B, T, 1) == LMS_OK, "acts");
     lms_backend plain, traced;
     lms_backend_init(&plain, "cpu");
     lms_backend_init(&traced, "cpu");
@@ -101,13 +103,13 @@ static void test_wrapped_model(const char *dir) {
     lms_gpt_zero_grad(&a, &plain);
     lms_gpt_zero_grad(&b, &traced);
     float la = 0, lb = 1;
-    CHECK(lms_gpt_forward(&a, &plain, tok, tgt, B, T, &la) == LMS_OK, "forward");
+    CHECK(lms_gpt_forward(&a, &plain, &aa, tok, tgt, B, T, &la) == LMS_OK, "forward");
     lms_obs_phase_begin(&o, LMS_PHASE_FORWARD);
-    CHECK(lms_gpt_forward(&b, &traced, tok, tgt, B, T, &lb) == LMS_OK, "traced forward");
+    CHECK(lms_gpt_forward(&b, &traced, &ab, tok, tgt, B, T, &lb) == LMS_OK, "traced forward");
     lms_obs_phase_end(&o, LMS_PHASE_FORWARD);
-    CHECK(lms_gpt_backward(&a, &plain, 1.0f / (B * T)) == LMS_OK, "backward");
+    CHECK(lms_gpt_backward(&a, &plain, &aa, tok, tgt, 1.0f / (B * T), NULL, NULL) == LMS_OK, "backward");
     lms_obs_phase_begin(&o, LMS_PHASE_BACKWARD);
-    CHECK(lms_gpt_backward(&b, &traced, 1.0f / (B * T)) == LMS_OK, "traced backward");
+    CHECK(lms_gpt_backward(&b, &traced, &ab, tok, tgt, 1.0f / (B * T), NULL, NULL) == LMS_OK, "traced backward");
     lms_obs_phase_end(&o, LMS_PHASE_BACKWARD);
     CHECK(memcmp(&la, &lb, sizeof la) == 0, "loss %.9g vs traced %.9g", la, lb);
     CHECK(memcmp(a.grads, b.grads, sizeof(float) * a.num_params) == 0, "gradients differ under the trace");
@@ -123,7 +125,7 @@ static void test_wrapped_model(const char *dir) {
     size_t dropped, n = lms_trace_count(t, &dropped);
     CHECK(n > 20 && dropped == 0, "%zu events", n);
     lms_trace_set_step(t, 2); /* outside 1:1: nothing more recorded */
-    lms_gpt_forward(&b, &traced, tok, tgt, B, T, &lb);
+    lms_gpt_forward(&b, &traced, &ab, tok, tgt, B, T, &lb);
     CHECK(lms_trace_count(t, NULL) == n, "recorded outside the profiled steps");
     if (dir) {
         char path[4096];
@@ -134,6 +136,8 @@ static void test_wrapped_model(const char *dir) {
     CHECK(traced.i == &lms_backend_cpu_i, "unwrap");
     lms_comm_free(c);
     lms_trace_free(t);
+    lms_gpt_acts_free(&aa);
+    lms_gpt_acts_free(&ab);
     lms_gpt_free(&a);
     lms_gpt_free(&b);
 }

@@ -20,8 +20,7 @@ O=$TESTS_DIR/obs
 # the readers: Debian's protobuf-compiler, python3-protobuf, librsvg2-bin (.ci/run installs them)
 need_cmd protoc protobuf-compiler
 need_cmd rsvg-convert librsvg2-bin
-need_python numpy
-$PY -c 'import google.protobuf' 2>/dev/null || skip_test "$NAME needs python3-protobuf" "apt-get install python3-protobuf"
+need_python numpy google.protobuf
 
 # ---- the library's files: TensorBoard events and a trace of a forward/backward
 run unit "$UNIT" "$T" && ok

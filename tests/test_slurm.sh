@@ -8,7 +8,9 @@
 #   B  train_gpt2_mpirun.sbatch (mpirun in the allocation) stopping at step 15;
 #   C  train_gpt2.sbatch again on B's checkpoint directory: it resumes at step
 #      15, and B + C give A's losses (a requeued or resubmitted job continues);
-#   then requeues C, which finds the run complete and exits cleanly.
+#   then requeues C, which finds the run complete and exits cleanly;
+#   D  train_gpt2.sbatch out of time (EXIT_DURATION_MINS): lmscale saves and
+#      exits 85, and the script requeues the job.
 # Skipped (tests/lib.sh) when not root or SLURM/munge are missing. Stops every
 # daemon it started by PID and checks that nothing of its cluster is left.
 # Usage: bash tests/test_slurm.sh /path/to/lmscale
@@ -294,6 +296,28 @@ if submit C train_gpt2.sbatch SAVE="$T/ckB" && finish C; then
     else
         bad "scontrol requeue $JOB failed: $(head -2 "$T/requeue.err")"
     fi
+fi
+
+# D: a job out of time: EXIT_DURATION_MINS (the scripts derive it from the
+# time left) makes lmscale save and exit 85 on every rank; the script then
+# requeues the job (SLURM holds it back; the test cancels it)
+if submit D train_gpt2.sbatch SAVE="$T/ckD" STEPS=100000 EXIT_DURATION_MINS=0.02; then
+    end=$((SECONDS + 60))
+    while [ $SECONDS -lt $end ] && ! grep -q "requeueing job" "$T/D.out" 2>/dev/null; do sleep 0.5; done
+    for _ in $(seq 1 20); do
+        info=$(sl scontrol -o show job "$JOB" 2>&1)
+        [ "$(sed -n 's/.* Restarts=\([0-9]*\) .*/\1/p' <<<"$info")" = 1 ] && break
+        sleep 0.5
+    done
+    grep -q "^stopped after step [0-9]* of 100000 (--exit-duration-mins 0.02 reached): checkpoint $T/ckD/step-[0-9]*; continue with --resume $T/ckD (exit 85)" "$T/D.out" &&
+        ok || bad "D: no 'stopped after step' line: $(grep -v OPENBLAS "$T/D.out" | tail -n 4)"
+    s=$(sed -n 's/^stopped after step \([0-9]*\) .*/\1/p' "$T/D.out" | head -n 1)
+    [ -n "$s" ] && [ -f "$T/ckD/step-$(printf %08d "$s")/index.json" ] && ok || bad "D: no checkpoint of step ${s:-?}"
+    grep -q "^lmscale: stopped early with a checkpoint in $T/ckD (exit 85): requeueing job $JOB" "$T/D.out" && ok ||
+        bad "D: the script did not requeue on exit 85: $(grep '^lmscale' "$T/D.out" | tail -n 2)"
+    [ "$(sed -n 's/.* Restarts=\([0-9]*\) .*/\1/p' <<<"$info")" = 1 ] && ok ||
+        bad "D: not requeued: $(sed -n 's/.*\(JobState=[^ ]*\).*\(Restarts=[^ ]*\).*/\1 \2/p' <<<"$info")"
+    sl scancel "$JOB"
 fi
 
 # ---- stop the cluster; nothing of it may be left running ----

@@ -1,9 +1,11 @@
 /* lmscale model: the GPT-2 architecture (docs/model.md).
  *
  * Parameters and gradients are each one flat fp32 buffer, layer-major, with
- * named views (lms_tensor_view). Activations for a micro-batch of up to
- * (B, T) are allocated once at init and carved into views. Forward and
- * backward call the backend's ops explicitly, one per line, in order. */
+ * named views (lms_tensor_view) derived from one tensor table. The model is
+ * three pieces — embed, block l, head+loss — each with an explicit forward
+ * and backward over caller-owned activations (lms_gpt_acts, one set per
+ * micro-batch); the whole-model passes and KV-cache decoding are loops over
+ * them. The pieces call the backend's ops explicitly, one per line. */
 #ifndef LMSCALE_MODEL_H
 #define LMSCALE_MODEL_H
 
@@ -137,18 +139,6 @@ typedef struct {
     lms_gpt_block *h; /* L entries; owned by the lms_gpt */
 } lms_gpt_tensors;
 
-/* Activations for one micro-batch (B,T); see gpt.c for the shapes. */
-typedef struct {
-    float *encoded;                       /* (B,T,C) */
-    float *ln1, *ln1_mean, *ln1_rstd;     /* per layer */
-    float *qkv, *atty, *att_lse, *attproj, *resid2;
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu, *fcproj, *resid3;
-    float *lnf, *lnf_mean, *lnf_rstd, *logits, *losses, *xent_lse;
-    /* backward scratch */
-    float *dresid, *dln, *dqkv, *datty, *dfch, *dfch_gelu;
-} lms_gpt_acts;
-
 typedef struct {
     lms_gpt_config cfg;
     size_t num_params;
@@ -157,15 +147,60 @@ typedef struct {
     float *params;            /* owned, num_params */
     float *grads;             /* owned, num_params, or NULL for inference */
     lms_gpt_tensors p, g;     /* views into params and grads */
-    int cap_B, cap_T;         /* activation capacity */
-    float *act_mem;           /* owned */
-    size_t act_floats;
-    lms_gpt_acts a;
-    int32_t *tokens, *targets; /* owned copies of the last forward's inputs */
-    int B, T;                  /* shape of the last forward */
-    int have_targets;
+    int cap_B, cap_T;         /* the micro-batch size the caller set the model up for */
     const struct lms_gpt_hooks *hooks; /* NULL, or ZeRO's per-unit gather/scatter (below) */
 } lms_gpt;
+
+/* ---- activations: one caller-owned set per micro-batch ----
+ * N = B·T rows. The residual stream between the pieces is stream[0..L]:
+ * stream[0] is the embedding's output (block 0's input), stream[l+1] block
+ * l's output, stream[L] the head's input. Each layer's saved activations
+ * are one contiguous run of memory (so that a set can later drop and
+ * recompute them layer by layer). Several sets may be in flight at once
+ * (pipeline schedules); one model serves them all. */
+typedef struct {
+    float *ln1, *ln1_mean, *ln1_rstd; /* (N,C), (N), (N) */
+    float *qkv;                       /* (N,3C): q | k | v, head h at columns h·hs of each */
+    float *atty, *att_lse;            /* (N,C), (B,NH,T) */
+    float *attproj, *resid2;          /* (N,C): attention output projection; in + attproj */
+    float *ln2, *ln2_mean, *ln2_rstd; /* (N,C), (N), (N) */
+    float *fch, *fch_gelu;            /* (N,4C) */
+    float *fcproj;                    /* (N,C) */
+} lms_gpt_layer_acts;
+
+typedef struct {
+    float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
+    float *logits;                    /* (N,Vp); backward overwrites them with dlogits */
+    float *losses, *xent_lse;         /* (N) */
+} lms_gpt_head_acts;
+
+/* what backward needs besides the saved activations (only with_backward) */
+typedef struct {
+    float *dx;          /* (N,C): d(loss)/d(residual stream), flowing from the head to the embedding */
+    float *dln, *datty; /* (N,C) */
+    float *dqkv;        /* (N,3C) */
+    float *dfch, *dfch_gelu; /* (N,4C) */
+} lms_gpt_grad_acts;
+
+typedef struct {
+    int cap_B, cap_T;           /* capacity */
+    int B, T;                   /* shape of the last forward */
+    int has_loss;               /* the last forward had targets */
+    int L;
+    float **stream;             /* L+1 entries (N,C); owned */
+    lms_gpt_layer_acts *layer;  /* L entries; owned */
+    lms_gpt_head_acts head;
+    lms_gpt_grad_acts grad;     /* all NULL when not with_backward */
+    float *mem;                 /* owned: everything above */
+    size_t floats;
+} lms_gpt_acts;
+
+/* Activations for micro-batches up to (B, T); with_backward adds what
+ * backward needs. On failure nothing is left allocated. */
+lms_status lms_gpt_acts_init(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward);
+void lms_gpt_acts_free(lms_gpt_acts *a);
+/* Block l's saved activations (0 <= l < L). */
+static inline lms_gpt_layer_acts *lms_gpt_acts_layer(lms_gpt_acts *a, int l) { return &a->layer[l]; }
 
 /* ---- parameter units ----
  * The pieces that ZeRO-3 gathers and ZeRO-2/3 reduce-scatter one at a time,
@@ -192,9 +227,11 @@ typedef struct lms_gpt_hooks {
     lms_status (*release)(void *ctx, lms_gpt *m, int unit, int use);
 } lms_gpt_hooks;
 
-/* Allocates parameters (zeroed; call lms_gpt_init_params), gradients when
- * with_grads, and activations for micro-batches up to (B, T). cfg must have
- * passed lms_gpt_config_validate. On failure everything is freed. */
+/* Allocates parameters (zeroed; call lms_gpt_init_params) and gradients
+ * when with_grads; (B, T) is recorded as cap_B, cap_T, the micro-batch the
+ * caller means to run (activations are the caller's: lms_gpt_acts_init).
+ * cfg must have passed lms_gpt_config_validate. On failure everything is
+ * freed. */
 lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int with_grads);
 /* As lms_gpt_init; flags: LMS_GPT_GRADS allocates the flat gradient buffer,
  * LMS_GPT_NO_PARAMS leaves params NULL (the views are bound per unit by
@@ -202,8 +239,9 @@ lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int
 enum { LMS_GPT_GRADS = 1, LMS_GPT_NO_PARAMS = 2 };
 lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags);
 void lms_gpt_free(lms_gpt *m);
-/* Floats of the activation buffer lms_gpt_init allocates for micro-batches
- * up to (B, T) (the memory estimate of src/plan/ uses it). */
+/* Floats of the activation buffer lms_gpt_acts_init allocates for training
+ * (with backward) micro-batches up to (B, T); the memory estimate of
+ * src/plan/ uses it. */
 size_t lms_gpt_act_floats(const lms_gpt_config *cfg, int B, int T);
 
 /* Builds the named views for cfg; *out is malloc'ed (caller frees). Also
@@ -226,38 +264,84 @@ void lms_gpt_init_params_range(const lms_tensor_view *views, int nviews, uint64_
  * in s's local shape (row-major). */
 void lms_gpt_init_tp_shard(const lms_tensor_view *t, const lms_tp_shard *s, uint64_t seed, float *dst);
 
-/* Forward over tokens (B,T) (B <= cap_B, T <= cap_T). With targets, *loss
- * (when loss is not NULL) is the mean cross-entropy over the B·T positions;
- * without, *loss is 0 and only the logits are computed (a.logits, (B,T,Vp)).
- * A failing op or hook is returned at once (LMS_ERR_UNSUPPORTED before any
- * compute when the backend lacks an op for fp32). */
-lms_status lms_gpt_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, const int32_t *targets,
-                           int B, int T, float *loss);
-/* Backward of the last forward (which had targets). Accumulates into grads:
- * d(loss_i)/d(params) · dloss summed over positions i, so dloss = 1/(B·T·k)
- * gives the gradient of the mean over k accumulated micro-batches. */
-lms_status lms_gpt_backward(lms_gpt *m, lms_backend *be, float dloss);
+/* ---- the model in pieces ----
+ * Each piece reads its input and writes its output activation explicitly
+ * (in, out: (N,C) rows of the residual stream), acquires and releases the
+ * parameter units it uses through m->hooks, and returns the first failing
+ * op's or hook's status. Backward pieces accumulate into the gradient
+ * views (m->g) and take dx (N,C) = d(loss)/d(their output), which they
+ * turn into d(loss)/d(their input) in place (the residual branch is the
+ * identity). Tokens and targets are the caller's, passed to each piece that
+ * reads them. Shapes: B <= a->cap_B, T <= a->cap_T, pos0 + T <= maxT. */
+
+/* out = wte[tokens] + wpe[pos0 .. pos0+T). Unit 0. */
+lms_status lms_gpt_embed_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, int B, int T, int pos0,
+                                 float *out);
+/* d wte, d wpe += from dx (the gradient of the embedding's output). */
+lms_status lms_gpt_embed_backward(lms_gpt *m, lms_backend *be, const int32_t *tokens, int B, int T,
+                                  const float *dx);
+struct lms_kv_cache;
+/* out = block l (in), saving into la what backward needs. kv NULL: causal
+ * attention over the T positions of each sequence. kv non-NULL (decoding,
+ * B = T = 1): the token's k and v go into the cache at position kv->len
+ * and it attends over positions 0..kv->len. Unit l+1. */
+lms_status lms_gpt_block_forward(lms_gpt *m, lms_backend *be, int l, const float *in, lms_gpt_layer_acts *la,
+                                 float *out, int B, int T, struct lms_kv_cache *kv);
+/* Backward of block l, whose forward read `in` and saved la; dx in place
+ * from d/d(out) to d/d(in); g scratch (dx is g->dx or any (N,C) buffer). */
+lms_status lms_gpt_block_backward(lms_gpt *m, lms_backend *be, int l, const float *in,
+                                  const lms_gpt_layer_acts *la, float *dx, lms_gpt_grad_acts *g, int B, int T);
+/* Final LayerNorm and the tied LM head on `in`: h->logits (N,Vp); with
+ * targets also the per-position losses and *loss (when loss is not NULL)
+ * = their mean. Units L+1 and 0. */
+lms_status lms_gpt_head_forward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
+                                const int32_t *targets, int B, int T, float *loss);
+/* Backward of the head from the loss: writes dx (N,C) = d(loss)/d(in),
+ * loss = sum of the per-position losses times dloss; dlogits overwrite
+ * h->logits; g scratch. */
+lms_status lms_gpt_head_backward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
+                                 const int32_t *targets, float dloss, float *dx, lms_gpt_grad_acts *g, int B,
+                                 int T);
+
+/* ---- the whole model: thin loops over the pieces ---- */
+
+/* Forward over tokens (B,T) into the activation set a (B <= a->cap_B,
+ * T <= a->cap_T <= maxT). With targets, *loss (when loss is not NULL) is the
+ * mean cross-entropy over the B·T positions; without, *loss is 0 and only
+ * the logits are computed (a->head.logits, (B,T,Vp)). A failing op or hook
+ * is returned at once (LMS_ERR_UNSUPPORTED before any compute when the
+ * backend lacks an op for fp32). */
+lms_status lms_gpt_forward(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const int32_t *tokens,
+                           const int32_t *targets, int B, int T, float *loss);
 /* grads = 0 through the backend (no-op without a gradient buffer). */
 lms_status lms_gpt_zero_grad(lms_gpt *m, lms_backend *be);
 /* Called during backward each time a range of the flat gradient buffer is
- * final for this micro-batch: [offset, offset+count) in floats. With the
- * layer-major layout the ranges arrive in strictly descending order and
- * together cover the whole buffer: ln_f, block L-1, ..., block 0, then
- * wte+wpe. Data parallelism starts each bucket's all-reduce from here. */
+ * final for this micro-batch: [offset, offset+count) in floats, one
+ * parameter unit (lms_gpt_unit_range) at a time. The ranges arrive in
+ * strictly descending order and together cover the whole buffer: ln_f,
+ * block L-1, ..., block 0, then wte+wpe. Data parallelism starts each
+ * bucket's all-reduce from here. */
 typedef lms_status (*lms_grad_ready_fn)(void *ctx, size_t offset, size_t count);
-/* lms_gpt_backward with a ready hook (NULL: none); a hook's failure ends
- * the pass with its status. */
-lms_status lms_gpt_backward_ex(lms_gpt *m, lms_backend *be, float dloss, lms_grad_ready_fn ready, void *ctx);
+/* Backward of the forward that filled a (with the same tokens and
+ * targets; a with_backward set). Accumulates into grads: d(loss_i)/d(params)
+ * · dloss summed over positions i, so dloss = 1/(B·T·k) gives the gradient
+ * of the mean over k accumulated micro-batches. ready (NULL: none) as above;
+ * a hook's failure ends the pass with its status. */
+lms_status lms_gpt_backward(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const int32_t *tokens,
+                            const int32_t *targets, float dloss, lms_grad_ready_fn ready, void *ctx);
 
 /* Number of parameters that count for model FLOPs: all but wpe, with the
  * unpadded vocabulary (the tied wte is the LM head matmul). */
 size_t lms_gpt_flop_params(const lms_gpt_config *cfg);
 
-/* ---- inference with a KV cache ---- */
-typedef struct {
+/* ---- inference with a KV cache ----
+ * Decoding runs the same pieces as training (lms_gpt_block_forward with the
+ * cache) on a (1, 1) activation set the cache owns. */
+typedef struct lms_kv_cache {
     int L, maxT, C, len;
-    float *k, *v; /* (L, maxT, C) each, owned */
-    float *scratch;
+    float *k, *v;      /* (L, maxT, C) each, owned */
+    float *scores;     /* (maxT), owned */
+    lms_gpt_acts acts; /* (1, 1), owned */
 } lms_kv_cache;
 
 lms_status lms_kv_cache_init(lms_kv_cache *kv, const lms_gpt_config *cfg);

@@ -253,7 +253,7 @@ lms_status cli_load_model(const char *load, const char *init, const char *resume
                           const lms_logger *lg);
 
 /* Evaluate mean loss over sequential windows; used by train and eval. */
-lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
+lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens);
 
 /* This process's rank as the launcher set it (0 when not launched by

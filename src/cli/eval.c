@@ -37,6 +37,7 @@ int cmd_eval(int argc, char **argv) {
         return 0;
     }
     lms_gpt m = {0};
+    lms_gpt_acts acts = {0};
     lms_tokens toks = {0};
     lms_backend be = {0};
     lms_tokenizer tok;
@@ -82,11 +83,13 @@ int cmd_eval(int argc, char **argv) {
     LMS_TRY(lms_tokens_check_vocab(&toks, m.cfg.V, data));
     lms_loader ld;
     LMS_TRY(lms_loader_init(&ld, toks.tokens, toks.n, m.cap_T, LMS_ORDER_SEQUENTIAL, seed, data));
+    LMS_TRY(lms_gpt_acts_init(&acts, &m.cfg, batch, m.cap_T, 0));
     double loss;
     long ntok;
-    LMS_TRY(eval_loss(&m, &be, &ld, batch, max_batches, &loss, &ntok));
+    LMS_TRY(eval_loss(&m, &be, &acts, &ld, batch, max_batches, &loss, &ntok));
     printf("loss=%.6f ppl=%.4f tokens=%ld\n", loss, exp(loss), ntok);
 fail:
+    lms_gpt_acts_free(&acts);
     lms_gpt_free(&m);
     lms_tokens_free(&toks);
     lms_tokenizer_free(&tok);

@@ -39,6 +39,7 @@ int cmd_generate(int argc, char **argv) {
     }
     lms_gpt m = {0};
     lms_kv_cache kv = {0};
+    lms_gpt_acts acts = {0}; /* the whole-sequence forward of --no-kv-cache */
     lms_backend be = {0};
     int32_t *ids = NULL, *seq = NULL;
     float *logits = NULL;
@@ -92,7 +93,10 @@ int cmd_generate(int argc, char **argv) {
     }
     memcpy(seq, ids, sizeof(int32_t) * nprompt);
     int len = (int)nprompt;
-    if (!no_kv) LMS_TRY(lms_kv_cache_init(&kv, &m.cfg));
+    if (!no_kv)
+        LMS_TRY(lms_kv_cache_init(&kv, &m.cfg));
+    else
+        LMS_TRY(lms_gpt_acts_init(&acts, &m.cfg, 1, maxT, 0));
     lms_sampler sm = {temperature, top_k, top_p};
     uint64_t key = lms_rng_key(seed, "generate");
     double t0 = lms_now_s();
@@ -102,8 +106,8 @@ int cmd_generate(int argc, char **argv) {
     fwrite(prompt, 1, strlen(prompt), stdout);
     while (produced < max_new && len < maxT) {
         if (no_kv) {
-            LMS_TRY(lms_gpt_forward(&m, &be, seq, NULL, 1, len, NULL));
-            memcpy(logits, m.a.logits + (size_t)(len - 1) * m.cfg.Vp, sizeof(float) * m.cfg.Vp);
+            LMS_TRY(lms_gpt_forward(&m, &be, &acts, seq, NULL, 1, len, NULL));
+            memcpy(logits, acts.head.logits + (size_t)(len - 1) * m.cfg.Vp, sizeof(float) * m.cfg.Vp);
         }
         int next = lms_sample(logits, m.cfg.V, &sm, lms_rng_uniform(key, (uint64_t)produced), scratch);
         produced++;
@@ -127,6 +131,7 @@ fail:
     free(logits);
     free(scratch);
     lms_kv_cache_free(&kv);
+    lms_gpt_acts_free(&acts);
     lms_gpt_free(&m);
     lms_tokenizer_free(&tok);
     return st == LMS_OK ? 0 : cli_fail("generate", st);

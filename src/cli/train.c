@@ -44,7 +44,7 @@ static void fmt_eta(char *buf, size_t cap, double s) {
     else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
 }
 
-lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, long max_batches,
+lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens) {
     const int T = ld->T;
     int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
@@ -60,7 +60,7 @@ lms_status eval_loss(lms_gpt *m, lms_backend *be, const lms_loader *ld, int B, l
         int b = 0;
         for (; b < B && w < nw; b++, w++) lms_loader_window(ld, w, x + (size_t)b * T, y + (size_t)b * T);
         float l;
-        lms_status st = lms_gpt_forward(m, be, x, y, b, T, &l);
+        lms_status st = lms_gpt_forward(m, be, a, x, y, b, T, &l);
         if (st != LMS_OK) {
             free(x);
             free(y);
@@ -201,6 +201,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     memset(&p, 0, sizeof p);
     lms_tokens loaded = {0}, loaded_val = {0};
     lms_gpt m = {0};
+    lms_gpt_acts acts = {0};
     lms_adamw opt = {0};
     train_metrics metrics = {0};
     train_stop stop = {0};
@@ -277,6 +278,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const int zs = o->zero;
     LMS_TRY(lms_gpt_init_ex(&m, &p.cfg, p.micro, p.T,
                             (zs <= 1 ? LMS_GPT_GRADS : 0) | (zs == 3 ? LMS_GPT_NO_PARAMS : 0)));
+    LMS_TRY(lms_gpt_acts_init(&acts, &p.cfg, p.micro, p.T, 1));
     if (zs) {
         LMS_TRY(lms_zero_init(&z, zs, p.world, &m, &p.be));
         LMS_TRY(lms_adamw_init(&opt, z.shard_n, o->beta1, o->beta2, o->eps, o->weight_decay));
@@ -352,17 +354,17 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                 lms_loader_window(&ld, (uint64_t)step * G + first_sample + (uint64_t)k * p.micro + b,
                                   x + (size_t)b * p.T, y + (size_t)b * p.T);
             float micro_loss;
-            LMS_TRY(lms_gpt_forward(&m, &p.be, x, y, p.micro, p.T, &micro_loss));
+            LMS_TRY(lms_gpt_forward(&m, &p.be, &acts, x, y, p.micro, p.T, &micro_loss));
             loss += micro_loss;
             if (zs == 1 && k == p.accum - 1) { /* reduce-scatter each unit as backward finishes it */
-                LMS_TRY(lms_gpt_backward_ex(&m, &p.be, dloss, lms_zero_ready, &z));
+                LMS_TRY(lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, lms_zero_ready, &z));
             } else if (p.topo.dp > 1 && !zs && k == p.accum - 1) { /* only the last micro-step communicates */
                 lms_dp_sync_begin(&dps);
-                st = lms_gpt_backward_ex(&m, &p.be, dloss, lms_dp_sync_ready, &dps);
+                st = lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, lms_dp_sync_ready, &dps);
                 lms_status fin = lms_dp_sync_finish(&dps); /* waits for what was launched, even after a failure */
                 LMS_TRY(st != LMS_OK ? st : fin);
             } else {
-                LMS_TRY(lms_gpt_backward(&m, &p.be, dloss));
+                LMS_TRY(lms_gpt_backward(&m, &p.be, &acts, x, y, dloss, NULL, NULL));
             }
         }
         if (zs) LMS_TRY(lms_zero_finish_grads(&z));
@@ -403,7 +405,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         double vloss = NAN;
         if (do_eval) {
             long ntok;
-            LMS_TRY(eval_loss(&m, &p.be, &vld, p.micro, o->eval_batches, &vloss, &ntok));
+            LMS_TRY(eval_loss(&m, &p.be, &acts, &vld, p.micro, o->eval_batches, &vloss, &ntok));
             last_val = vloss;
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
@@ -489,6 +491,7 @@ fail:
     lms_free(full);
     lms_comm_free(p.world);
     lms_adamw_free(&opt);
+    lms_gpt_acts_free(&acts);
     lms_gpt_free(&m);
     lms_tokens_free(&loaded);
     lms_tokens_free(&loaded_val);
@@ -549,7 +552,11 @@ int cmd_train(int argc, char **argv) {
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     cli_spec spec = {"train", "lmscale train: train a GPT model on text (bytes or GPT-2 BPE) or token shards.",
                      "lmscale train --data FILE [--model NAME] [flags]", opts,
-                     (int)(sizeof opts / sizeof opts[0]), "default model: nano"};
+                     (int)(sizeof opts / sizeof opts[0]),
+                     "default model: nano\n"
+                     "exit status: 0 done (--steps or --stop-after); 85 stopped early by SIGINT/SIGTERM/SIGUSR1 or\n"
+                     "--exit-duration-mins, after saving (resume to continue; a second signal exits at once);\n"
+                     "75 the collective watchdog aborted the job; 2 bad flags or input; 1 other errors"};
     o.cli = &spec;
     o.given = given;
     int help;

@@ -248,6 +248,17 @@ static int exists(const char *path) {
     return stat(path, &sb) == 0; /* never opened here: a FIFO would block */
 }
 
+/* The message lms_read_file gives for PATH (cannot open, not a regular
+ * file), else "WHAT 'PATH'". */
+static lms_status read_error(const char *path, const char *what) {
+    unsigned char *d;
+    size_t n;
+    lms_status st = lms_read_file(path, &d, &n);
+    if (st != LMS_OK) return st;
+    free(d);
+    return lms_errorf(LMS_ERR_IO, "%s '%s'", what, path);
+}
+
 static int ends_with(const char *s, const char *suf) {
     size_t a = strlen(s), b = strlen(suf);
     return a >= b && strcmp(s + a - b, suf) == 0;
@@ -264,19 +275,15 @@ static lms_status open_one(const char *path, const lms_tokenizer *tok, lms_token
         snprintf(idx, sizeof idx, "%s.idx", path);
         snprintf(bin, sizeof bin, "%s.bin", path);
         if (exists(idx)) return open_megatron(idx, bin, out, cap);
-        unsigned char *d;
-        size_t n;
-        lms_status rs = lms_read_file(path, &d, &n); /* the usual "cannot open" message */
-        if (rs == LMS_OK) free(d);
-        return rs == LMS_OK ? lms_errorf(LMS_ERR_IO, "cannot open data file '%s'", path) : rs;
+        return read_error(path, "cannot open data file");
     }
     LMS_CHECK(lms_fopen_regular(path, &f)); /* a FIFO or device is refused, without blocking */
     unsigned char h[8] = {0};
     size_t got = fread(h, 1, 8, f);
     uint64_t size;
     if (file_size(f, &size) != 0) {
-        fclose(f);
-        return lms_errorf(LMS_ERR_IO, "cannot seek in data file '%s'", path);
+        fclose(f); /* a directory, on some file systems (tmpfs) */
+        return read_error(path, "cannot seek in data file");
     }
     lms_status st;
     if (got == 8 && memcmp(h, LMSTOK_MAGIC, 8) == 0) {

@@ -199,7 +199,7 @@ lms_status lms_zero_begin_step(lms_zero *z) {
     return z->be->i->memset(z->be, z->grad, 0, sizeof(float) * z->shard_n);
 }
 
-/* Stage 1: the ranges backward reports are whole units (lms_gpt_backward_ex). */
+/* Stage 1: the ranges backward reports are whole units (lms_gpt_backward). */
 lms_status lms_zero_ready(void *ctx, size_t offset, size_t count) {
     lms_zero *z = ctx;
     lms_backend *be = z->be;

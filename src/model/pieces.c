@@ -1,0 +1,172 @@
+/* The GPT-2 model in three pieces — embed, block l, head+loss — each with
+ * an explicit forward and backward, one backend op per line (model.h).
+ * Shapes: N = B·T rows; C channels; NH heads of hs = C/NH; Vp padded vocab.
+ * A piece reads its input rows `in` (N,C), writes its output rows, keeps
+ * what its backward needs in its part of the caller's activation set, and
+ * acquires/releases the parameter units it reads through m->hooks (ZeRO-3
+ * gathers them; ZeRO-2/3 reduce-scatter their gradients on release). */
+#include "lmscale/model.h"
+
+#include <math.h>
+
+/* around each use of a parameter unit (ZeRO); no-ops without hooks */
+#define ACQUIRE(u, mode)                                                            \
+    do {                                                                            \
+        if (m->hooks) LMS_CHECK(m->hooks->acquire(m->hooks->ctx, m, (u), (mode)));  \
+    } while (0)
+#define RELEASE(u, mode)                                                            \
+    do {                                                                            \
+        if (m->hooks) LMS_CHECK(m->hooks->release(m->hooks->ctx, m, (u), (mode)));  \
+    } while (0)
+
+/* ---- embed: unit 0 ---- */
+
+lms_status lms_gpt_embed_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, int B, int T, int pos0,
+                                 float *out) {
+    const int C = m->cfg.C;
+    LMS_ASSERT(pos0 >= 0 && pos0 + T <= m->cfg.maxT);
+    ACQUIRE(0, LMS_USE_FORWARD);
+    LMS_CHECK(be->i->encoder_fwd(be, out, tokens, m->p.wte, m->p.wpe + (size_t)pos0 * C, B, T, C));
+    RELEASE(0, LMS_USE_FORWARD);
+    return LMS_OK;
+}
+
+lms_status lms_gpt_embed_backward(lms_gpt *m, lms_backend *be, const int32_t *tokens, int B, int T,
+                                  const float *dx) {
+    ACQUIRE(0, LMS_USE_GRAD_ONLY);
+    LMS_CHECK(be->i->encoder_bwd(be, m->g.wte, m->g.wpe, dx, tokens, B, T, m->cfg.C));
+    RELEASE(0, LMS_USE_GRAD_ONLY);
+    return LMS_OK;
+}
+
+/* ---- block l: unit l+1 ---- */
+
+/* Decoding: the new token's k, v (in qkv, (1,3C)) go into the cache at
+ * position t = kv->len; atty (1,C) = softmax(q·K[0..t]ᵀ/sqrt(hs))·V[0..t]
+ * per head. */
+static lms_status attend_cached(lms_backend *be, const lms_gpt_config *c, int l, const float *qkv, float *atty,
+                                lms_kv_cache *kv) {
+    const int C = c->C, hs = C / c->NH, t = kv->len;
+    float *kc = kv->k + (size_t)l * c->maxT * C, *vc = kv->v + (size_t)l * c->maxT * C, *sc = kv->scores;
+    LMS_CHECK(be->i->copy(be, kc + (size_t)t * C, qkv + C, sizeof(float) * C, LMS_COPY_D2D));
+    LMS_CHECK(be->i->copy(be, vc + (size_t)t * C, qkv + 2 * C, sizeof(float) * C, LMS_COPY_D2D));
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < c->NH; h++) {
+        const float *q = qkv + h * hs;
+        float mx = -INFINITY, sum = 0;
+        for (int u = 0; u <= t; u++) {
+            const float *k = kc + (size_t)u * C + h * hs;
+            float s = 0;
+            for (int d = 0; d < hs; d++) s += q[d] * k[d];
+            sc[u] = s * scale;
+            if (sc[u] > mx) mx = sc[u];
+        }
+        for (int u = 0; u <= t; u++) {
+            sc[u] = expf(sc[u] - mx);
+            sum += sc[u];
+        }
+        float *o = atty + h * hs;
+        for (int d = 0; d < hs; d++) o[d] = 0;
+        for (int u = 0; u <= t; u++) {
+            const float p = sc[u] / sum, *v = vc + (size_t)u * C + h * hs;
+            for (int d = 0; d < hs; d++) o[d] += p * v[d];
+        }
+    }
+    return LMS_OK;
+}
+
+lms_status lms_gpt_block_forward(lms_gpt *m, lms_backend *be, int l, const float *in, lms_gpt_layer_acts *a,
+                                 float *out, int B, int T, lms_kv_cache *kv) {
+    const lms_gpt_config *c = &m->cfg;
+    const lms_backend_i *op = be->i;
+    const int C = c->C, N = B * T;
+    const size_t NC = (size_t)N * C;
+    LMS_ASSERT(l >= 0 && l < c->L && (!kv || (B == 1 && T == 1 && kv->len < c->maxT)));
+    ACQUIRE(l + 1, LMS_USE_FORWARD);
+    const lms_gpt_block *w = &m->p.h[l];
+    LMS_CHECK(op->layernorm_fwd(be, a->ln1, a->ln1_mean, a->ln1_rstd, in, w->ln1w, w->ln1b, N, C));
+    LMS_CHECK(op->matmul_fwd(be, a->qkv, a->ln1, w->qkvw, w->qkvb, N, C, 3 * C));
+    if (kv)
+        LMS_CHECK(attend_cached(be, c, l, a->qkv, a->atty, kv));
+    else
+        LMS_CHECK(op->attention_fwd(be, a->atty, a->att_lse, a->qkv, B, T, C, c->NH));
+    LMS_CHECK(op->matmul_fwd(be, a->attproj, a->atty, w->attprojw, w->attprojb, N, C, C));
+    LMS_CHECK(op->add(be, a->resid2, in, a->attproj, NC));
+    LMS_CHECK(op->layernorm_fwd(be, a->ln2, a->ln2_mean, a->ln2_rstd, a->resid2, w->ln2w, w->ln2b, N, C));
+    LMS_CHECK(op->matmul_fwd(be, a->fch, a->ln2, w->fcw, w->fcb, N, C, 4 * C));
+    LMS_CHECK(op->gelu_fwd(be, a->fch_gelu, a->fch, NC * 4));
+    LMS_CHECK(op->matmul_fwd(be, a->fcproj, a->fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C));
+    LMS_CHECK(op->add(be, out, a->resid2, a->fcproj, NC));
+    RELEASE(l + 1, LMS_USE_FORWARD);
+    return LMS_OK;
+}
+
+lms_status lms_gpt_block_backward(lms_gpt *m, lms_backend *be, int l, const float *in,
+                                  const lms_gpt_layer_acts *a, float *dx, lms_gpt_grad_acts *g, int B, int T) {
+    const lms_gpt_config *c = &m->cfg;
+    const lms_backend_i *op = be->i;
+    const int C = c->C, N = B * T;
+    const size_t NC = (size_t)N * C;
+    ACQUIRE(l + 1, LMS_USE_BACKWARD);
+    const lms_gpt_block *w = &m->p.h[l], *dw = &m->g.h[l];
+    /* MLP: dx is d/d(out) = d/d(resid2 + fcproj) */
+    LMS_CHECK(op->memset(be, g->dfch_gelu, 0, NC * 4 * sizeof(float)));
+    LMS_CHECK(op->matmul_bwd(be, g->dfch_gelu, dw->fcprojw, dw->fcprojb, dx, a->fch_gelu, w->fcprojw, N, 4 * C, C));
+    LMS_CHECK(op->memset(be, g->dfch, 0, NC * 4 * sizeof(float)));
+    LMS_CHECK(op->gelu_bwd(be, g->dfch, a->fch, g->dfch_gelu, NC * 4));
+    LMS_CHECK(op->memset(be, g->dln, 0, NC * sizeof(float)));
+    LMS_CHECK(op->matmul_bwd(be, g->dln, dw->fcw, dw->fcb, g->dfch, a->ln2, w->fcw, N, C, 4 * C));
+    LMS_CHECK(op->layernorm_bwd(be, dx, dw->ln2w, dw->ln2b, g->dln, a->resid2, w->ln2w, a->ln2_mean, a->ln2_rstd,
+                                N, C));
+    /* attention: dx is now d/d(resid2) = d/d(in + attproj) */
+    LMS_CHECK(op->memset(be, g->datty, 0, NC * sizeof(float)));
+    LMS_CHECK(op->matmul_bwd(be, g->datty, dw->attprojw, dw->attprojb, dx, a->atty, w->attprojw, N, C, C));
+    LMS_CHECK(op->memset(be, g->dqkv, 0, NC * 3 * sizeof(float)));
+    LMS_CHECK(op->attention_bwd(be, g->dqkv, g->datty, a->qkv, a->atty, a->att_lse, B, T, C, c->NH));
+    LMS_CHECK(op->memset(be, g->dln, 0, NC * sizeof(float)));
+    LMS_CHECK(op->matmul_bwd(be, g->dln, dw->qkvw, dw->qkvb, g->dqkv, a->ln1, w->qkvw, N, C, 3 * C));
+    LMS_CHECK(op->layernorm_bwd(be, dx, dw->ln1w, dw->ln1b, g->dln, in, w->ln1w, a->ln1_mean, a->ln1_rstd, N, C));
+    RELEASE(l + 1, LMS_USE_BACKWARD);
+    return LMS_OK;
+}
+
+/* ---- head + loss: units L+1 (ln_f) and 0 (the tied wte) ---- */
+
+lms_status lms_gpt_head_forward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
+                                const int32_t *targets, int B, int T, float *loss) {
+    const lms_gpt_config *c = &m->cfg;
+    const lms_backend_i *op = be->i;
+    const int N = B * T;
+    if (loss) *loss = 0.0f;
+    ACQUIRE(c->L + 1, LMS_USE_FORWARD);
+    LMS_CHECK(op->layernorm_fwd(be, h->lnf, h->lnf_mean, h->lnf_rstd, in, m->p.lnfw, m->p.lnfb, N, c->C));
+    RELEASE(c->L + 1, LMS_USE_FORWARD);
+    ACQUIRE(0, LMS_USE_FORWARD);
+    LMS_CHECK(op->matmul_fwd(be, h->logits, h->lnf, m->p.wte, NULL, N, c->C, c->Vp));
+    RELEASE(0, LMS_USE_FORWARD);
+    if (!targets) return LMS_OK;
+    LMS_CHECK(op->xent_fwd(be, h->losses, h->xent_lse, h->logits, targets, N, c->V, c->Vp));
+    double sum = 0;
+    LMS_CHECK(op->sum(be, h->losses, (size_t)N, &sum));
+    if (loss) *loss = (float)(sum / N);
+    return LMS_OK;
+}
+
+lms_status lms_gpt_head_backward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
+                                 const int32_t *targets, float dloss, float *dx, lms_gpt_grad_acts *g, int B,
+                                 int T) {
+    const lms_gpt_config *c = &m->cfg;
+    const lms_backend_i *op = be->i;
+    const int C = c->C, N = B * T;
+    const size_t NC = (size_t)N * C;
+    LMS_CHECK(op->xent_bwd(be, h->logits, h->logits, h->xent_lse, targets, dloss, N, c->V, c->Vp));
+    LMS_CHECK(op->memset(be, g->dln, 0, NC * sizeof(float)));
+    ACQUIRE(0, LMS_USE_BACKWARD);
+    LMS_CHECK(op->matmul_bwd(be, g->dln, m->g.wte, NULL, h->logits, h->lnf, m->p.wte, N, C, c->Vp));
+    RELEASE(0, LMS_USE_BACKWARD);
+    LMS_CHECK(op->memset(be, dx, 0, NC * sizeof(float)));
+    ACQUIRE(c->L + 1, LMS_USE_BACKWARD);
+    LMS_CHECK(op->layernorm_bwd(be, dx, m->g.lnfw, m->g.lnfb, g->dln, in, m->p.lnfw, h->lnf_mean, h->lnf_rstd, N, C));
+    RELEASE(c->L + 1, LMS_USE_BACKWARD);
+    return LMS_OK;
+}
