@@ -10,18 +10,15 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-DATA="$HERE/../../shared/data/tinyshakespeare.txt"
-[ -f "$DATA" ] || { DATA="$T/data.txt"; head -c 2000000 /dev/urandom | base64 >"$DATA"; }
 CORES=$(nproc)
 MODEL=(--model gpt2-124m --num-layers 4 --num-heads 4 --hidden-size 256 --max-seq-len 256)
-JOB=(train "${MODEL[@]}" --data "$DATA" --batch-size 16 --micro-batch-size 8 --seq-len 64 --steps "$STEPS"
-     --eval-interval 0 --quiet --peak-tflops 1)
-median_ms() { $PY -c 'import json,sys,statistics; l=[json.loads(x)["step_ms"] for x in open(sys.argv[1])][1:]; print("%.1f" % statistics.median(l))' "$1"; }
-"$BIN" "${JOB[@]}" --threads "$CORES" --metrics "$T/dp1.jsonl" >/dev/null 2>&1
-d1=$(median_ms "$T/dp1.jsonl")
-OMP_NUM_THREADS=$((CORES / 2 > 0 ? CORES / 2 : 1)) bash "$HERE/../tests/mpirun.sh" 2 "$BIN" "${JOB[@]}" \
-    --threads $((CORES / 2 > 0 ? CORES / 2 : 1)) --metrics "$T/dp2.jsonl" >/dev/null 2>&1
-d2=$(median_ms "$T/dp2.jsonl")
+JOB=(bench train "${MODEL[@]}" --batch-size 16 --micro-batch-size 8 --seq-len 64 --steps "$STEPS" --warmup 1
+     --peak-tflops 1 --json)
+# mean ms/step after the warm-up, from `lmscale bench train --json` (rank 0's line)
+step_ms() { $PY -c 'import json,sys; print("%.1f" % json.loads(sys.stdin.read().splitlines()[-1])["step_ms"])'; }
+d1=$("$BIN" "${JOB[@]}" --threads "$CORES" 2>/dev/null | step_ms)
+d2=$(OMP_NUM_THREADS=$((CORES / 2 > 0 ? CORES / 2 : 1)) bash "$HERE/../tests/mpirun.sh" 2 "$BIN" "${JOB[@]}" \
+    --threads $((CORES / 2 > 0 ? CORES / 2 : 1)) 2>/dev/null | step_ms)
 $PY -c "
 d1, d2 = $d1, $d2
 tok = 16 * 64

@@ -7,7 +7,8 @@
 # For each model (GPT-2 124M and a small 4-layer/256-wide GPT with the GPT-2
 # vocabulary), batch 4 x 64 tokens, it runs lmscale and then the PyTorch peer
 # (bench/pytorch_train.py: the same architecture, AdamW, clipping) and reports
-# the median step time after one warm-up step, tokens/s and the ratio.
+# the step time after one warm-up step (lmscale: the mean of `lmscale bench
+# train`; PyTorch: its script's median), tokens/s and the ratio.
 # It does so under two BLAS settings, because the kernel OpenBLAS uses decides
 # both programs' speed: the environment as it is (some images force
 # OPENBLAS_CORETYPE=Haswell, AVX2) and with OPENBLAS_CORETYPE unset (OpenBLAS
@@ -28,13 +29,11 @@ if [ ! -f "$DATA" ]; then DATA="$TMP/data.txt"; head -c 2000000 /dev/urandom | b
 
 median() { $PY -c 'import sys,statistics; print("%.2f" % statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 
-# lmscale: median step_ms over steps 2..N from --metrics
+# lmscale: mean step_ms after one warm-up step, from `lmscale bench train --json`
 run_lms() { # envcmd model-flags...
     local envcmd=$1; shift
-    rm -f "$TMP/m.jsonl"
-    $envcmd "$BIN" train "$@" --data "$DATA" --batch-size 4 --seq-len 64 --steps "$STEPS" \
-        --eval-interval 0 --quiet --metrics "$TMP/m.jsonl" > "$TMP/lms.log" 2>&1
-    median $($PY -c 'import json,sys; print(" ".join(str(json.loads(l)["step_ms"]) for l in open(sys.argv[1]).readlines()[1:]))' "$TMP/m.jsonl")
+    $envcmd "$BIN" bench train "$@" --batch-size 4 --seq-len 64 --steps "$STEPS" --warmup 1 --json \
+        2>"$TMP/lms.log" | $PY -c 'import json,sys; print("%.2f" % json.loads(sys.stdin.read().splitlines()[-1])["step_ms"])'
 }
 run_torch() { # envcmd ldpath model-flags...
     local envcmd=$1 ld=$2; shift 2

@@ -10,7 +10,9 @@
 #                         e.g. skip "GPT-2 BPE parts" "$GPT2_HOW"
 #   skip_test WHAT HOW    nothing more can be checked: ends the test now
 #   need_python [MOD...]  skip_test unless $PY runs and imports MOD... (the
-#                         line names the Debian package: python3-numpy ...)
+#                         line names the Debian package: python3-numpy ...).
+#                         Sourcing lib.sh already does `need_python` (python3
+#                         alone) unless NO_PYTHON=1 is set before it.
 #   need_cmd CMD PKG      skip_test unless CMD is on PATH (apt-get install PKG)
 #   python_missing MOD... prints the packages of the modules $PY lacks
 #   have_gpt2             true when $GPT2_VOCAB and $GPT2_MERGES are readable
@@ -54,9 +56,10 @@ skip_test() {
 }
 python_missing() {
     local m miss=
-    command -v "$PY" >/dev/null 2>&1 || { echo python3; return; }
+    local have=1
+    command -v "$PY" >/dev/null 2>&1 || { have=0; miss=python3; }
     for m in "$@"; do
-        "$PY" -c "import $m" 2>/dev/null && continue
+        [ $have = 1 ] && "$PY" -c "import $m" 2>/dev/null && continue
         case $m in
         google.protobuf) miss="$miss python3-protobuf" ;;
         *) miss="$miss python3-${m%%.*}" ;;
@@ -92,6 +95,8 @@ fi
 T=$(mktemp -d "/tmp/lms_$NAME.XXXXXX")
 trap 'chmod -R u+rwx "$T" 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T" || exit 2
+# nearly every shell test uses $PY for its checks: without python3 they are skipped
+[ "${NO_PYTHON:-0}" = 1 ] || need_python
 
 # run NAME cmd...: runs cmd with stdout/stderr in $T/NAME.out/.err; a
 # non-zero exit is a failure (shown with its stderr).
@@ -106,6 +111,42 @@ run() {
         return 1
     fi
     return 0
+}
+# fails NAME TEXT... -- CMD...: CMD exits non-zero and its stderr holds every
+# TEXT (fixed strings); output in $T/NAME.out/.err.
+fails() {
+    local name=$1 want=()
+    shift
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        want+=("$1")
+        shift
+    done
+    shift
+    if "$@" >"$T/$name.out" 2>"$T/$name.err"; then
+        bad "$name: accepted: $*"
+        return 1
+    fi
+    local w
+    for w in "${want[@]}"; do
+        if ! grep -qF -- "$w" "$T/$name.err"; then
+            bad "$name: message lacks '$w': $(head -3 "$T/$name.err")"
+            return 1
+        fi
+    done
+    ok
+}
+# expect_fail NAME REGEX cmd...: non-zero exit (not a signal) and stderr matching
+# REGEX (extended); the output is in $T/NAME.out/.err
+expect_fail() {
+    local name=$1 re=$2
+    shift 2
+    "$@" >"$T/$name.out" 2>"$T/$name.err"
+    local rc=$?
+    if [ $rc -eq 0 ] || [ $rc -ge 128 ]; then bad "$name: exit code $rc, expected a clean failure: $*"; return; fi
+    if grep -Eq -- "$re" "$T/$name.err"; then ok; else
+        bad "$name: stderr does not match /$re/:"
+        sed 's/^/  /' "$T/$name.err" | head -5
+    fi
 }
 # compare_losses REF GOT LABEL [FIRST-LAST] [TOL]: GOT's --metrics losses
 # equal REF's within relative TOL (1e-5); see tests/compare_losses.py.

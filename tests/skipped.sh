@@ -5,6 +5,7 @@
 set -u
 NAME=${1:?usage: skipped.sh NAME WHAT HOW}
 NO_BIN=1
+NO_PYTHON=1
 # shellcheck source=tests/lib.sh
 source "$(dirname "$0")/lib.sh"
 skip_test "${2:?}" "${3:?}"

@@ -709,6 +709,121 @@ static void test_hostile_hf(void) {
     lms_gpt_free(&m);
 }
 
+static int exists(const char *fmt, const char *a, const char *b) {
+    char p[900];
+    snprintf(p, sizeof p, fmt, a, b);
+    struct stat sb;
+    return lstat(p, &sb) == 0;
+}
+
+/* Deleting never follows a symlink; pruning keeps this run's newest steps,
+ * renames away before deleting, and sweeps .tmp-/.trash- leftovers. */
+static void test_hostile_fs(void) {
+    lms_gpt_config cfg = tiny();
+    lms_gpt m;
+    lms_adamw o;
+    lms_gpt_init(&m, &cfg, 1, 8, 0);
+    lms_gpt_init_params(&m, 1);
+    lms_adamw_init(&o, m.num_params, 0.9f, 0.95f, 1e-8f, 0.1f);
+    char root[300], victim[300];
+    snprintf(root, sizeof root, "%s/fs", g_root);
+    snprintf(victim, sizeof victim, "%s/victim", g_root);
+    sh("mkdir -p '%s/sub' '%s' && echo keep > '%s/precious' && echo keep > '%s/sub/deep'", victim, root, victim,
+       victim);
+    /* symlinks where a stale .tmp-step, an old step-* and a file inside a step are */
+    sh("ln -s '%s' '%s/.tmp-step-00000001' && ln -s '%s' '%s/step-00000000' && ln -s '%s' '%s/.trash-step-00000009'",
+       victim, root, victim, root, victim, root);
+    lms_ckpt_state st;
+    lms_ckpt_state_init(&st, &cfg);
+    for (int s = 1; s <= 4; s++) {
+        st.step = s;
+        CHECK(lms_ckpt_save_train(root, &st, &m, &o, 2, NULL) == LMS_OK, "save %d: %s", s, lms_last_error());
+        if (s == 2) sh("ln -s '%s' '%s/step-00000002/link' && ln -s '%s/precious' '%s/step-00000002/flink'", victim,
+                       root, victim, root);
+    }
+    CHECK(exists("%s/precious", victim, "") && exists("%s/sub/deep", victim, ""),
+          "files outside the checkpoint directory were deleted through a symlink");
+    CHECK(!exists("%s/step-00000001", root, "") && !exists("%s/step-00000002", root, "") &&
+              !exists("%s/step-00000000", root, "") && exists("%s/step-00000003", root, "") &&
+              exists("%s/step-00000004", root, "") &&
+              !exists("%s/.tmp-step-00000001", root, "") && !exists("%s/.trash-step-00000009", root, ""),
+          "keep-last 2 with symlinks: wrong set of entries left");
+    /* another run's higher steps are not kept in place of this run's */
+    char other[300];
+    snprintf(other, sizeof other, "%s/other", g_root);
+    st.step = 100;
+    CHECK(lms_ckpt_save_train(other, &st, &m, &o, 0, NULL) == LMS_OK, "old run");
+    for (int s = 1; s <= 4; s++) {
+        st.step = s;
+        CHECK(lms_ckpt_save_train(other, &st, &m, &o, 2, NULL) == LMS_OK, "save %d", s);
+    }
+    CHECK(exists("%s/step-00000004", other, "") && exists("%s/step-00000003", other, "") &&
+              !exists("%s/step-00000002", other, "") && exists("%s/step-00000100", other, ""),
+          "keep-last pruned this run's new checkpoints (or another run's)");
+    /* a kill during pruning leaves a half-deleted .trash-step-*: invisible
+     * to readers, swept by the next save */
+    sh("mkdir -p '%s/.trash-step-00000002' && cp '%s/step-00000003/index.json' '%s/.trash-step-00000002/'", other,
+       other, other);
+    lms_logger lg = {LMS_LOG_ERROR, 0, 0, NULL};
+    char *out = NULL;
+    char p[400];
+    snprintf(p, sizeof p, "%s/step-00000003", other);
+    sh("mv '%s/step-00000100' '%s/keep100'", other, other);
+    CHECK(lms_ckpt_resolve(other, &lg, &out) == LMS_OK && contains(out, "step-00000004"), "resolve: %s", out);
+    free(out);
+    st.step = 5;
+    CHECK(lms_ckpt_save_train(other, &st, &m, &o, 2, NULL) == LMS_OK, "save 5");
+    CHECK(!exists("%s/.trash-step-00000002", other, "") && !exists("%s/step-00000003", other, "") &&
+              exists("%s/step-00000004", other, ""), "trash swept, step 3 pruned");
+    /* re-saving an existing step replaces it (the old one moved away first) */
+    st.step = 5;
+    CHECK(lms_ckpt_save_train(other, &st, &m, &o, 2, NULL) == LMS_OK && exists("%s/step-00000005", other, "") &&
+              !exists("%s/.trash-step-00000005", other, ""), "re-save of step 5");
+    /* a step whose state is not finite is not saved; the earlier ones stay */
+    o.v[17] = INFINITY;
+    st.step = 6;
+    lms_status s = lms_ckpt_save_train(other, &st, &m, &o, 1, NULL);
+    CHECK(s == LMS_ERR_NUMERIC && contains(lms_last_error(), "optimizer state became infinite at step 6") &&
+              contains(lms_last_error(), "lower --lr"), "non-finite save: %s", lms_last_error());
+    CHECK(!exists("%s/step-00000006", other, "") && !exists("%s/.tmp-step-00000006", other, "") &&
+              exists("%s/step-00000005", other, "") && exists("%s/step-00000004", other, ""),
+          "a refused save changed the directory");
+    o.v[17] = 0;
+    m.params[3] = NAN;
+    s = lms_ckpt_save_train(other, &st, &m, &o, 1, NULL);
+    CHECK(s == LMS_ERR_NUMERIC && contains(lms_last_error(), "parameters became NaN"), "NaN: %s", lms_last_error());
+    m.params[3] = 0;
+    /* a non-finite checkpoint an older lmscale wrote (CRCs intact): refused
+     * on read, so --resume of the directory falls back to the finite one */
+    char nf[300];
+    snprintf(nf, sizeof nf, "%s/nonfinite", g_root);
+    st.step = 1;
+    CHECK(lms_ckpt_save_train(nf, &st, &m, &o, 0, NULL) == LMS_OK, "finite step 1");
+    float bad[8] = {1, 2, 3, INFINITY, 5, 6, 7, 8};
+    int64_t shp[1] = {8};
+    char *tmp = NULL;
+    lms_ckpt_shard w;
+    CHECK(lms_ckpt_begin(nf, 2, &tmp) == LMS_OK && lms_ckpt_shard_open(&w, tmp, 0, 1) == LMS_OK &&
+              lms_ckpt_shard_put(&w, "model.wte", 1, shp, 0, bad, 8) == LMS_OK && lms_ckpt_shard_close(&w) == LMS_OK,
+          "write inf by hand");
+    st.step = 2;
+    CHECK(lms_ckpt_finish(nf, tmp, 2, &st, &w, 1) == LMS_OK, "finish");
+    lms_ckpt_shard_free(&w);
+    free(tmp);
+    snprintf(p, sizeof p, "%s/step-00000002", nf);
+    lms_ckpt ck;
+    float got[8];
+    CHECK(lms_ckpt_open(&ck, p) == LMS_OK, "open");
+    s = lms_ckpt_read_tensor(&ck, "model.wte", got, 8);
+    CHECK(s == LMS_ERR_NUMERIC && contains(lms_last_error(), "infinity at element 3") &&
+              contains(lms_last_error(), "earlier checkpoint"), "inf read: %s", lms_last_error());
+    lms_ckpt_close(&ck);
+    CHECK(lms_ckpt_resolve(nf, &lg, &out) == LMS_OK && contains(out, "step-00000001"), "falls back: %s", out);
+    free(out);
+    lms_gpt_free(&m);
+    lms_adamw_free(&o);
+}
+
 int main(void) {
     snprintf(g_root, sizeof g_root, "/tmp/lms_test_ckpt.XXXXXX");
     if (!mkdtemp(g_root)) return 2;
@@ -720,6 +835,7 @@ int main(void) {
     test_hf();
     test_hostile_index();
     test_hostile_hf();
+    test_hostile_fs();
     sh("rm -rf '%s'", g_root);
     return test_summary("checkpoint");
 }

@@ -120,7 +120,7 @@ expect_fail "missing data file" "cannot open '$T/missing.txt'" \
 expect_fail "no --data" "--data FILE is required" "$BIN" "${TR[@]}" --metrics "$M" --save-model "$S"
 expect_fail "empty data file" "'$EMPTY' is empty" \
     "$BIN" "${TR[@]}" --data "$EMPTY" --metrics "$M" --save-model "$S"
-expect_fail "a directory as data file" "'$DIR' is not a regular file" \
+expect_fail "a directory as data file" "directory '$DIR' holds no training token shards" \
     "$BIN" "${TR[@]}" --data "$DIR" --metrics "$M" --save-model "$S"
 if [ ! -r "$NOREAD" ]; then
     expect_fail "unreadable data file" "cannot open '$NOREAD'.*[Pp]ermission denied" \

@@ -12,16 +12,6 @@ source "$(dirname "$0")/lib.sh"
 need_python numpy
 RD="$PY $SRC/tests/ref/write_shards.py read"
 
-# fails NAME "expected text" cmd...: exits non-zero and says the text
-fails() {
-    local name=$1 want=$2
-    shift 2
-    if "$@" >"$name.out" 2>"$name.err"; then
-        bad "$name: accepted: $*"
-    elif ! grep -qF -- "$want" "$name.err"; then
-        bad "$name: message lacks '$want': $(head -3 "$name.err")"
-    else ok; fi
-}
 
 $PY -c 'import random; r=random.Random(5); print("".join(r.choice("abcdefgh ijk\nlmnop,.") for _ in range(6000)), end="")' >t.txt
 
@@ -42,11 +32,11 @@ a=$(cat eval_--load.out) b=$(cat eval_--init.out) c=$(cat eval_--resume.out)
 [ "$a" = "$b" ] && [ "$a" = "$c" ] && ok || bad "eval --load/--init/--resume differ: '$a' '$b' '$c'"
 
 # ---- unknown flags: the closest known one
-fails layers "did you mean '--num-layers'" "$BIN" train --layers 4 --data t.txt
-fails num_layers "did you mean '--num-layers'" "$BIN" train --num_layers 4 --data t.txt
-fails stepz "did you mean '--steps'" "$BIN" train --stepz 4 --data t.txt
-fails hidden "did you mean '--hidden-size'" "$BIN" eval --hidden 64 --data t.txt
-fails farfetched "unknown flag '--xyzzy'" "$BIN" train --xyzzy 4 --data t.txt
+fails layers "did you mean '--num-layers'" -- "$BIN" train --layers 4 --data t.txt
+fails num_layers "did you mean '--num-layers'" -- "$BIN" train --num_layers 4 --data t.txt
+fails stepz "did you mean '--steps'" -- "$BIN" train --stepz 4 --data t.txt
+fails hidden "did you mean '--hidden-size'" -- "$BIN" eval --hidden 64 --data t.txt
+fails farfetched "unknown flag '--xyzzy'" -- "$BIN" train --xyzzy 4 --data t.txt
 grep -q "did you mean" farfetched.err && bad "--xyzzy got a suggestion: $(cat farfetched.err)" || ok
 
 # ---- presets and their sizes in --help; --model's help names the presets
@@ -63,7 +53,7 @@ grep -q "L=4 H=4 C=128 maxT=256 V=257" micro.txt && ok || bad "micro preset: $(g
 
 # ---- a folder with only pytorch_model.bin: the conversion hint
 mkdir pt && cp hf/config.json pt/ && cp hf/model.safetensors pt/pytorch_model.bin
-fails pytorch "Convert it once with: python3 -c" "$BIN" eval --init pt --data t.txt
+fails pytorch "Convert it once with: python3 -c" -- "$BIN" eval --init pt --data t.txt
 grep -qF "save_pretrained('pt', safe_serialization=True)" pytorch.err && ok || bad "hint: $(cat pytorch.err)"
 
 # ---- data prepare --val-fraction on one file: split by tokens
@@ -75,8 +65,38 @@ nall=$(wc -w <<<"$all") nva=$(wc -w <<<"$va")
 [ "$nva" -eq $(((nall + 5) / 10)) ] && ok || bad "val.bin has $nva of $nall ids, want 10%"
 # several files: split by document, as before
 cp t.txt u.txt
-fails prep_docs "documents went to train.bin" "$BIN" data prepare --input t.txt u.txt --val-fraction 0.01 \
+fails prep_docs "documents went to train.bin" -- "$BIN" data prepare --input t.txt u.txt --val-fraction 0.01 \
     --seed 1 --output-dir docs
-fails prep_tiny "leaves val.bin empty" "$BIN" data prepare --input t.txt --val-fraction 0.00001 --output-dir tiny
+fails prep_tiny "leaves val.bin empty" -- "$BIN" data prepare --input t.txt --val-fraction 0.00001 --output-dir tiny
 [ ! -e tiny/train.bin ] && [ ! -e tiny/val.bin ] && ok || bad "a refused prepare left shards"
+
+# ---- a folder or a glob of shards as --data
+ntrain=$(wc -w <<<"$tr") nval=$(wc -w <<<"$va")
+"$BIN" train --data split --steps 1 --batch-size 1 --seq-len 16 --threads 1 --val-fraction 0 >dir.txt 2>&1
+grep -q "train: $ntrain tokens" dir.txt && ok || bad "--data DIR: $(grep -m1 -E 'train:|error' dir.txt) (train.bin has $ntrain)"
+"$BIN" train --data split --val-data split --steps 1 --batch-size 1 --seq-len 16 --threads 1 >dirv.txt 2>&1
+grep -q "train: $ntrain tokens | validation $nval" dirv.txt && ok || bad "--val-data DIR: $(grep -m1 -E 'train:|error' dirv.txt)"
+run eval_dir "$BIN" eval --resume ck --data split --seq-len 16 --batch-size 1 --threads 1 && ok
+run eval_val "$BIN" eval --resume ck --data split/val.bin --seq-len 16 --batch-size 1 --threads 1 && ok
+cmp -s eval_dir.out eval_val.out && ok || bad "eval --data DIR is not its val.bin"
+# llm.c-style names: *_train_* and *_val_* in one folder; a glob; an empty match
+mkdir lc
+head -c 3000 t.txt | "$BIN" tokenizer encode >ids1.txt
+tail -c 2000 t.txt | "$BIN" tokenizer encode >ids2.txt
+$PY "$SRC/tests/ref/write_shards.py" write ids1.txt lc/a >/dev/null && mv lc/a.llmc lc/corpus_train_000001.bin
+$PY "$SRC/tests/ref/write_shards.py" write ids2.txt lc/b >/dev/null && mv lc/b.llmc lc/corpus_train_000002.bin
+cp lc/corpus_train_000002.bin lc/corpus_val_000000.bin
+rm -f lc/a.* lc/b.* lc/*_mg.*
+n12=$(($(wc -w <ids1.txt) + $(wc -w <ids2.txt)))
+for d in lc "lc/corpus_train_*.bin"; do
+    "$BIN" train --data "$d" --steps 1 --batch-size 1 --seq-len 16 --threads 1 --val-fraction 0 >glob.txt 2>&1
+    grep -q "train: $n12 tokens" glob.txt && ok || bad "--data '$d': $(grep -m1 -E 'train:|error' glob.txt) (want $n12)"
+done
+run ev_glob "$BIN" eval --model nano --data "lc/corpus_train_*.bin" --seq-len 16 --threads 1 && ok
+run ev_list "$BIN" eval --model nano --data lc/corpus_train_000001.bin,lc/corpus_train_000002.bin --seq-len 16 \
+    --threads 1 && ok
+cmp -s ev_glob.out ev_list.out && ok || bad "a glob is not the comma list of its matches"
+fails glob_none "matches no file" -- "$BIN" train --data "lc/nothing_*.bin" --steps 1
+mkdir textonly && cp t.txt textonly/
+fails dir_text "holds no training token shards" -- "$BIN" train --data textonly --steps 1
 summary

@@ -179,7 +179,8 @@ static inline int lms_mul_overflow(uint64_t a, uint64_t b, uint64_t *out) {
 lms_status lms_fopen_regular(const char *path, FILE **out);
 
 /* Read a whole regular file into a malloc'ed buffer (caller frees with
- * free()). Errors name the path and the fix. */
+ * free()), followed by a NUL byte not counted in *size. Errors name the
+ * path and the fix. */
 lms_status lms_read_file(const char *path, unsigned char **data, size_t *size);
 
 /* Atomic write: data goes to "<path>.tmp.<pid>", is fsynced, then renamed

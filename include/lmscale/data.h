@@ -31,7 +31,29 @@ lms_status lms_tokens_load(const char *path, const lms_tokenizer *tok, lms_token
  * unknown version, size not matching the header, truncation, checksum
  * mismatch. On error *out is empty. */
 lms_status lms_tokens_open(const char *paths, const lms_tokenizer *tok, lms_tokens *out);
+/* Which files of a directory a --data value means (lms_data_files). */
+typedef enum { LMS_DATA_TRAIN = 0, LMS_DATA_VAL = 1 } lms_data_role;
+/* As lms_tokens_open, with directories read for `role`. */
+lms_status lms_tokens_open_role(const char *paths, const lms_tokenizer *tok, lms_data_role role, lms_tokens *out);
 void lms_tokens_free(lms_tokens *t);
+
+/* The files a --data value names, in order (docs/formats.md): a comma list;
+ * an item with * ? or [ that names no file is a glob (its matches in name
+ * order; none is an error); a directory is its token shards in name order
+ * (text files are not taken from directories): for LMS_DATA_TRAIN its
+ * train.bin if it has one, else every shard whose name lacks "val"; for
+ * LMS_DATA_VAL its val.bin, else the shards whose name has "val". A
+ * Megatron pair counts once (as its prefix). Free with lms_data_files_free. */
+lms_status lms_data_files(const char *paths, lms_data_role role, char ***files, int *n);
+void lms_data_files_free(char **files, int n);
+
+/* What a data file is, from its first bytes (nothing else read). */
+typedef enum { LMS_DATA_TEXT = 0, LMS_DATA_LMSTOK, LMS_DATA_LLMC, LMS_DATA_MEGATRON } lms_data_format;
+/* The tokenizer an lmscale shard's header records (offset 28). */
+enum { LMS_SHARD_TOK_UNRECORDED = 0, LMS_SHARD_TOK_BYTES = 1, LMS_SHARD_TOK_BPE = 2 };
+/* *fmt of path (a file, or a Megatron prefix); *shard_tok the lmscale
+ * header's tokenizer field (LMS_SHARD_TOK_UNRECORDED for other formats). */
+lms_status lms_data_probe(const char *path, lms_data_format *fmt, int *shard_tok);
 
 /* Writes an lmscale token shard: ids of `width` bytes (2 or 4), streamed by
  * _append, the header (count, CRC-32) completed by _commit, which renames
@@ -41,6 +63,7 @@ typedef struct {
     int width;
     uint64_t n;
     uint32_t crc;
+    uint32_t tokenizer; /* LMS_SHARD_TOK_*, written into the header by _commit; set after _open */
 } lms_shard_writer;
 lms_status lms_shard_writer_open(lms_shard_writer *w, const char *path, int width);
 lms_status lms_shard_writer_append(lms_shard_writer *w, const int32_t *ids, size_t n);

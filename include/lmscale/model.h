@@ -239,6 +239,10 @@ lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int
 enum { LMS_GPT_GRADS = 1, LMS_GPT_NO_PARAMS = 2 };
 lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags);
 void lms_gpt_free(lms_gpt *m);
+/* Floats of the activation buffer lms_gpt_acts_init allocates for training
+ * (with backward) micro-batches up to (B, T); the memory estimate of
+ * src/plan/ uses it. */
+size_t lms_gpt_act_floats(const lms_gpt_config *cfg, int B, int T);
 
 /* Builds the named views for cfg; *out is malloc'ed (caller frees). Also
  * used by tools that read parameters without a model (export, checkpoint). */

@@ -63,6 +63,10 @@ typedef struct lms_obs {
     int step;              /* 1-based number of the current step */
     lms_trace *trace;      /* where spans also go when profiling; not owned, may be NULL */
     double t_step, t_phase[LMS_PHASE_COUNT];
+    unsigned open;         /* phases begun and not yet ended (bit p) */
+    /* facts of the run, set by train for its callers (bench train) */
+    int rank, dp, threads;
+    double num_params, peak_tflops; /* peak: the whole job's */
 } lms_obs;
 
 /* skip: leading steps not counted in the means (warm-up). */
@@ -70,6 +74,8 @@ void lms_obs_init(lms_obs *o, int skip);
 /* step: 1-based. Also opens a "step N" span in the trace when it records. */
 void lms_obs_step_begin(lms_obs *o, int step);
 void lms_obs_phase_begin(lms_obs *o, lms_phase p);
+/* A no-op for a phase not begun, so that a path that ended it early (to
+ * time something else inside) may meet the common end. */
 void lms_obs_phase_end(lms_obs *o, lms_phase p);
 /* Ends the step: o->cur holds its times, counted steps are added to sum. */
 void lms_obs_step_end(lms_obs *o);
@@ -191,14 +197,18 @@ typedef struct {
 } lms_progress;
 
 /* Starts a progress report on stderr: a bar redrawn in place when stderr is
- * a terminal, else a plain line every 10 s (LMSCALE_PROGRESS=S sets the
- * interval; 0 turns progress off). enabled 0 (other ranks, --quiet) makes
- * every call a no-op. */
+ * a terminal (once the task has lasted 0.5 s), else a plain line every 10 s
+ * (LMSCALE_PROGRESS=S sets the interval; 0 turns progress off); tasks that
+ * end sooner print nothing. enabled 0 (other ranks, --quiet) makes every
+ * call a no-op. */
 void lms_progress_begin(lms_progress *p, const char *label, double total, const char *unit, int enabled);
 /* done: units finished so far. Cheap when nothing is due to print. */
 void lms_progress_update(lms_progress *p, double done);
-/* Final line (when anything was printed, or on a terminal). */
+/* Final line (when anything was printed). */
 void lms_progress_end(lms_progress *p);
+/* Ends a report without the final line (on an error): a bar drawn on a
+ * terminal gets its newline, so that the error message starts a line. */
+void lms_progress_abort(lms_progress *p);
 /* "42s", "3m07s", "2h05m" ("?" for a negative or absurd value). */
 void lms_format_duration(char *buf, size_t cap, double seconds);
 

@@ -59,6 +59,7 @@ typedef struct {
     lms_impl impl;          /* as asked; the estimate says which it used */
     double overhead_bytes;  /* fixed per-process memory (runtime, libraries); < 0: the default */
     double data_tokens;     /* lmscale: tokens of training data held in memory (int32 each) */
+    double bucket_bytes;    /* lmscale: plain DP's all-reduce bucket (train --bucket-mb); 0: 25 MiB */
 } lms_estimate_opts;
 
 typedef struct {
@@ -89,6 +90,78 @@ lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, con
 /* Days to train `tokens` tokens of a P-parameter model on n devices that
  * each sustain x FLOP/s: (8 with full recompute, else 6)·T·P/(n·x) / 86400. */
 double lms_train_days(double tokens, double params, double n, double flops_per_s, int full_recompute);
+
+/* Does the layout fit in `budget` bytes per device? When not, by how
+ * much, and which single changes (ZeRO stage, recompute, sequence
+ * parallelism, a smaller micro-batch, more tp or pp for the same devices)
+ * would make it fit; advice is a sentence for the user. */
+typedef struct {
+    int fits;
+    double need, budget, over;
+    char advice[1024];
+} lms_fit;
+lms_status lms_fit_check(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+                         double budget, lms_fit *fit);
+
+/* ---- the planner (docs/plan.md) ---- */
+typedef struct {
+    char name[32];
+    int devices_per_node, nodes;
+    double mem_bytes;        /* per device */
+    double peak_flops;       /* per device, dense, at the training dtype (FLOP/s) */
+    double mem_bw;           /* device memory bandwidth, bytes/s */
+    double intra_bw, intra_lat; /* within a node, per device and direction: bytes/s, s */
+    double inter_bw, inter_lat; /* between nodes, per device */
+    /* efficiency model: a GEMM of size g = 1/(1/m + 1/n + 1/k) reaches
+     * gemm_eff·g/(g + gemm_half) of peak; elementwise work moves
+     * mem_factor x the activation bytes it stores through memory */
+    double gemm_eff, gemm_half, mem_factor;
+    double dp_overlap;       /* fraction of the last backward the DP reduction hides behind */
+    double op_overhead;      /* seconds per kernel launch / parallel region */
+    lms_impl impl;           /* lmscale (CPU processes) or megatron (GPUs) */
+    lms_precision prec;      /* the dtype peak_flops is for */
+} lms_cluster;
+
+/* Presets: dgx-a100, dgx-h100, cpu (this kind of machine: one node, one
+ * device per core, lmscale's CPU kernels). nodes and devices_per_node of a
+ * preset may be changed after. */
+lms_status lms_cluster_preset(const char *name, lms_cluster *c);
+const char *lms_cluster_preset_names(void);
+
+/* Predicted step time of one layout, and its parts. */
+typedef struct {
+    lms_layout lo;
+    lms_estimate est;
+    double step_s;           /* the whole optimizer step */
+    double compute_s;        /* forward + backward (+ recompute) of every micro-batch, no bubble */
+    double bubble_s;         /* pipeline fill and drain */
+    double tp_comm_s, pp_comm_s, dp_comm_s; /* dp: the part backward does not hide */
+    double optim_s;
+    double tokens_per_s;
+    double tflops_hw;        /* executed FLOP/s per device (recompute counted), /1e12 */
+    double tflops_megatron;  /* Megatron's 96·B·s·l·h²(...) per device per second, /1e12 */
+    double mfu;              /* model FLOPs (6N + 12LCT) per device over peak */
+} lms_plan_row;
+
+lms_status lms_plan_time(const lms_gpt_config *cfg, const lms_layout *lo, const lms_cluster *cl,
+                         const lms_estimate_opts *o, lms_plan_row *r);
+
+/* What the enumeration may vary: 0 / -1 fields are free. */
+typedef struct {
+    int dp, tp, pp, vpp, micro_batch, zero; /* 0 (zero: -1): any */
+    int recompute;                      /* -1: any, else lms_recompute */
+    int seq_parallel;                   /* -1: any, 0 off, 1 on */
+    int max_micro_batch;                /* 0: 64 */
+} lms_plan_space;
+
+/* Enumerates the layouts of devices_per_node·nodes devices (GPUs: one
+ * process each; cpu: processes x threads = cores) for a global batch,
+ * keeps those that fit, sorts them by step time (fastest first). *rows
+ * malloc'ed (caller frees); *nfit of them fit, *ntried were valid layouts;
+ * *smallest (may be NULL) is the valid layout that needs the least memory. */
+lms_status lms_plan_search(const lms_gpt_config *cfg, int seq_len, int global_batch, const lms_cluster *cl,
+                           const lms_plan_space *sp, const lms_estimate_opts *o, lms_plan_row **rows,
+                           int *nfit, int *ntried, lms_plan_row *smallest);
 
 #ifdef __cplusplus
 }

@@ -111,6 +111,7 @@ typedef struct {
     int accum;          /* micro-batches per step on this rank */
     uint64_t first_sample; /* this DP rank's first window of a step */
     int32_t *x, *y;     /* owned, one micro-batch */
+    struct lms_obs *obs; /* NULL, or phase timing (obs.h); not owned */
 } lms_trainer;
 
 /* The result of one step: mean loss over the global batch, the global

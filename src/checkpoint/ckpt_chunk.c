@@ -11,6 +11,7 @@
 #include "ckpt_impl.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -178,9 +179,18 @@ static lms_status read_slice(const lms_ckpt *ck, const lms_ckpt_tensor *t, const
                         (unsigned long long)s->offset, (unsigned long long)end);
         goto done;
     }
-    if (lms_crc32(0, dst, bytes) != s->crc32)
+    if (lms_crc32(0, dst, bytes) != s->crc32) {
         st = lms_errorf(LMS_ERR_FORMAT, "checksum mismatch in tensor %s (%s) of '%s': the checkpoint is corrupt "
                         "(resume from another checkpoint)", t->name, c, p);
+        goto done;
+    }
+    for (uint64_t k = 0; k < n; k++) /* lmscale writes finite values only */
+        if (!isfinite(dst[k])) {
+            st = lms_errorf(LMS_ERR_NUMERIC, "checkpoint '%s': tensor %s holds %s at element %llu of %s (in '%s'): "
+                            "it was saved from a diverged run; resume from an earlier checkpoint", ck->dir, t->name,
+                            isnan(dst[k]) ? "NaN" : "an infinity", (unsigned long long)k, c, p);
+            break;
+        }
 done:
     if (f) fclose(f);
     free(p);

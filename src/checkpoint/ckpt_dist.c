@@ -3,8 +3,10 @@
  * parameters and optimizer state); rank 0 collects the slice records and
  * writes the index. Every rank returns the same status: an error on any
  * rank leaves the earlier checkpoints as they were and no step-* directory. */
+#include "lmscale/obs.h"
 #include "ckpt_impl.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,6 +68,35 @@ static lms_status gather_index(lms_comm *c, const lms_ckpt_shard *mine, lms_ckpt
     return st;
 }
 
+/* 1 when some element is inf or NaN (exponent bits all ones); an integer OR
+ * over the bit patterns, so the loop vectorises */
+static int any_nonfinite(const float *x, uint64_t n) {
+    uint32_t bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], 4);
+        bad |= (b & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad != 0;
+}
+
+/* Non-finite values never reach a checkpoint: a diverged step is not saved
+ * (the earlier checkpoints stay, and --keep-last does not prune them). */
+static lms_status check_finite(const lms_ckpt_state *state, const lms_ckpt_piece *pieces, int npieces) {
+    for (int i = 0; i < npieces; i++) {
+        const lms_ckpt_piece *p = &pieces[i];
+        if (!any_nonfinite(p->data, p->count)) continue;
+        uint64_t k = 0;
+        while (k < p->count && isfinite(p->data[k])) k++;
+        return lms_errorf(LMS_ERR_NUMERIC, "the %s became %s at step %d (tensor %s, element %llu): the checkpoint "
+                          "of step %d is not written and the earlier ones are kept: lower --lr or set --grad-clip",
+                          strncmp(p->name, "model.", 6) ? "optimizer state" : "parameters",
+                          isnan(p->data[k]) ? "NaN" : "infinite", state->step, p->name,
+                          (unsigned long long)(p->start + k), state->step);
+    }
+    return LMS_OK;
+}
+
 lms_status lms_ckpt_save_pieces(const char *root, const lms_ckpt_state *state, lms_comm *c,
                                 const lms_ckpt_piece *pieces, int npieces, int keep_last, char **saved_path) {
     const int rank = c ? c->rank : 0, world = c ? c->size : 1;
@@ -73,6 +104,7 @@ lms_status lms_ckpt_save_pieces(const char *root, const lms_ckpt_state *state, l
     lms_ckpt_shard sh, *all = NULL;
     memset(&sh, 0, sizeof sh);
     lms_status st = LMS_OK;
+    LMS_TRY(agree(c, check_finite(state, pieces, npieces), "checking its checkpoint data"));
     /* rank 0 makes the temporary directory and tells the others its name */
     char path[4096] = {0};
     if (rank == 0) {
@@ -85,10 +117,18 @@ lms_status lms_ckpt_save_pieces(const char *root, const lms_ckpt_state *state, l
     if (world > 1) LMS_TRY(c->i->broadcast(c, path, sizeof path, LMS_DT_U8, 0));
     /* every rank writes its pieces */
     st = lms_ckpt_shard_open(&sh, path, rank, world);
+    double mb = 0, done = 0; /* progress (rank 0; shown for saves that take a while) */
+    for (int i = 0; i < npieces; i++) mb += (double)pieces[i].count * sizeof(float) / 1e6;
+    lms_progress prog;
+    lms_progress_begin(&prog, "checkpoint save", mb, "MB", rank == 0);
     for (int i = 0; i < npieces && st == LMS_OK; i++) {
         const lms_ckpt_piece *p = &pieces[i];
         st = lms_ckpt_shard_put(&sh, p->name, p->ndim, p->shape, p->start, p->data, p->count);
+        done += (double)p->count * sizeof(float) / 1e6;
+        lms_progress_update(&prog, done);
     }
+    if (st == LMS_OK) lms_progress_end(&prog);
+    else lms_progress_abort(&prog);
     if (st == LMS_OK) st = lms_ckpt_shard_close(&sh);
     LMS_TRY(agree(c, st, "writing its checkpoint shard"));
     /* rank 0: the index from everyone's slices, then the atomic rename */
@@ -106,7 +146,10 @@ lms_status lms_ckpt_save_pieces(const char *root, const lms_ckpt_state *state, l
         tmp = NULL;
     }
     LMS_TRY(agree(c, st, "committing the checkpoint"));
-    if (rank == 0) ckpt_prune(root, keep_last, NULL);
+    if (rank == 0) {
+        lms_logger warn = {LMS_LOG_WARN, 0, 0, NULL};
+        ckpt_prune(root, keep_last, state->step, &warn);
+    }
     if (saved_path) {
         char name[64];
         snprintf(name, sizeof name, "step-%08d", state->step);

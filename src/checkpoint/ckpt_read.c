@@ -2,10 +2,12 @@
  * checks, verification, picking the newest valid checkpoint of a directory,
  * and the one-process save/load of the training state. */
 #define _POSIX_C_SOURCE 200809L
+#include "lmscale/obs.h"
 #include "ckpt_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -359,25 +361,33 @@ static int64_t dims(const lms_tensor_view *v, int64_t *shape) {
     return v->ndim;
 }
 
-/* keeps the newest keep steps under root (all when keep <= 0), removing
- * older step-* and stale .tmp-step-* directories (one writer per root) */
-void ckpt_prune(const char *root, int keep, const lms_logger *lg) {
+/* See ckpt_impl.h. One writer per root. */
+void ckpt_prune(const char *root, int keep, int saved, const lms_logger *lg) {
     int *steps, n;
     if (ckpt_list_steps(root, &steps, &n) != LMS_OK) return;
-    for (int i = keep > 0 ? keep : n; i < n; i++) {
+    int kept = 0, newer = 0;
+    for (int i = 0; i < n; i++) {
+        if (steps[i] > saved) { /* not this run's: another run's later steps */
+            newer++;
+            continue;
+        }
+        if (keep <= 0 || kept++ < keep) continue;
         char name[64];
         snprintf(name, sizeof name, "step-%08d", steps[i]);
-        char *dir = ckpt_join(root, name);
-        if (dir && ckpt_rmtree(dir) != LMS_OK && lg)
-            lms_log(lg, LMS_LOG_WARN, "cannot remove old checkpoint '%s': %s", dir, lms_last_error());
-        free(dir);
+        if (ckpt_discard(root, name) != LMS_OK && lg)
+            lms_log(lg, LMS_LOG_WARN, "cannot remove old checkpoint '%s/%s': %s", root, name, lms_last_error());
     }
+    if (newer && lg)
+        lms_log(lg, LMS_LOG_WARN, "'%s' holds %d checkpoint%s after step %d, the one just saved (from another run, "
+                "the newest step-%08d): --keep-last leaves %s alone, and --resume '%s' would pick the newest; "
+                "remove %s or save into another directory", root, newer, newer == 1 ? "" : "s", saved, steps[0],
+                newer == 1 ? "it" : "them", root, newer == 1 ? "it" : "them");
     free(steps);
-    /* partial saves a crash left behind */
+    /* partial saves and deletions a crash left behind */
     DIR *d = opendir(root);
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        if (strncmp(e->d_name, ".tmp-step-", 10) != 0) continue;
+        if (strncmp(e->d_name, ".tmp-step-", 10) != 0 && strncmp(e->d_name, ".trash-step-", 12) != 0) continue;
         char *dir = ckpt_join(root, e->d_name);
         if (dir && ckpt_rmtree(dir) != LMS_OK && lg)
             lms_log(lg, LMS_LOG_WARN, "cannot remove partial checkpoint '%s': %s", dir, lms_last_error());
@@ -408,9 +418,10 @@ lms_status lms_ckpt_save_train(const char *root, const lms_ckpt_state *state, co
     return st;
 }
 
-lms_status lms_ckpt_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt) {
+static lms_status load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt, lms_progress *prog) {
     char nm[96];
     for (int i = 0; i < m->num_tensors; i++) {
+        lms_progress_update(prog, (double)m->tensors[i].offset * (opt ? 12 : 4) / 1e6);
         const lms_tensor_view *v = &m->tensors[i];
         tensor_name(nm, sizeof nm, G_MODEL, v->name);
         const lms_ckpt_tensor *t = lms_ckpt_find_tensor(ck, nm);
@@ -427,5 +438,19 @@ lms_status lms_ckpt_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt) {
         }
     }
     if (opt) opt->step = ck->state.adam_step;
+    return LMS_OK;
+}
+
+lms_status lms_ckpt_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt) {
+    double mb = (double)m->num_params * (opt ? 12 : 4) / 1e6;
+    lms_progress prog; /* shown for loads that take a while */
+    lms_progress_begin(&prog, "checkpoint load", mb, "MB", 1);
+    lms_status st = load_train(ck, m, opt, &prog);
+    if (st != LMS_OK) {
+        lms_progress_abort(&prog);
+        return st;
+    }
+    lms_progress_update(&prog, mb);
+    lms_progress_end(&prog);
     return LMS_OK;
 }

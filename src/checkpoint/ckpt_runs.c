@@ -96,9 +96,5 @@ lms_status lms_ckpt_list_runs(const char *root, lms_ckpt_entry **out, int *n) {
 lms_status lms_ckpt_remove_step(const char *root, int step) {
     char name[64];
     snprintf(name, sizeof name, "step-%08d", step);
-    char *dir = ckpt_join(root, name);
-    if (!dir) return lms_errorf(LMS_ERR_OOM, "out of memory");
-    lms_status st = ckpt_rmtree(dir);
-    free(dir);
-    return st;
+    return ckpt_discard(root, name); /* renamed away first: never half-deleted in view */
 }

@@ -32,20 +32,60 @@ lms_status ckpt_fsync_path(const char *path) {
 }
 
 
+/* Removes dir, a checkpoint directory (plain files only), following no
+ * symlink: when dir itself is a symlink (or a file) only that name is
+ * removed; a symlink inside it is unlinked, never what it points to (the
+ * directory is opened O_NOFOLLOW and its entries unlinked relative to that
+ * descriptor, so nothing swapped in meanwhile is followed either). A
+ * subdirectory is not part of a checkpoint: it is refused, not descended. */
 lms_status ckpt_rmtree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return errno == ENOENT ? LMS_OK : lms_errorf(LMS_ERR_IO, "cannot open '%s': %s", dir, strerror(errno));
+    struct stat sb;
+    if (lstat(dir, &sb) != 0)
+        return errno == ENOENT ? LMS_OK : lms_errorf(LMS_ERR_IO, "cannot remove '%s': %s", dir, strerror(errno));
+    int fd = S_ISDIR(sb.st_mode) ? open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (fd < 0) { /* a symlink or a file (or became one): remove the name only */
+        if (unlink(dir) != 0 && errno != ENOENT)
+            return lms_errorf(LMS_ERR_IO, "cannot remove '%s': %s", dir, strerror(errno));
+        return LMS_OK;
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno;
+        close(fd);
+        return lms_errorf(LMS_ERR_IO, "cannot open '%s': %s", dir, strerror(e));
+    }
+    lms_status st = LMS_OK;
     struct dirent *e;
-    char p[4096];
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p); /* checkpoints hold plain files only */
+        if (unlinkat(fd, e->d_name, 0) == 0 || errno == ENOENT) continue;
+        if (st == LMS_OK)
+            st = lms_errorf(LMS_ERR_IO, "cannot remove '%s/%s': %s (a checkpoint directory holds plain files "
+                            "only; remove it by hand if it is yours)", dir, e->d_name,
+                            errno == EISDIR ? "it is a directory" : strerror(errno));
     }
-    closedir(d);
-    if (rmdir(dir) != 0)
-        return lms_errorf(LMS_ERR_IO, "cannot remove '%s': %s", dir, strerror(errno));
-    return LMS_OK;
+    closedir(d); /* closes fd */
+    if (st == LMS_OK && rmdir(dir) != 0)
+        st = lms_errorf(LMS_ERR_IO, "cannot remove '%s': %s", dir, strerror(errno));
+    return st;
+}
+
+/* Takes root/name out of view first (renamed to root/.trash-name, which no
+ * reader looks at), then deletes it: a crash part way leaves either the
+ * whole checkpoint or none of it under its step-* name. */
+lms_status ckpt_discard(const char *root, const char *name) {
+    char trash[300];
+    snprintf(trash, sizeof trash, ".trash-%s", name);
+    char *from = ckpt_join(root, name), *to = ckpt_join(root, trash);
+    lms_status st = from && to ? LMS_OK : lms_errorf(LMS_ERR_OOM, "out of memory");
+    if (st == LMS_OK) st = ckpt_rmtree(to); /* one an earlier crash left */
+    if (st == LMS_OK && rename(from, to) != 0 && errno != ENOENT)
+        st = lms_errorf(LMS_ERR_IO, "cannot rename '%s' to '%s': %s", from, to, strerror(errno));
+    if (st == LMS_OK) ckpt_fsync_path(root); /* the rename is durable before the files go */
+    if (st == LMS_OK) st = ckpt_rmtree(to);
+    free(from);
+    free(to);
+    return st;
 }
 
 char *ckpt_join(const char *a, const char *b) {
@@ -331,15 +371,30 @@ lms_status lms_ckpt_finish(const char *root, const char *tmp_dir, int step, cons
     if (!final) return lms_errorf(LMS_ERR_OOM, "out of memory");
     lms_status s = write_index(tmp_dir, st, shards, nshards);
     if (s == LMS_OK) s = ckpt_fsync_path(tmp_dir);
-    /* an existing checkpoint of the same step (a re-run) is replaced */
-    if (s == LMS_OK) {
-        struct stat sb;
-        if (stat(final, &sb) == 0) s = ckpt_rmtree(final);
+    /* an existing checkpoint of the same step (a re-run) is replaced: moved
+     * out of view, the new one renamed in, then the old one deleted */
+    char trash[80];
+    snprintf(trash, sizeof trash, ".trash-%s", name);
+    char *old = ckpt_join(root, trash);
+    struct stat sb;
+    int replacing = 0;
+    if (!old && s == LMS_OK) s = lms_errorf(LMS_ERR_OOM, "out of memory");
+    if (s == LMS_OK && lstat(final, &sb) == 0) {
+        s = ckpt_rmtree(old);
+        if (s == LMS_OK && rename(final, old) != 0)
+            s = lms_errorf(LMS_ERR_IO, "cannot rename '%s' to '%s': %s", final, old, strerror(errno));
+        replacing = s == LMS_OK;
     }
     if (s == LMS_OK && rename(tmp_dir, final) != 0)
         s = lms_errorf(LMS_ERR_IO, "cannot rename '%s' to '%s': %s", tmp_dir, final, strerror(errno));
     if (s == LMS_OK) s = ckpt_fsync_path(root);
-    if (s != LMS_OK) ckpt_rmtree(tmp_dir);
+    if (s != LMS_OK) {
+        ckpt_rmtree(tmp_dir);
+        if (replacing) rename(old, final); /* put the earlier one back */
+    } else if (replacing) {
+        ckpt_rmtree(old);
+    }
+    free(old);
     free(final);
     return s;
 }

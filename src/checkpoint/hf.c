@@ -10,12 +10,14 @@
  * transposed both ways. wte is stored with V rows; the tied LM head is not
  * stored (lm_head.weight is ignored when present). */
 #define _POSIX_C_SOURCE 200809L
+#include "lmscale/obs.h"
 #include "ckpt_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct {
     char hf[96];        /* transformers name */
@@ -68,7 +70,10 @@ static lms_status alloc_largest(const hf_entry *e, int n, float **tmp) {
     return *tmp ? LMS_OK : lms_errorf(LMS_ERR_OOM, "out of memory for a %.1f MiB tensor buffer", maxn * 4.0 / 1048576);
 }
 
-static lms_status write_config(const char *dir, const lms_gpt_config *c) {
+/* config.json written to its temporary name and synced, not yet renamed:
+ * the caller commits it after model.safetensors, so a failure (a full disk)
+ * never leaves a config.json without its weights. */
+static lms_status config_open(const char *dir, const lms_gpt_config *c, lms_atomic_file *af) {
     char *path = ckpt_join(dir, "config.json");
     if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
     char buf[1024];
@@ -81,30 +86,34 @@ static lms_status write_config(const char *dir, const lms_gpt_config *c) {
                      "  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
                      "  \"initializer_range\": 0.02,\n  \"torch_dtype\": \"float32\"\n}\n",
                      c->C, c->NH, c->L, c->maxT, c->maxT, c->V, c->V - 1, c->V - 1);
-    lms_atomic_file af;
-    lms_status st = lms_atomic_open(&af, path);
+    lms_status st = lms_atomic_open(af, path);
     free(path);
     LMS_CHECK(st);
-    st = lms_atomic_write(&af, buf, (size_t)n);
-    if (st != LMS_OK) {
-        lms_atomic_abort(&af);
-        return st;
-    }
-    return lms_atomic_commit(&af);
+    st = lms_atomic_write(af, buf, (size_t)n);
+    if (st == LMS_OK && (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0))
+        st = lms_errorf(LMS_ERR_IO, "cannot write '%s': %s (disk full?)", af->tmp_path, strerror(errno));
+    if (st != LMS_OK) lms_atomic_abort(af);
+    return st;
 }
 
 lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float *params) {
     LMS_CHECK(lms_mkdirs(dir));
-    LMS_CHECK(write_config(dir, cfg));
+    lms_atomic_file caf = {0};
+    LMS_CHECK(config_open(dir, cfg, &caf));
     hf_entry *e;
     int n;
     lms_tensor_view *views;
-    LMS_CHECK(hf_entries(cfg, &e, &n, &views));
+    lms_status hs = hf_entries(cfg, &e, &n, &views);
+    if (hs != LMS_OK) {
+        lms_atomic_abort(&caf);
+        return hs;
+    }
     lms_status st = LMS_OK;
     char *path = ckpt_join(dir, "model.safetensors"), *hdr = NULL;
     float *tmp = NULL;
     lms_atomic_file af = {0};
-    size_t cap = 256 + (size_t)n * 160, len = 0, off = 0;
+    lms_progress prog = {0};
+    size_t cap = 256 + (size_t)n * 160, len = 0, off = 0, written = 0;
     hdr = malloc(cap);
     if (!path || !hdr) {
         st = lms_errorf(LMS_ERR_OOM, "out of memory");
@@ -130,10 +139,13 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     LMS_TRY(lms_atomic_write(&af, &hlen, 8));
     LMS_TRY(lms_atomic_write(&af, hdr, len));
     LMS_TRY(alloc_largest(e, n, &tmp));
+    lms_progress_begin(&prog, "export", (double)off / 1e6, "MB", 1); /* shown for exports that take a while */
     for (int i = 0; i < n; i++) {
         const lms_tensor_view *v = &views[e[i].view];
         const float *src = params + v->offset;
         size_t ne = entry_numel(&e[i]);
+        lms_progress_update(&prog, (double)written / 1e6);
+        written += ne * sizeof(float);
         if (e[i].transpose) {
             int R = v->shape[0], Cc = v->shape[1]; /* ours (out=R, in=Cc) -> (in, out) */
             for (int r = 0; r < R; r++)
@@ -142,10 +154,18 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
         }
         LMS_TRY(lms_atomic_write(&af, src, ne * sizeof(float)));
     }
-    st = lms_atomic_commit(&af);
+    st = lms_atomic_commit(&af); /* the weights first, then their config */
     af.f = NULL;
+    if (st == LMS_OK) st = lms_atomic_commit(&caf);
+    caf.f = NULL;
+    if (st == LMS_OK) {
+        lms_progress_update(&prog, (double)written / 1e6);
+        lms_progress_end(&prog);
+    }
 fail:
+    lms_progress_abort(&prog);
     if (af.f) lms_atomic_abort(&af);
+    if (caf.f) lms_atomic_abort(&caf);
     free(tmp);
     free(hdr);
     free(path);

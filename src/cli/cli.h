@@ -7,6 +7,7 @@
 #include "lmscale/data.h"
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
+#include "lmscale/obs.h"
 #include "lmscale/parallel.h"
 #include "lmscale/train.h"
 
@@ -56,6 +57,54 @@ typedef struct {
     {"vocab-size", CLI_INT, &(mo).V, "V", "vocabulary size (padded to a multiple of 64 inside)"}
 lms_status cli_model_config(const cli_model_opts *mo, lms_gpt_config *cfg);
 
+/* The identity of a tokenizer (tokid.c): which one a model, a checkpoint or
+ * a data file belongs to, so that a contradiction is refused. */
+typedef enum { CLI_TOK_UNKNOWN = 0, CLI_TOK_BYTES, CLI_TOK_BPE } cli_tok_kind;
+typedef struct {
+    cli_tok_kind kind;
+    int have_files; /* BPE: vocab/merges (absolute) hold the files, CRC-32s of their bytes */
+    char vocab[4096], merges[4096];
+    uint32_t vocab_crc, merges_crc;
+    char src[4200]; /* where it came from, for messages: "checkpoint 'ck/step-00000010'" */
+    int text_as_bytes; /* unknown, but text is read as bytes (--init DIR without tokenizer files) */
+} cli_tok_id;
+void cli_tokid_set(cli_tok_id *id, cli_tok_kind kind, const char *src);
+/* BPE from the two files (both required), CRCs computed. */
+lms_status cli_tokid_files(cli_tok_id *id, const char *vocab, const char *merges, const char *src);
+/* dir/vocab.json + dir/merges.txt when both exist (*found); one alone is an
+ * error. */
+lms_status cli_tokid_dir(cli_tok_id *id, const char *dir, const char *src, int *found);
+/* Same tokenizer, as far as both are known (unknown agrees with anything;
+ * two BPE with files compare their CRCs). */
+int cli_tokid_same(const cli_tok_id *a, const cli_tok_id *b);
+/* Refuses a contradiction with a message naming both, then `fix`. */
+lms_status cli_tokid_agree(const cli_tok_id *a, const cli_tok_id *b, const char *fix);
+const char *cli_tokid_describe(const cli_tok_id *id, char *buf, size_t cap);
+/* The tokenizer itself: BPE with files, else bytes. */
+lms_status cli_tokid_load(const cli_tok_id *id, lms_tokenizer *tok);
+/* Copies BPE files into dir as vocab.json and merges.txt (atomically;
+ * checks they did not change); nothing for other tokenizers. */
+lms_status cli_tokid_copy_to(const cli_tok_id *id, const char *dir);
+/* A checkpoint's recorded tokenizer, found: with --vocab/--merges (given,
+ * may be NULL or unknown) they must be the same and are used; else the copy
+ * inside ckdir, else the recorded paths; CRCs checked. */
+lms_status cli_tokid_ckpt(const lms_ckpt_state *s, const char *ckdir, const cli_tok_id *given, cli_tok_id *out);
+/* --init DIR without tokenizer files: bytes when the model has the byte
+ * vocabulary (V = 257); else unknown (any token data agrees) with text read
+ * as bytes, and a warning. */
+void cli_tokid_hf_bytes(cli_tok_id *id, const char *src, int V, const lms_logger *lg);
+/* Refuses an unknown tokenizer where one is needed (why: "to encode the
+ * prompt"). */
+lms_status cli_tokid_require(const cli_tok_id *id, const char *why);
+/* Into a checkpoint's state: "bpe" + files, "bytes", or "unknown" (BPE ids
+ * whose files are not known, e.g. llm.c shards). */
+lms_status cli_tokid_record(const cli_tok_id *id, lms_ckpt_state *s);
+/* What the data files of a --data value were tokenized with: lmscale
+ * shards' header, vocab.json + merges.txt beside a shard, llm.c shards (GPT-2
+ * ids); unknown when nothing says. Files that disagree are refused.
+ * *has_text: some files are text (tokenized by the run's tokenizer). */
+lms_status cli_tokid_data(const char *paths, lms_data_role role, cli_tok_id *id, int *has_text);
+
 /* Training, shared by `train` and `demo`. */
 typedef struct {
     cli_model_opts model;
@@ -87,6 +136,10 @@ typedef struct {
     int overwrite;            /* --save may delete another run's checkpoints */
     const cli_spec *cli;      /* the parsed command line and its flags given (cli_given); NULL when not */
     const unsigned char *given;
+    /* seeing the run (train_obs.c, docs/observability.md) */
+    const char *tensorboard_dir; /* TensorBoard event files (rank 0) */
+    const char *profile, *trace; /* "A:B" and the trace file */
+    lms_obs *obs;                /* when set, the caller's timing (bench train); else train's own */
 } train_opts;
 
 /* Resume / --init state of a run (train_ckpt.c). */
@@ -96,10 +149,8 @@ typedef struct {
     char *resume_path;     /* the checkpoint resumed from; owned */
     void *ck;              /* lms_ckpt *, owned */
     int last_saved_step;
-    /* the BPE tokenizer's files (absolute paths) and their CRC-32s, recorded
-     * in every checkpoint and checked on resume */
-    char tok_vocab[256], tok_merges[256];
-    uint32_t tok_vocab_crc, tok_merges_crc;
+    /* the run's tokenizer, recorded in (and copied into) every checkpoint */
+    cli_tok_id tok_id;
     lms_ckpt_run run; /* this run's id and settings, recorded in every checkpoint */
 } train_ckpt_ctx;
 
@@ -171,6 +222,8 @@ typedef struct {
     double val_loss;
     const double *state_mb; /* params, grads, optimizer: MB per rank */
     long peak_rss_mb;
+    unsigned long long tokens; /* seen so far, the whole job's */
+    const lms_obs *obs;        /* the step's phases (may be NULL) */
 } train_row;
 /* Opens path for appending after dropping its rows of steps after
  * resumed_step (0: a new run, every row), atomically; only a regular file is
@@ -185,6 +238,36 @@ lms_status train_metrics_close(train_metrics *m);
  * compare. src says where it came from. */
 lms_status train_peak(float flag_tflops, lms_backend *be, int threads, const lms_logger *lg, double *peak,
                       char *src, size_t cap);
+/* What train shows of a run (train_obs.c): per-phase timing, the --profile
+ * trace, TensorBoard events, the summary table. */
+typedef struct {
+    lms_obs own, *obs;
+    lms_trace *trace;
+    lms_tb *tb;
+    int rank0, step_a, step_b, written;
+    double t_ckpt;
+} train_obs;
+typedef struct {
+    int step;
+    double loss;
+    float lr;
+    double grad_norm, val_loss, tokens_per_s, mfu, peak_rss_mb, step_s;
+} train_obs_row;
+/* After validation, before any collective of the run: wraps the backend and
+ * *world when profiling (the wrapper replaces *world and owns it). */
+lms_status train_obs_open(train_obs *to, const train_opts *o, lms_comm **world, lms_backend *be);
+/* Right before the first step: opens the TensorBoard file (rank 0), says
+ * where things go. */
+lms_status train_obs_start(train_obs *to, const train_opts *o, const lms_logger *lg);
+/* After each step's metrics: TensorBoard scalars; the trace is written
+ * (collectively) after step STEP_B. */
+lms_status train_obs_step(train_obs *to, const train_opts *o, lms_comm *world, const train_obs_row *r);
+void train_obs_ckpt_begin(train_obs *to);
+void train_obs_ckpt_end(train_obs *to, int saved);
+/* The trace if not yet written, and the summary table (rank 0). */
+lms_status train_obs_close(train_obs *to, const train_opts *o, lms_comm *world, const lms_logger *lg,
+                           double tokens_per_step, double flops_per_token, double peak_tflops);
+void train_obs_free(train_obs *to, lms_backend *be);
 
 void train_opts_default(train_opts *o);
 /* Validates o, loads data (unless train/val tokens are given), trains and
@@ -199,6 +282,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_bench_train(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
@@ -213,16 +297,52 @@ void cli_list_free(const char **list, char **rest);
 lms_status cli_load_tokenizer(const char *vocab, const char *merges, lms_tokenizer *tok);
 
 int cmd_export(int argc, char **argv);
+int cmd_estimate(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+
+/* The layout flags shared by `estimate` and `plan` (estimate.c); the
+ * checks are lms_layout_check's, the same as `train`'s. */
+#include "lmscale/plan.h"
+typedef struct {
+    cli_model_opts model;
+    int world, dp, tp, pp, vpp, seq_len, batch_size, micro_batch_size, zero, seq_parallel;
+    const char *dtype, *recompute;
+} cli_layout_opts;
+#define CLI_LAYOUT_FLAGS(lo)                                                                               \
+    {"seq-len", CLI_INT, &(lo).seq_len, "T", "sequence length (default: the model's, at most 1024)"},     \
+    {"batch-size", CLI_INT, &(lo).batch_size, "B", "global batch, in sequences"},                         \
+    {"micro-batch-size", CLI_INT, &(lo).micro_batch_size, "M", "sequences per forward/backward (default B/dp)"}, \
+    {"world", CLI_INT, &(lo).world, "N", "processes of the job (default dp x tp x pp)"},                  \
+    {"dp", CLI_INT, &(lo).dp, "N", "data-parallel degree (default world / (tp x pp), else 1)"},           \
+    {"tp", CLI_INT, &(lo).tp, "N", "tensor-parallel degree"},                                              \
+    {"pp", CLI_INT, &(lo).pp, "N", "pipeline stages"},                                                     \
+    {"virtual-stages", CLI_INT, &(lo).vpp, "V", "model chunks per pipeline rank (interleaved 1F1B)"},      \
+    {"zero", CLI_INT, &(lo).zero, "STAGE", "ZeRO stage 0..3"},                                            \
+    {"dtype", CLI_STR, &(lo).dtype, "T", "fp32, bf16 or fp16 (mixed precision: 16-bit weights, fp32 master)"}, \
+    {"recompute", CLI_STR, &(lo).recompute, "MODE", "activation recomputation: none, selective or full"}, \
+    {"sequence-parallel", CLI_BOOL, &(lo).seq_parallel, NULL, "Megatron sequence parallelism (with --tp)"}
+void cli_layout_opts_default(cli_layout_opts *o);
+lms_status cli_layout_resolve(const cli_layout_opts *o, lms_gpt_config *cfg, lms_layout *lo);
+lms_status cli_impl_parse(const char *s, lms_impl *out);
+
 
 /* The model from exactly one of --load FILE, --init DIR (Hugging Face) or
  * --resume DIR (checkpoint, or the newest valid one in DIR), inference only,
- * activations for (B, T) (B <= 0: 1; T <= 0: the model's maxT). */
-lms_status cli_load_model(const char *load, const char *init, const char *resume, int B, int T, lms_gpt *m,
+ * activations for (B, T) (B <= 0: 1; T <= 0: the model's maxT); and its
+ * tokenizer (*tok, identity *id): the one it records, or --vocab/--merges
+ * (may be NULL), which must not contradict it. */
+lms_status cli_load_model(const char *load, const char *init, const char *resume, const char *vocab,
+                          const char *merges, int B, int T, lms_gpt *m, lms_tokenizer *tok, cli_tok_id *id,
                           const lms_logger *lg);
+/* Refuses --data whose tokenizer contradicts the model's (eval). */
+lms_status cli_check_data_tokenizer(const char *data, const cli_tok_id *model);
 
 /* Evaluate mean loss over sequential windows; used by train and eval. */
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens);
+/* The same, reporting tokens done to prog (may be NULL). */
+lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B,
+                        long max_batches, double *loss, long *tokens, lms_progress *prog);
 
 /* This process's rank as the launcher set it (0 when not launched by
  * mpirun/srun); used before a communicator exists. */

@@ -8,11 +8,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "lmscale/json.h"
+#include "lmscale/obs.h"
 #include "lmscale/tokenizer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PIECE (1u << 20)
@@ -42,8 +44,7 @@ typedef struct {
     uint64_t counted;  /* ids counted by that pass */
     uint64_t split_at; /* token split: ids from here on go to val.bin (UINT64_MAX: split by document) */
     uint64_t key, doc, docs[2], bytes;
-    int progress;
-    double t0;
+    lms_progress prog; /* over the input bytes, in MB */
 } prep;
 
 /* Split of document d: val when its hash falls under the fraction. */
@@ -88,10 +89,7 @@ static lms_status flush(prep *p) {
     }
     p->nq = 0;
     p->queued = 0;
-    if (p->progress)
-        fprintf(stderr, "\rdata prepare: %llu documents, %.1f MB, %llu tokens, %.0f s   ",
-                (unsigned long long)(p->docs[0] + p->docs[1]), (double)p->bytes / 1e6,
-                (unsigned long long)(p->w[0].n + p->w[1].n), lms_now_s() - p->t0);
+    lms_progress_update(&p->prog, (double)p->bytes / 1e6);
     return st;
 }
 
@@ -244,7 +242,9 @@ static int cmd_prepare(int argc, char **argv) {
     cli_spec spec = {"data prepare", "lmscale data prepare: tokenize text or JSON Lines into lmscale token shards.",
                      "lmscale data prepare --input FILE... --output-dir DIR [--jsonl-field text] [--vocab F --merges F] "
                      "[--val-fraction F]", opts, (int)(sizeof opts / sizeof opts[0]),
-                     "Every document starts with <|endoftext|>. Ids are uint16 when the vocabulary fits, else uint32."};
+                     "Every document starts with <|endoftext|>. Ids are uint16 when the vocabulary fits, else uint32.\n"
+                     "The shards' header records the tokenizer; a BPE tokenizer's vocab.json and merges.txt are copied\n"
+                     "into DIR, where train, eval and resume find them."};
     lms_tokenizer tok;
     lms_tokenizer_init_bytes(&tok);
     prep p;
@@ -278,8 +278,11 @@ static int cmd_prepare(int argc, char **argv) {
      * A first pass counts them. */
     const int by_tokens = val_fraction > 0 && ninputs == 1 && !field;
     p.key = lms_rng_key(seed, "data-prepare-split");
-    p.progress = isatty(2);
-    p.t0 = lms_now_s();
+    double total_mb = 0;
+    for (int i = 0; i < ninputs; i++) {
+        struct stat sb;
+        if (stat(inputs[i], &sb) == 0) total_mb += (double)sb.st_size / 1e6;
+    }
     int width = tok.vocab_size <= 65536 ? 2 : 4;
     char path[2][4096];
     /* every input must be readable before anything is created */
@@ -295,14 +298,20 @@ static int cmd_prepare(int argc, char **argv) {
     for (int s = 0; s < 1 + (val_fraction > 0); s++) {
         snprintf(path[s], sizeof path[s], "%s/%s", outdir, s ? "val.bin" : "train.bin");
         LMS_TRY(lms_shard_writer_open(&p.w[s], path[s], width));
+        p.w[s].tokenizer = tok.kind == LMS_TOK_BPE ? LMS_SHARD_TOK_BPE : LMS_SHARD_TOK_BYTES;
         p.open[s] = 1;
+    }
+    if (tok.kind == LMS_TOK_BPE) { /* the tokenizer travels with the shards: vocab.json + merges.txt beside them */
+        cli_tok_id id;
+        LMS_TRY(cli_tokid_files(&id, vocab, merges, "--vocab/--merges"));
+        LMS_TRY(cli_tokid_copy_to(&id, outdir));
     }
     if (by_tokens) {
         p.count_only = 1;
-        int progress = p.progress;
-        p.progress = 0;
+        lms_progress_begin(&p.prog, "data prepare (counting tokens)", total_mb, "MB", 1);
         LMS_TRY(text_file(&p, inputs[0]));
         LMS_TRY(flush(&p));
+        lms_progress_end(&p.prog);
         uint64_t nval = (uint64_t)((double)val_fraction * (double)p.counted + 0.5);
         if (nval == 0 || nval >= p.counted) {
             st = lms_errorf(LMS_ERR_INVALID_ARG, "--val-fraction %g of the %llu tokens of '%s' leaves %s empty: "
@@ -312,13 +321,13 @@ static int cmd_prepare(int argc, char **argv) {
         }
         p.split_at = p.counted - nval;
         p.count_only = 0;
-        p.progress = progress;
         p.doc = p.docs[0] = p.docs[1] = p.bytes = 0;
     }
+    lms_progress_begin(&p.prog, "data prepare", total_mb, "MB", 1);
     for (int i = 0; i < ninputs; i++)
         LMS_TRY(field ? jsonl_file(&p, inputs[i], field) : text_file(&p, inputs[i]));
     LMS_TRY(flush(&p));
-    if (p.progress) fprintf(stderr, "\n");
+    lms_progress_end(&p.prog);
     if (by_tokens) {
         for (int s = 0; s < 2; s++) {
             p.open[s] = 0;

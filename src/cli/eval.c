@@ -1,5 +1,6 @@
 /* `lmscale eval`: mean loss over consecutive windows of a text file. */
 #include "cli.h"
+#include "lmscale/obs.h"
 #include "lmscale/checkpoint.h"
 
 #include <math.h>
@@ -16,8 +17,8 @@ int cmd_eval(int argc, char **argv) {
         {"init", CLI_STR, &init, "DIR", "Hugging Face GPT-2 directory (config.json + model.safetensors)"},
         {"resume", CLI_STR, &resume, "DIR", "training checkpoint, or the newest valid one in DIR"},
         CLI_MODEL_FLAGS(mo),
-        {"data", CLI_STR, &data, "FILES", "data to evaluate on (required): text, or token shards (lmscale, llm.c, Megatron); a comma list is concatenated"},
-        {"vocab", CLI_STR, &vocab, "FILE", "GPT-2 vocab.json: tokenize text data with BPE (with --merges)"},
+        {"data", CLI_STR, &data, "FILES", "data to evaluate on (required): text, or token shards (lmscale, llm.c, Megatron); a comma list, a glob, or a directory (its val.bin or *val* shards)"},
+        {"vocab", CLI_STR, &vocab, "FILE", "GPT-2 vocab.json (with --merges): the tokenizer, when the model does not bring one; else it must be the model's"},
         {"merges", CLI_STR, &merges, "FILE", "GPT-2 merges.txt (with --vocab)"},
         {"seq-len", CLI_INT, &seq_len, "T", "window length (default: the model's maximum; without --load, at most 1024)"},
         {"batch-size", CLI_INT, &batch, "B", "windows per forward pass"},
@@ -54,22 +55,22 @@ int cmd_eval(int argc, char **argv) {
                         "--threads >= 0");
         goto fail;
     }
-    if (vocab || merges) {
-        if (init) {
-            st = lms_errorf(LMS_ERR_INVALID_ARG, "--vocab/--merges and --init cannot be combined: --init brings "
-                            "its own tokenizer");
-            goto fail;
-        }
-        LMS_TRY(cli_load_tokenizer(vocab, merges, &tok));
-    }
-    if (init) {
-        int bpe;
-        LMS_TRY(lms_hf_load_tokenizer(init, &tok, &bpe));
-    }
-    LMS_TRY(lms_tokens_open(data, &tok, &toks)); /* data errors before any big allocation */
-    if (load || init || resume) {
-        LMS_TRY(cli_load_model(load, init, resume, batch, seq_len, &m, &ctx.log));
+    cli_tok_id id;
+    if (load || init || resume) { /* the model and the tokenizer it records */
+        LMS_TRY(cli_load_model(load, init, resume, vocab, merges, batch, seq_len, &m, &tok, &id, &ctx.log));
+        LMS_TRY(cli_check_data_tokenizer(data, &id));
+        LMS_TRY(lms_tokens_open_role(data, &tok, LMS_DATA_VAL, &toks));
     } else {
+        int text;
+        if (vocab || merges) {
+            LMS_TRY(cli_tokid_files(&id, vocab, merges, "--vocab/--merges"));
+        } else { /* a new model: the data's tokenizer, else bytes */
+            LMS_TRY(cli_tokid_data(data, LMS_DATA_VAL, &id, &text));
+            if (id.kind == CLI_TOK_UNKNOWN) cli_tokid_set(&id, CLI_TOK_BYTES, "byte tokens (no --vocab/--merges)");
+        }
+        LMS_TRY(cli_tokid_load(&id, &tok));
+        LMS_TRY(cli_check_data_tokenizer(data, &id));
+        LMS_TRY(lms_tokens_open_role(data, &tok, LMS_DATA_VAL, &toks)); /* data errors before any big allocation */
         lms_gpt_config cfg;
         LMS_TRY(cli_model_config(&mo, &cfg));
         int T = seq_len ? seq_len : (cfg.maxT < 1024 ? cfg.maxT : 1024);
@@ -86,7 +87,14 @@ int cmd_eval(int argc, char **argv) {
     LMS_TRY(lms_gpt_acts_init(&acts, &m.cfg, batch, m.cap_T, 0));
     double loss;
     long ntok;
-    LMS_TRY(eval_loss(&m, &be, &acts, &ld, batch, max_batches, &loss, &ntok));
+    size_t nw = lms_loader_num_windows(&ld);
+    if (max_batches > 0 && (size_t)max_batches * (size_t)batch < nw) nw = (size_t)max_batches * (size_t)batch;
+    lms_progress prog;
+    lms_progress_begin(&prog, "eval", (double)nw * ld.T, "tokens", 1);
+    st = eval_loss_ex(&m, &be, &acts, &ld, batch, max_batches, &loss, &ntok, &prog);
+    if (st != LMS_OK) lms_progress_abort(&prog);
+    LMS_TRY(st);
+    lms_progress_end(&prog);
     printf("loss=%.6f ppl=%.4f tokens=%ld\n", loss, exp(loss), ntok);
 fail:
     lms_gpt_acts_free(&acts);

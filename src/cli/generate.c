@@ -9,6 +9,7 @@
 int cmd_generate(int argc, char **argv) {
     cli_model_opts mo = CLI_MODEL_OPTS_DEFAULT;
     const char *load = NULL, *init = NULL, *resume = NULL, *prompt = "", *backend = "cpu";
+    const char *vocab = NULL, *merges = NULL;
     int max_new = 200, top_k = 0, no_kv = 0, threads = 0;
     float temperature = 1.0f, top_p = 1.0f;
     uint64_t seed = 1337;
@@ -17,6 +18,8 @@ int cmd_generate(int argc, char **argv) {
         {"init", CLI_STR, &init, "DIR", "Hugging Face GPT-2 directory (config.json + model.safetensors)"},
         {"resume", CLI_STR, &resume, "DIR", "training checkpoint, or the newest valid one in DIR"},
         CLI_MODEL_FLAGS(mo),
+        {"vocab", CLI_STR, &vocab, "FILE", "GPT-2 vocab.json (with --merges): the tokenizer, when the model does not bring one; else it must be the model's"},
+        {"merges", CLI_STR, &merges, "FILE", "GPT-2 merges.txt (with --vocab)"},
         {"prompt", CLI_STR, &prompt, "TEXT", "text to continue (empty: start from <|endoftext|>)"},
         {"max-new-tokens", CLI_INT, &max_new, "N", "tokens to generate at most"},
         {"temperature", CLI_FLOAT, &temperature, "T", "softmax temperature (0 = greedy)"},
@@ -54,13 +57,12 @@ int cmd_generate(int argc, char **argv) {
                         "--top-p in (0, 1]");
         goto fail;
     }
-    if (init) {
-        int bpe;
-        LMS_TRY(lms_hf_load_tokenizer(init, &tok, &bpe));
-    }
     if (load || init || resume) {
-        LMS_TRY(cli_load_model(load, init, resume, 1, 0, &m, &ctx.log));
+        cli_tok_id id;
+        LMS_TRY(cli_load_model(load, init, resume, vocab, merges, 1, 0, &m, &tok, &id, &ctx.log));
+        LMS_TRY(cli_tokid_require(&id, "to encode the prompt and decode the output"));
     } else {
+        LMS_TRY(cli_load_tokenizer(vocab, merges, &tok));
         lms_gpt_config cfg;
         LMS_TRY(cli_model_config(&mo, &cfg));
         LMS_TRY(lms_gpt_init(&m, &cfg, 1, cfg.maxT, 0));
@@ -68,8 +70,8 @@ int cmd_generate(int argc, char **argv) {
         fprintf(stderr, "note: no --load given: sampling from an untrained model\n");
     }
     if (m.cfg.V < tok.vocab_size) {
-        st = lms_errorf(LMS_ERR_INVALID_ARG, "the model's vocabulary (%d) is smaller than the byte "
-                        "tokenizer's (%d)", m.cfg.V, tok.vocab_size);
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "the model's vocabulary (%d) is smaller than the %s tokenizer's (%d)",
+                        m.cfg.V, tok.kind == LMS_TOK_BPE ? "BPE" : "byte", tok.vocab_size);
         goto fail;
     }
     size_t nprompt;

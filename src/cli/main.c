@@ -18,9 +18,11 @@ static void usage(FILE *out) {
             "  generate   sample text from a model (KV cache)\n"
             "  tokenizer  encode, decode, or train a byte-level BPE tokenizer\n"
             "  data       'data prepare': tokenize text or JSON Lines into token shards\n"
-            "  bench      micro-benchmarks: 'bench comm' (collective bandwidth, under mpirun)\n"
+            "  bench      'bench train' (tokens/s, MFU, time per phase), 'bench comm' (collective bandwidth)\n"
             "  export     write a model or checkpoint as a Hugging Face GPT-2 directory\n"
-            "  plot       loss curves of --metrics files as SVG\n",
+            "  plot       loss curves of --metrics files as SVG\n"
+            "  estimate   parameters, FLOPs, memory per device and time to train of one layout\n"
+            "  plan       pick the fastest (dp, tp, pp, micro-batch, ZeRO, recompute) layout for a cluster\n",
             LMS_VERSION);
 }
 
@@ -47,7 +49,9 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "tokenizer") == 0) return cmd_tokenizer(argc - 2, argv + 2);
     if (strcmp(cmd, "data") == 0) return cmd_data(argc - 2, argv + 2);
     if (strcmp(cmd, "plot") == 0) return cmd_plot(argc - 2, argv + 2);
-    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, tokenizer, data, export, bench, plot; see "
+    if (strcmp(cmd, "estimate") == 0) return cmd_estimate(argc - 2, argv + 2);
+    if (strcmp(cmd, "plan") == 0) return cmd_plan(argc - 2, argv + 2);
+    fprintf(stderr, "lmscale: error: unknown command '%s' (commands: demo, train, eval, generate, tokenizer, data, export, bench, plot, estimate, plan; see "
             "'lmscale --help')\n", cmd);
     return 2;
 }

@@ -3,6 +3,7 @@
  * clipping, AdamW), periodic validation and checkpoints, one log line and
  * one JSON metrics object per step. */
 #include "cli.h"
+#include "lmscale/obs.h"
 #include "lmscale/optim.h"
 #include "lmscale/parallel.h"
 #include "lmscale/plan.h"
@@ -11,7 +12,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 void train_opts_default(train_opts *o) {
     memset(o, 0, sizeof *o);
@@ -39,14 +39,13 @@ void train_opts_default(train_opts *o) {
     o->backend = "cpu";
 }
 
-static void fmt_eta(char *buf, size_t cap, double s) {
-    if (s < 60) snprintf(buf, cap, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)s % 60);
-    else snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), ((int)s % 3600) / 60);
-}
-
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
                      double *loss, long *tokens) {
+    return eval_loss_ex(m, be, a, ld, B, max_batches, loss, tokens, NULL);
+}
+
+lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B,
+                        long max_batches, double *loss, long *tokens, lms_progress *prog) {
     const int T = ld->T;
     int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
     if (!x || !y) {
@@ -70,6 +69,7 @@ lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loa
         sum += (double)l * b * T;
         ntok += (long)b * T;
         nb++;
+        if (prog) lms_progress_update(prog, (double)ntok);
     }
     free(x);
     free(y);
@@ -189,12 +189,6 @@ static lms_status check_agreement(const train_opts *o, const train_plan *p, cons
     return LMS_OK;
 }
 
-static long peak_rss_mb(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return ru.ru_maxrss / 1024;
-}
-
 lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms_tokens *val_tok,
                      lms_gpt *keep, float *final_val_loss, int *stopped_early) {
     lms_status st = LMS_OK;
@@ -213,6 +207,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     int start_step = 0;
 
     lms_ctx_init(&ctx, o->seed, o->threads);
+    int have_tob = 0;
     LMS_TRY(dp_setup(o, &p, &ctx));
     ctx.log.all_ranks = o->log_all_ranks && p.world->size > 1;
     const int rank0 = p.world->rank == 0;
@@ -224,6 +219,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     }
     LMS_TRY(validate(o, &p));
     if (p.ck.ck) LMS_TRY(train_ckpt_start(o, &p.ck, o->batch_size, p.T, &resumed.seed, &p.order, &start_step));
+    train_obs tob; /* timing, --profile, --tensorboard-dir (train_obs.c) */
+    have_tob = 1; /* train_obs_free undoes whatever train_obs_open did */
+    LMS_TRY(train_obs_open(&tob, o, &p.world, &p.be));
+    lms_obs *ob = tob.obs;
     /* data */
     if (!train_tok) {
         if (!o->data) {
@@ -233,7 +232,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         LMS_TRY(lms_tokens_open(o->data, &tok, &loaded));
         train_tok = &loaded;
         if (o->val_data) {
-            LMS_TRY(lms_tokens_open(o->val_data, &tok, &loaded_val));
+            LMS_TRY(lms_tokens_open_role(o->val_data, &tok, LMS_DATA_VAL, &loaded_val));
             val_tok = &loaded_val;
         }
     }
@@ -313,13 +312,19 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const int end_step = o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
     train_stop_install(&stop, o->exit_duration_mins, t_begin);
     int step = start_step;
+    ob->rank = p.world->rank, ob->dp = p.topo.dp, ob->threads = ctx.threads;
+    ob->num_params = (double)m->num_params, ob->peak_tflops = peak * tr.topo.world;
+    tr.obs = ob; /* the step's phases */
+    LMS_TRY(train_obs_start(&tob, o, lg));
     for (; step < o->steps; step++) {
         double t0 = lms_now_s();
+        lms_obs_step_begin(ob, step + 1);
         lms_comm_mark_step(p.world, step + 1); /* watchdog messages; LMSCALE_FAULT fires here */
         lms_step_result r;
         LMS_TRY(lms_trainer_step(&tr, &ld, step, &r));
         const double loss = r.loss, norm = r.grad_norm;
         const float lr = r.lr;
+        lms_obs_step_end(ob);
         double dt = lms_now_s() - t0;
         if (step > 0 || o->steps == 1) {
             t_steps += dt;
@@ -335,22 +340,32 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             last_val = vloss;
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
-            char eta[32];
-            fmt_eta(eta, sizeof eta, (timed ? t_steps / timed : dt) * (end_step - step - 1));
+            char eta[32], phases[128];
+            lms_format_duration(eta, sizeof eta, (timed ? t_steps / timed : dt) * (end_step - step - 1));
+            lms_obs_format_compact(ob, phases, sizeof phases);
             lms_log(lg, LMS_LOG_INFO, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %6.0f tok/s "
-                    "| MFU %5.1f%% | ETA %s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
-                    mfu * 100, eta);
+                    "| MFU %5.1f%% | ETA %s%s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
+                    mfu * 100, eta, phases);
             if (do_eval)
                 lms_log(lg, LMS_LOG_INFO, "step %5d/%d | val_loss %.4f | val_ppl %.2f", step + 1, o->steps,
                         vloss, exp(vloss));
         }
         if (metrics.f) {
-            train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb, peak_rss_mb()};
+            train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb,
+                             (long)lms_peak_rss_mb(), (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob};
             LMS_TRY(train_metrics_put(&metrics, &row));
         }
         /* every rank: the trainer knows which of them write (src/train) */
-        LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
-                                      p.order, &tok, &tr, lg));
+        {
+            int saved_before = p.ck.last_saved_step;
+            train_obs_ckpt_begin(&tob);
+            LMS_TRY(train_ckpt_maybe_save(o, &p.ck, step + 1, step + 1 == o->stop_after, &p.sched, G, p.T, o->seed,
+                                          p.order, &tok, &tr, lg));
+            train_obs_ckpt_end(&tob, p.ck.last_saved_step != saved_before);
+        }
+        /* TensorBoard scalars; after STEP_B (and its checkpoint) the trace */
+        train_obs_row row = {step + 1, loss, lr, norm, vloss, tps, mfu, (double)(long)lms_peak_rss_mb(), dt};
+        LMS_TRY(train_obs_step(&tob, o, p.world, &row));
         /* a signal or the time limit: every rank stops after the same step */
         if (step + 1 < end_step) LMS_TRY(train_stop_poll(&stop, p.world));
         if (step + 1 == end_step || stop.reason) {
@@ -379,9 +394,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             "(mean after the first step, of a %.1f GFLOP/s peak per rank: %s)", ran, step, o->steps,
             (long)ran * G * p.T, total, mean_tps, 100 * lms_mfu(fpt, mean_tps, peak * tr.topo.world), peak * 1e3,
             peak_src);
+    LMS_TRY(train_obs_close(&tob, o, p.world, lg, (double)G * p.T, fpt, peak * tr.topo.world));
     if (o->save_model || keep) LMS_TRY(lms_trainer_gather_model(&tr)); /* the whole model, on every rank */
     if (o->save_model && rank0) {
-        LMS_TRY(lms_model_save(o->save_model, m, tok.kind));
+        LMS_TRY(lms_model_save(o->save_model, m, p.ck.tok_id.kind == CLI_TOK_BPE ? 1 : p.ck.tok_id.kind == CLI_TOK_BYTES ? 0 : 2));
         lms_log(lg, LMS_LOG_INFO, "saved model to %s", o->save_model);
     }
     LMS_TRY(train_metrics_close(&metrics));
@@ -399,12 +415,14 @@ fail:
     }
     train_stop_restore(&stop);
     if (metrics.f) fclose(metrics.f);
-    lms_trainer_free(&tr); /* before the world its groups were split from */
+    lms_trainer_free(&tr); /* before the world its groups were split from, and the traced backend */
+    if (have_tob) train_obs_free(&tob, &p.be);
     lms_comm_free(p.world);
     lms_tokens_free(&loaded);
     lms_tokens_free(&loaded_val);
     lms_backend_free(&p.be);
     train_ckpt_free(&p.ck);
+    lms_tokenizer_free(&tok);
     return st;
 }
 
@@ -456,6 +474,9 @@ int cmd_train(int argc, char **argv) {
         {"overwrite", CLI_BOOL, &o.overwrite, NULL, "let --save delete the checkpoints of another run in its folder"},
         {"exit-duration-mins", CLI_FLOAT, &o.exit_duration_mins, "MIN", "save (with --save) and stop after MIN minutes, exit 85 (0 = no limit)"},
         {"quiet", CLI_BOOL, &o.quiet, NULL, "no per-step lines"},
+        {"tensorboard-dir", CLI_STR, &o.tensorboard_dir, "DIR", "write TensorBoard event files of every step's scalars to DIR (rank 0)"},
+        {"profile", CLI_STR, &o.profile, "A:B", "trace steps A..B (every op and collective; with --trace)"},
+        {"trace", CLI_STR, &o.trace, "FILE.json", "the --profile trace: Chrome trace-event JSON for ui.perfetto.dev"},
     };
     unsigned char given[sizeof opts / sizeof opts[0]] = {0};
     cli_spec spec = {"train", "lmscale train: train a GPT model on text (bytes or GPT-2 BPE) or token shards.",

@@ -22,60 +22,44 @@ static lms_status check_flags(const train_opts *o, const lms_gpt_config *have, c
     return LMS_OK;
 }
 
-static lms_status file_crc(const char *path, uint32_t *crc) {
-    unsigned char *buf;
-    size_t n;
-    LMS_CHECK(lms_read_file(path, &buf, &n));
-    *crc = lms_crc32(0, buf, n);
-    free(buf);
-    return LMS_OK;
-}
-
-/* Records the BPE files behind tok: absolute paths and CRCs. */
-static lms_status record_tokenizer_files(train_ckpt_ctx *c, const char *v, const char *mg, const char *dir) {
-    char *av = realpath(v, NULL), *am = realpath(mg, NULL);
-    lms_status st = LMS_OK;
-    if (!av || !am || strlen(av) >= sizeof c->tok_vocab || strlen(am) >= sizeof c->tok_merges)
-        st = lms_errorf(LMS_ERR_IO, "cannot record the tokenizer files of '%s' (paths missing or longer than "
-                        "255 bytes)", dir);
-    if (st == LMS_OK) {
-        snprintf(c->tok_vocab, sizeof c->tok_vocab, "%s", av);
-        snprintf(c->tok_merges, sizeof c->tok_merges, "%s", am);
-        st = file_crc(av, &c->tok_vocab_crc);
-        if (st == LMS_OK) st = file_crc(am, &c->tok_merges_crc);
+/* The run's tokenizer: --vocab/--merges, the checkpoint's, --init's or the
+ * data's; the data must agree with it (docs/checkpoints.md, "Tokenizer"). */
+static lms_status run_tokenizer(const train_opts *o, cli_tok_id *run, lms_tokenizer *tok, const lms_logger *lg) {
+    cli_tok_id d;
+    int text = 0;
+    if (o->data) {
+        LMS_CHECK(cli_tokid_data(o->data, LMS_DATA_TRAIN, &d, &text));
+        if (o->val_data) {
+            cli_tok_id dv;
+            int tv;
+            LMS_CHECK(cli_tokid_data(o->val_data, LMS_DATA_VAL, &dv, &tv));
+            LMS_CHECK(cli_tokid_agree(&dv, &d, "Give training and validation data made with one tokenizer."));
+            if (d.kind == CLI_TOK_UNKNOWN || (dv.have_files && !d.have_files)) d = dv;
+            text |= tv;
+        }
+    } else {
+        cli_tokid_set(&d, CLI_TOK_UNKNOWN, "the data");
     }
-    free(av);
-    free(am);
-    return st;
-}
-
-static lms_status record_tokenizer(train_ckpt_ctx *c, const char *dir) {
-    char v[4096], mg[4096];
-    snprintf(v, sizeof v, "%s/vocab.json", dir);
-    snprintf(mg, sizeof mg, "%s/merges.txt", dir);
-    return record_tokenizer_files(c, v, mg, dir);
-}
-
-/* Loads the BPE tokenizer a checkpoint names, refusing files that changed. */
-static lms_status resume_tokenizer(train_ckpt_ctx *c, const lms_ckpt_state *s, lms_tokenizer *tok) {
-    uint32_t vc, mc;
-    lms_status st = file_crc(s->tok_vocab, &vc);
-    if (st == LMS_OK) st = file_crc(s->tok_merges, &mc);
-    if (st != LMS_OK)
-        return lms_error_context(st, "checkpoint '%s' was trained with the tokenizer %s + %s, which cannot be "
-                                 "read now (restore those files to resume)", c->resume_path, s->tok_vocab,
-                                 s->tok_merges);
-    if (vc != s->tok_vocab_crc || mc != s->tok_merges_crc)
-        return lms_errorf(LMS_ERR_FORMAT, "the tokenizer files %s / %s changed since checkpoint '%s' was written "
-                          "(CRC-32 %08x/%08x, recorded %08x/%08x): resuming would re-tokenize the data "
-                          "differently; restore the original files", s->tok_vocab, s->tok_merges, c->resume_path,
-                          vc, mc, s->tok_vocab_crc, s->tok_merges_crc);
-    LMS_CHECK(lms_tokenizer_load_bpe(tok, s->tok_vocab, s->tok_merges));
-    snprintf(c->tok_vocab, sizeof c->tok_vocab, "%s", s->tok_vocab);
-    snprintf(c->tok_merges, sizeof c->tok_merges, "%s", s->tok_merges);
-    c->tok_vocab_crc = vc;
-    c->tok_merges_crc = mc;
-    return LMS_OK;
+    if (run->kind == CLI_TOK_UNKNOWN && !o->resume) { /* a new run without --vocab/--merges: the data's */
+        if (d.kind == CLI_TOK_BPE && d.have_files) {
+            *run = d;
+            lms_log(lg, LMS_LOG_INFO, "tokenizer: %s + %s (beside the data; recorded in checkpoints)", d.vocab,
+                    d.merges);
+        } else if (d.kind == CLI_TOK_BYTES || (d.kind == CLI_TOK_UNKNOWN && (text || !o->data))) {
+            cli_tokid_set(run, CLI_TOK_BYTES, "this run (byte tokens: no --vocab/--merges)");
+        } else {
+            cli_tokid_set(run, d.kind, d.src);
+            if (!text)
+                lms_log(lg, LMS_LOG_WARN, "%s names no tokenizer files: checkpoints will not record the tokenizer, "
+                        "and eval/generate will need --vocab/--merges (give them here to record them)", run->src);
+        }
+    }
+    LMS_CHECK(cli_tokid_agree(&d, run, "Use data tokenized with the run's tokenizer (lmscale data prepare "
+                              "--vocab/--merges), or start a new run."));
+    if (text && !(run->kind == CLI_TOK_BYTES || run->have_files))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--data has text files, but %s does not name its tokenizer files: "
+                          "give --vocab/--merges to tokenize the text", run->src);
+    return cli_tokid_load(run, tok);
 }
 
 lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokenizer *tok, const lms_logger *lg) {
@@ -88,41 +72,37 @@ lms_status train_ckpt_prepare(const train_opts *o, train_ckpt_ctx *c, lms_tokeni
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every, --keep-last and --stop-after must not be negative");
     if ((o->save_every || o->keep_last) && !o->save_dir && !o->resume) /* a resume saves where it resumes from */
         return lms_errorf(LMS_ERR_INVALID_ARG, "--save-every and --keep-last need --save DIR");
-    if ((o->vocab || o->merges) && (o->resume || o->init))
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--vocab/--merges cannot be combined with --%s, which brings its "
-                          "own tokenizer", o->resume ? "resume" : "init");
-    if (o->vocab || o->merges) {
-        LMS_CHECK(cli_load_tokenizer(o->vocab, o->merges, tok));
-        LMS_CHECK(record_tokenizer_files(c, o->vocab, o->merges, "--vocab/--merges"));
-    }
+    cli_tok_id given;
+    cli_tokid_set(&given, CLI_TOK_UNKNOWN, "--vocab/--merges");
+    if (o->vocab || o->merges) LMS_CHECK(cli_tokid_files(&given, o->vocab, o->merges, "--vocab/--merges"));
+    c->tok_id = given;
+    char src[4200];
     if (o->resume) {
         LMS_CHECK(lms_ckpt_resolve(o->resume, lg, &c->resume_path));
         lms_ckpt *ck = calloc(1, sizeof *ck);
         if (!ck) return lms_errorf(LMS_ERR_OOM, "out of memory");
         c->ck = ck;
         LMS_CHECK(lms_ckpt_open(ck, c->resume_path));
-        if (strcmp(ck->state.tok_kind, "bpe") == 0)
-            LMS_CHECK(resume_tokenizer(c, &ck->state, tok));
-        else if (strcmp(ck->state.tok_kind, "bytes") != 0)
-            return lms_errorf(LMS_ERR_UNSUPPORTED, "checkpoint '%s' names a '%s' tokenizer, which this build does "
-                              "not know (bytes or bpe)", c->resume_path, ck->state.tok_kind);
+        LMS_CHECK(cli_tokid_ckpt(&ck->state, c->resume_path, &given, &c->tok_id));
         c->cfg = ck->state.cfg;
         c->have_cfg = 1;
-        char src[600];
         snprintf(src, sizeof src, "checkpoint '%s'", c->resume_path);
-        return check_flags(o, &c->cfg, src);
-    }
-    if (o->init) {
+    } else if (o->init) {
         LMS_CHECK(lms_hf_read_config(o->init, &c->cfg));
         c->have_cfg = 1;
-        int loaded;
-        LMS_CHECK(lms_hf_load_tokenizer(o->init, tok, &loaded));
-        if (loaded) LMS_CHECK(record_tokenizer(c, o->init));
-        char src[600];
         snprintf(src, sizeof src, "--init '%s'", o->init);
-        return check_flags(o, &c->cfg, src);
+        cli_tok_id hf;
+        int found;
+        LMS_CHECK(cli_tokid_dir(&hf, o->init, src, &found));
+        if (found) {
+            LMS_CHECK(cli_tokid_agree(&given, &hf, "Drop --vocab/--merges (--init brings its tokenizer)."));
+            c->tok_id = hf;
+        } else if (given.kind == CLI_TOK_UNKNOWN) {
+            cli_tokid_hf_bytes(&c->tok_id, src, c->cfg.V, lg);
+        }
     }
-    return LMS_OK;
+    LMS_CHECK(run_tokenizer(o, &c->tok_id, tok, lg));
+    return c->have_cfg ? check_flags(o, &c->cfg, src) : LMS_OK;
 }
 
 lms_status train_ckpt_start(const train_opts *o, train_ckpt_ctx *c, int G, int T, uint64_t *seed,
@@ -167,16 +147,17 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     st.grad_clip = o->grad_clip;
     st.adam_step = opt->step;
     st.run = c->run;
-    snprintf(st.tok_kind, sizeof st.tok_kind, "%s", tok->kind == LMS_TOK_BPE ? "bpe" : "bytes");
-    if (tok->kind == LMS_TOK_BPE) {
-        snprintf(st.tok_vocab, sizeof st.tok_vocab, "%s", c->tok_vocab);
-        snprintf(st.tok_merges, sizeof st.tok_merges, "%s", c->tok_merges);
-        st.tok_vocab_crc = c->tok_vocab_crc;
-        st.tok_merges_crc = c->tok_merges_crc;
-    }
+    (void)tok;
+    LMS_CHECK(cli_tokid_record(&c->tok_id, &st));
     double t0 = lms_now_s();
     char *path = NULL;
     LMS_CHECK(lms_trainer_save(tr, o->save_dir, &st, o->keep_last, &path));
+    /* a copy of the tokenizer inside the checkpoint (resume and export read it first); DP rank 0 writes it */
+    lms_status ts = path && tr->dp->rank == 0 ? cli_tokid_copy_to(&c->tok_id, path) : LMS_OK;
+    if (ts != LMS_OK) {
+        free(path);
+        return lms_error_context(ts, "copying the tokenizer into the checkpoint");
+    }
     if (path) lms_log(lg, LMS_LOG_INFO, "saved checkpoint %s (%.2f s)", path, lms_now_s() - t0);
     free(path);
     c->last_saved_step = steps_done;

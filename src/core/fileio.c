@@ -51,7 +51,7 @@ lms_status lms_read_file(const char *path, unsigned char **data, size_t *size) {
         return lms_errorf(LMS_ERR_IO, "cannot read '%s': its size is unknown or too large", path);
     }
     size_t n = (size_t)sb.st_size;
-    unsigned char *buf = malloc(n ? n : 1);
+    unsigned char *buf = malloc(n + 1); /* + a NUL after the data, for text parsers */
     if (!buf) {
         fclose(f);
         return lms_errorf(LMS_ERR_OOM, "cannot allocate %zu bytes to read '%s'", n, path);
@@ -63,6 +63,7 @@ lms_status lms_read_file(const char *path, unsigned char **data, size_t *size) {
         return lms_errorf(LMS_ERR_IO, "cannot read '%s': %s", path, e ? strerror(e) : "short read");
     }
     fclose(f);
+    buf[n] = 0;
     *data = buf;
     *size = n;
     return LMS_OK;

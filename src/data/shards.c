@@ -9,6 +9,9 @@
 #define _POSIX_C_SOURCE 200809L
 #include "lmscale/data.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,39 +320,193 @@ static lms_status open_one(const char *path, const lms_tokenizer *tok, lms_token
     return st;
 }
 
-lms_status lms_tokens_open(const char *paths, const lms_tokenizer *tok, lms_tokens *out) {
+lms_status lms_tokens_open_role(const char *paths, const lms_tokenizer *tok, lms_data_role role, lms_tokens *out) {
     memset(out, 0, sizeof *out);
     size_t cap = 0;
-    char *list = strdup(paths ? paths : "");
-    if (!list) return lms_errorf(LMS_ERR_OOM, "out of memory");
+    char **files;
+    int nfiles;
+    LMS_CHECK(lms_data_files(paths, role, &files, &nfiles));
     lms_status st = LMS_OK;
-    int nfiles = 0;
-    for (char *s = list, *c; st == LMS_OK && s; s = c) {
-        c = strchr(s, ',');
-        if (c) *c++ = 0;
-        if (!*s) continue;
+    for (int i = 0; st == LMS_OK && i < nfiles; i++) {
         size_t before = out->n;
-        st = open_one(s, tok, out, &cap);
+        st = open_one(files[i], tok, out, &cap);
         if (st == LMS_OK && out->n == before)
-            st = lms_errorf(LMS_ERR_FORMAT, "data file '%s' holds no tokens: give a file with data", s);
-        nfiles++;
+            st = lms_errorf(LMS_ERR_FORMAT, "data file '%s' holds no tokens: give a file with data", files[i]);
     }
-    free(list);
-    if (st == LMS_OK && nfiles == 0)
-        st = lms_errorf(LMS_ERR_INVALID_ARG, "no data file given (a comma list of files is expected)");
+    lms_data_files_free(files, nfiles);
     if (st != LMS_OK) lms_tokens_free(out);
     return st;
 }
 
+lms_status lms_tokens_open(const char *paths, const lms_tokenizer *tok, lms_tokens *out) {
+    return lms_tokens_open_role(paths, tok, LMS_DATA_TRAIN, out);
+}
+
+/* ---- which files: comma lists, globs, directories ---- */
+
+lms_status lms_data_probe(const char *path, lms_data_format *fmt, int *shard_tok) {
+    *fmt = LMS_DATA_TEXT;
+    *shard_tok = LMS_SHARD_TOK_UNRECORDED;
+    char idx[4096];
+    size_t len = strlen(path);
+    if (len + 5 > sizeof idx) return lms_errorf(LMS_ERR_INVALID_ARG, "data path too long: '%s'", path);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        snprintf(idx, sizeof idx, "%s.idx", path);
+        if (exists(idx)) {
+            *fmt = LMS_DATA_MEGATRON;
+            return LMS_OK;
+        }
+        return read_error(path, "cannot open data file");
+    }
+    if (!S_ISREG(sb.st_mode)) return LMS_OK; /* not opened here (a FIFO would block): the reader refuses it */
+    FILE *f = fopen(path, "rb");
+    if (!f) return read_error(path, "cannot open data file");
+    unsigned char h[LMSTOK_HEADER] = {0};
+    size_t got = fread(h, 1, sizeof h, f);
+    fclose(f);
+    snprintf(idx, sizeof idx, "%.*s.idx", (int)(ends_with(path, ".bin") ? len - 4 : len), path);
+    if (got >= 6 && memcmp(h, "LMSTOK", 6) == 0) {
+        *fmt = LMS_DATA_LMSTOK;
+        if (got == LMSTOK_HEADER) *shard_tok = (int)rd32(h + 28);
+    } else if (got >= 4 && rd32(h) == LLMC_MAGIC) {
+        *fmt = LMS_DATA_LLMC;
+    } else if ((got >= 8 && memcmp(h, MMIDX_MAGIC, 8) == 0) || (ends_with(path, ".bin") && exists(idx))) {
+        *fmt = LMS_DATA_MEGATRON;
+    }
+    return LMS_OK;
+}
+
+typedef struct {
+    char **v;
+    int n, cap;
+} strlist;
+
+static lms_status push(strlist *l, const char *s, size_t len) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        char **v = realloc(l->v, sizeof *v * (size_t)cap);
+        if (!v) return lms_errorf(LMS_ERR_OOM, "out of memory listing data files");
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n] = strndup(s, len);
+    if (!l->v[l->n]) return lms_errorf(LMS_ERR_OOM, "out of memory listing data files");
+    l->n++;
+    return LMS_OK;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The token shards of directory dir for role. */
+static lms_status dir_files(const char *dir, lms_data_role role, strlist *out) {
+    char path[4096];
+    const char *own = role == LMS_DATA_VAL ? "val.bin" : "train.bin";
+    snprintf(path, sizeof path, "%s/%s", dir, own);
+    if (exists(path)) return push(out, path, strlen(path));
+    DIR *d = opendir(dir);
+    if (!d) return lms_errorf(LMS_ERR_IO, "cannot read directory '%s': %s", dir, strerror(errno));
+    strlist names = {0};
+    lms_status st = LMS_OK;
+    for (struct dirent *e; st == LMS_OK && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        size_t nl = strlen(e->d_name);
+        int is_val = strstr(e->d_name, "val") != NULL;
+        if (is_val != (role == LMS_DATA_VAL)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
+        lms_data_format fmt;
+        int tk;
+        if (ends_with(e->d_name, ".idx")) { /* a Megatron pair: its prefix */
+            if (lms_data_probe(path, &fmt, &tk) == LMS_OK && fmt == LMS_DATA_MEGATRON)
+                st = push(&names, path, strlen(path) - 4);
+            continue;
+        }
+        if (ends_with(e->d_name, ".bin") && nl > 4) {
+            char idx[4096];
+            snprintf(idx, sizeof idx, "%.*s.idx", (int)(strlen(path) - 4), path);
+            if (exists(idx)) continue; /* counted with its .idx */
+        }
+        if (lms_data_probe(path, &fmt, &tk) == LMS_OK && fmt != LMS_DATA_TEXT) st = push(&names, path, strlen(path));
+    }
+    closedir(d);
+    if (st == LMS_OK && names.n == 0)
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "directory '%s' holds no %s token shards (%s, or shards whose name %s "
+                        "\"val\"; text files are not taken from a directory: name them)", dir,
+                        role == LMS_DATA_VAL ? "validation" : "training", own,
+                        role == LMS_DATA_VAL ? "contains" : "lacks");
+    if (st == LMS_OK) qsort(names.v, (size_t)names.n, sizeof *names.v, cmp_str);
+    for (int i = 0; i < names.n; i++) {
+        if (st == LMS_OK) st = push(out, names.v[i], strlen(names.v[i]));
+        free(names.v[i]);
+    }
+    free(names.v);
+    return st;
+}
+
+static lms_status expand(const char *item, lms_data_role role, strlist *out) {
+    struct stat sb;
+    if (stat(item, &sb) == 0 && S_ISDIR(sb.st_mode)) return dir_files(item, role, out);
+    if (stat(item, &sb) != 0 && strpbrk(item, "*?[")) {
+        glob_t g;
+        int rc = glob(item, 0, NULL, &g);
+        if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
+            if (rc == 0) globfree(&g);
+            return lms_errorf(LMS_ERR_INVALID_ARG, "data pattern '%s' matches no file (check the path; quote the "
+                              "pattern so that lmscale, not the shell, expands it)", item);
+        }
+        if (rc != 0) return lms_errorf(LMS_ERR_IO, "cannot expand the data pattern '%s'", item);
+        lms_status st = LMS_OK;
+        for (size_t i = 0; st == LMS_OK && i < g.gl_pathc; i++) st = push(out, g.gl_pathv[i], strlen(g.gl_pathv[i]));
+        globfree(&g);
+        return st;
+    }
+    return push(out, item, strlen(item));
+}
+
+lms_status lms_data_files(const char *paths, lms_data_role role, char ***files, int *n) {
+    *files = NULL;
+    *n = 0;
+    strlist l = {0};
+    lms_status st = LMS_OK;
+    const char *s = paths ? paths : "";
+    while (st == LMS_OK && *s) {
+        const char *c = strchr(s, ',');
+        size_t len = c ? (size_t)(c - s) : strlen(s);
+        if (len) {
+            char *item = strndup(s, len);
+            st = item ? expand(item, role, &l) : lms_errorf(LMS_ERR_OOM, "out of memory");
+            free(item);
+        }
+        s += len + (c != NULL);
+    }
+    if (st == LMS_OK && l.n == 0)
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "no data file given (a file, a comma list, a directory or a glob)");
+    if (st != LMS_OK) {
+        lms_data_files_free(l.v, l.n);
+        return st;
+    }
+    *files = l.v;
+    *n = l.n;
+    return LMS_OK;
+}
+
+void lms_data_files_free(char **files, int n) {
+    for (int i = 0; i < n; i++) free(files[i]);
+    free(files);
+}
+
 /* ---- writer ---- */
 
-static void shard_header(unsigned char *h, int width, uint64_t n, uint32_t crc) {
+static void shard_header(unsigned char *h, int width, uint64_t n, uint32_t crc, uint32_t tokenizer) {
     memset(h, 0, LMSTOK_HEADER);
     memcpy(h, LMSTOK_MAGIC, 8);
     wr32(h + 8, 1);
     wr32(h + 12, (uint32_t)width);
     wr64(h + 16, n);
     wr32(h + 24, crc);
+    wr32(h + 28, tokenizer);
 }
 
 lms_status lms_shard_writer_open(lms_shard_writer *w, const char *path, int width) {
@@ -358,7 +515,7 @@ lms_status lms_shard_writer_open(lms_shard_writer *w, const char *path, int widt
     w->width = width;
     LMS_CHECK(lms_atomic_open(&w->af, path));
     unsigned char h[LMSTOK_HEADER];
-    shard_header(h, width, 0, 0);
+    shard_header(h, width, 0, 0, 0);
     lms_status st = lms_atomic_write(&w->af, h, sizeof h);
     if (st != LMS_OK) lms_atomic_abort(&w->af);
     return st;
@@ -389,7 +546,7 @@ lms_status lms_shard_writer_append(lms_shard_writer *w, const int32_t *ids, size
 
 lms_status lms_shard_writer_commit(lms_shard_writer *w) {
     unsigned char h[LMSTOK_HEADER];
-    shard_header(h, w->width, w->n, w->crc);
+    shard_header(h, w->width, w->n, w->crc, w->tokenizer);
     if (fflush(w->af.f) != 0 || fseek(w->af.f, 0, SEEK_SET) != 0) {
         lms_atomic_abort(&w->af);
         return lms_errorf(LMS_ERR_IO, "cannot rewrite the header of '%s' (disk full?)", w->af.path);

@@ -98,6 +98,17 @@ void lms_gpt_acts_free(lms_gpt_acts *a) {
     memset(a, 0, sizeof *a);
 }
 
+size_t lms_gpt_act_floats(const lms_gpt_config *cfg, int B, int T) {
+    lms_gpt_acts a;
+    memset(&a, 0, sizeof a);
+    a.stream = calloc((size_t)cfg->L + 1, sizeof *a.stream);
+    a.layer = calloc((size_t)cfg->L, sizeof *a.layer);
+    size_t n = a.stream && a.layer ? layout_acts(&a, NULL, cfg, B, T, 1) : 0;
+    free(a.stream);
+    free(a.layer);
+    return n;
+}
+
 lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int with_grads) {
     return lms_gpt_init_ex(m, cfg, B, T, with_grads ? LMS_GPT_GRADS : 0);
 }

@@ -27,9 +27,14 @@ void lms_obs_step_begin(lms_obs *o, int step) {
     o->t_step = lms_now_s();
 }
 
-void lms_obs_phase_begin(lms_obs *o, lms_phase p) { o->t_phase[p] = lms_now_s(); }
+void lms_obs_phase_begin(lms_obs *o, lms_phase p) {
+    o->open |= 1u << p;
+    o->t_phase[p] = lms_now_s();
+}
 
 void lms_obs_phase_end(lms_obs *o, lms_phase p) {
+    if (!(o->open & (1u << p))) return; /* not begun (or ended already) */
+    o->open &= ~(1u << p);
     double now = lms_now_s();
     o->cur.phase_s[p] += now - o->t_phase[p];
     if (lms_trace_on(o->trace)) {

@@ -20,7 +20,8 @@ static void fmt_amount(char *buf, size_t cap, double v) {
     if (v >= 1e9) snprintf(buf, cap, "%.2fG", v / 1e9);
     else if (v >= 1e6) snprintf(buf, cap, "%.2fM", v / 1e6);
     else if (v >= 1e4) snprintf(buf, cap, "%.1fk", v / 1e3);
-    else snprintf(buf, cap, "%.0f", v);
+    else if (v >= 100 || v == (double)(long long)v) snprintf(buf, cap, "%.0f", v);
+    else snprintf(buf, cap, "%.*f", v >= 10 ? 1 : 2, v);
 }
 
 void lms_progress_begin(lms_progress *p, const char *label, double total, const char *unit, int enabled) {
@@ -80,11 +81,19 @@ void lms_progress_update(lms_progress *p, double done) {
     if (!p->enabled) return;
     p->done = done;
     double now = lms_now_s();
-    if (now - p->last >= (p->tty ? 0.1 : p->interval)) print(p, now, 0);
+    /* a terminal gets the bar once the task has lasted half a second (or
+     * the interval, when shorter), then 10 redraws a second */
+    double due = p->tty ? (p->printed ? 0.1 : (p->interval < 0.5 ? p->interval : 0.5)) : p->interval;
+    if (now - p->last >= due) print(p, now, 0);
 }
 
 void lms_progress_end(lms_progress *p) {
     if (!p->enabled) return;
-    if (p->printed || p->tty) print(p, lms_now_s(), 1);
+    if (p->printed) print(p, lms_now_s(), 1);
+    p->enabled = 0;
+}
+
+void lms_progress_abort(lms_progress *p) {
+    if (p->enabled && p->printed && p->tty) fputc('\n', p->out);
     p->enabled = 0;
 }

@@ -151,11 +151,26 @@ void lms_trace_unwrap_backend(lms_backend *be) {
  * one is added. */
 _Static_assert(sizeof(lms_comm_i) == 17 * sizeof(void *), "lms_comm_i changed: wrap the new op in src/obs/trace_wrap.c");
 
+#define PENDING 64 /* non-blocking operations remembered for their waits */
 typedef struct {
     lms_comm_i table;
     lms_comm *inner; /* owned */
     lms_trace *t;
+    struct {
+        lms_comm_req *req;
+        const char *name;
+        size_t bytes;
+    } pend[PENDING];
+    int npend;
 } cwrap;
+
+static void remember(cwrap *w, lms_comm_req **req, const char *name, size_t bytes) {
+    if (!req || !*req) return;
+    int k = w->npend < PENDING ? w->npend++ : 0; /* past the cap the oldest slot is reused */
+    w->pend[k].req = *req;
+    w->pend[k].name = name;
+    w->pend[k].bytes = bytes;
+}
 
 #define CW(c) ((cwrap *)(c)->impl)
 
@@ -200,19 +215,48 @@ static lms_status w_recv(lms_comm *c, void *buf, size_t n, lms_dtype t, int peer
     CTRACED(c, "recv", n * lms_dtype_size(t), in->i->recv(in, buf, n, t, peer, tag));
 }
 static lms_status w_barrier(lms_comm *c) { CTRACED(c, "barrier", 0, in->i->barrier(in)); }
-static lms_status w_iallreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
-                               lms_comm_req **req) {
+static lms_status issued(cwrap *w, lms_status st, lms_comm_req **req, const char *name, size_t bytes) {
+    if (st == LMS_OK && lms_trace_on(w->t)) remember(w, req, name, bytes);
+    return st;
+}
+static lms_status issue_iallreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
+                                   lms_comm_req **req) {
     CTRACED(c, "iallreduce (issue)", n * lms_dtype_size(t), in->i->iallreduce(in, s, r, n, t, op, req));
 }
-static lms_status w_ireduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
-                                    lms_comm_req **req) {
+static lms_status w_iallreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
+                               lms_comm_req **req) {
+    return issued(CW(c), issue_iallreduce(c, s, r, n, t, op, req), req, "wait (iallreduce)", n * lms_dtype_size(t));
+}
+static lms_status issue_ireduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
+                                        lms_reduce_op op, lms_comm_req **req) {
     CTRACED(c, "ireduce_scatter (issue)", n * lms_dtype_size(t) * (size_t)c->size,
             in->i->ireduce_scatter(in, s, r, n, t, op, req));
 }
-static lms_status w_iallgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_comm_req **req) {
+static lms_status w_ireduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op,
+                                    lms_comm_req **req) {
+    return issued(CW(c), issue_ireduce_scatter(c, s, r, n, t, op, req), req, "wait (ireduce_scatter)",
+                  n * lms_dtype_size(t) * (size_t)c->size);
+}
+static lms_status issue_iallgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_comm_req **req) {
     CTRACED(c, "iallgather (issue)", n * lms_dtype_size(t) * (size_t)c->size, in->i->iallgather(in, s, r, n, t, req));
 }
-static lms_status w_wait(lms_comm *c, lms_comm_req *req) { CTRACED(c, "wait", 0, in->i->wait(in, req)); }
+static lms_status w_iallgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_comm_req **req) {
+    return issued(CW(c), issue_iallgather(c, s, r, n, t, req), req, "wait (iallgather)",
+                  n * lms_dtype_size(t) * (size_t)c->size);
+}
+static lms_status w_wait(lms_comm *c, lms_comm_req *req) {
+    cwrap *w = CW(c);
+    const char *name = "wait";
+    size_t bytes = 0;
+    for (int k = 0; k < w->npend; k++) /* what it completes, when it was issued while recording */
+        if (w->pend[k].req == req) {
+            name = w->pend[k].name;
+            bytes = w->pend[k].bytes;
+            w->pend[k] = w->pend[--w->npend];
+            break;
+        }
+    CTRACED(c, name, bytes, in->i->wait(in, req));
+}
 
 static lms_status wrap_comm(lms_comm *inner, lms_trace *t, lms_comm **out);
 

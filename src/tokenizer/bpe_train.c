@@ -10,6 +10,7 @@
 #include "tokenizer/bpe_impl.h"
 #include "tokenizer/unicode.h"
 #include "lmscale/json.h"
+#include "lmscale/obs.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -438,7 +439,9 @@ lms_status lms_bpe_train(const char *const *inputs, int ninputs, const lms_bpe_t
     if (o->special && !*o->special)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--special is empty: give the special token, e.g. <|endoftext|>");
     LMS_CHECK(lms_mkdirs(out_dir));
-    double t0 = lms_now_s();
+    double t0 = lms_now_s(), read_mb = 0;
+    lms_progress prog;
+    lms_progress_begin(&prog, "tokenizer train (pre-tokenizing)", ninputs, "files", o->verbose);
     for (int f = 0; f < ninputs; f++) {
         unsigned char *buf;
         size_t size;
@@ -446,9 +449,13 @@ lms_status lms_bpe_train(const char *const *inputs, int ninputs, const lms_bpe_t
         int bad = count_text(&t.words, buf, size, o->special);
         free(buf);
         if (bad) goto oom;
+        read_mb += (double)size / 1e6;
+        lms_progress_update(&prog, f + 1);
     }
+    lms_progress_end(&prog);
     size_t nw = t.words.n;
-    if (o->verbose) fprintf(stderr, "bpe train: %zu distinct pre-tokens (%.2f s)\n", nw, lms_now_s() - t0);
+    if (o->verbose)
+        fprintf(stderr, "bpe train: %zu distinct pre-tokens in %.1f MB (%.2f s)\n", nw, read_mb, lms_now_s() - t0);
     /* tokens 0..255: the bytes in GPT-2's order */
     lms_byte_map bm;
     lms_byte_map_init(&bm);
@@ -482,6 +489,7 @@ lms_status lms_bpe_train(const char *const *inputs, int ninputs, const lms_bpe_t
     }
     for (size_t i = 0; i < t.pairs.n; i++)
         if (heap_push(&t.pairs, (int32_t)i)) goto oom;
+    lms_progress_begin(&prog, "tokenizer train (merges)", target - ntok, "merges", o->verbose);
     while (ntok < target && t.pairs.hn > 0) {
         heap_item top = heap_pop(&t.pairs);
         int64_t now = t.pairs.count[top.pair];
@@ -502,9 +510,9 @@ lms_status lms_bpe_train(const char *const *inputs, int ninputs, const lms_bpe_t
         if (apply_merge(&t, top.pair, ntok, t.nmerges)) goto oom;
         t.nmerges++;
         ntok++;
-        if (o->verbose && t.nmerges % 1000 == 0)
-            fprintf(stderr, "bpe train: %d merges (%.2f s)\n", t.nmerges, lms_now_s() - t0);
+        lms_progress_update(&prog, t.nmerges); /* a clock read; prints at most every interval */
     }
+    lms_progress_end(&prog);
     LMS_TRY(write_outputs(&t, ntok, o->special, out_dir));
     if (o->verbose)
         fprintf(stderr, "bpe train: vocabulary of %d tokens in %.2f s\n", ntok + nspecial, lms_now_s() - t0);
@@ -514,6 +522,7 @@ lms_status lms_bpe_train(const char *const *inputs, int ninputs, const lms_bpe_t
 oom:
     st = lms_errorf(LMS_ERR_OOM, "out of memory learning the BPE vocabulary");
 fail:
+    lms_progress_abort(&prog);
     trainer_free(&t, ntok);
     return st;
 }

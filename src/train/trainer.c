@@ -2,6 +2,7 @@
  * one training step (train.h). Every collective of the step goes to the
  * data-parallel group. */
 #include "lmscale/train.h"
+#include "lmscale/obs.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -57,6 +58,16 @@ void lms_trainer_free(lms_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* phase timing (obs.h) when the caller set t->obs */
+#define PH_BEGIN(ph)                                 \
+    do {                                             \
+        if (t->obs) lms_obs_phase_begin(t->obs, ph); \
+    } while (0)
+#define PH_END(ph)                                 \
+    do {                                           \
+        if (t->obs) lms_obs_phase_end(t->obs, ph); \
+    } while (0)
+
 lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r) {
     lms_grad_sync *s = &t->sync;
     const lms_trainer_opts *o = &t->o;
@@ -65,22 +76,31 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
     LMS_CHECK(s->i->begin_step(s));
     double loss = 0;
     for (int k = 0; k < t->accum; k++) {
+        PH_BEGIN(LMS_PHASE_DATA);
         for (int b = 0; b < M; b++)
             lms_loader_window(ld, (uint64_t)step * G + t->first_sample + (uint64_t)k * M + b, t->x + (size_t)b * T,
                               t->y + (size_t)b * T);
+        PH_END(LMS_PHASE_DATA);
         float micro_loss;
+        PH_BEGIN(LMS_PHASE_FORWARD);
         LMS_CHECK(lms_gpt_forward(&t->m, t->be, &t->acts, t->x, t->y, M, T, &micro_loss));
+        PH_END(LMS_PHASE_FORWARD);
         loss += micro_loss;
         lms_grad_ready_fn ready;
         void *ctx;
         s->i->grad_ready(s, k == t->accum - 1, &ready, &ctx);
+        PH_BEGIN(LMS_PHASE_BACKWARD);
         lms_status st = lms_gpt_backward(&t->m, t->be, &t->acts, t->x, t->y, dloss, ready, ctx);
+        PH_END(LMS_PHASE_BACKWARD);
         if (st != LMS_OK) {
             if (ready) s->i->finish(s); /* waits for what was launched */
             return st;
         }
     }
+    const int comm = strcmp(s->i->name, "none") != 0;
+    if (comm) PH_BEGIN(LMS_PHASE_GRAD_COMM); /* what backward did not hide */
     LMS_CHECK(s->i->finish(s));
+    if (comm) PH_END(LMS_PHASE_GRAD_COMM);
     loss /= t->accum;
     if (t->dp->size > 1) {
         double sum = 0;
@@ -88,6 +108,7 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
         loss = sum / t->dp->size;
     }
     double norm;
+    PH_BEGIN(LMS_PHASE_OPTIM);
     LMS_CHECK(s->i->global_norm(s, &norm));
     r->loss = loss;
     r->grad_norm = norm;
@@ -97,7 +118,9 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
                           isfinite(loss) ? "gradient norm" : "loss",
                           isnan(isfinite(loss) ? norm : loss) ? "NaN" : "infinite", step + 1, o->sched.lr,
                           o->grad_clip);
-    return s->i->optimizer_step(s, &t->opt, r->lr, lms_clip_scale(norm, o->grad_clip));
+    LMS_CHECK(s->i->optimizer_step(s, &t->opt, r->lr, lms_clip_scale(norm, o->grad_clip)));
+    PH_END(LMS_PHASE_OPTIM);
+    return LMS_OK;
 }
 
 int lms_trainer_forward_is_collective(const lms_trainer *t) { return t->sync.forward_collective; }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# CI step (issue 18, docs/reliability.md): the test suite built with
+# AddressSanitizer + UndefinedBehaviorSanitizer (float-cast-overflow
+# included, every report fatal) in build-asan, then each libFuzzer harness
+# for a fixed time (tests/fuzz/run_fuzzers.sh, LMS_FUZZ_SECONDS each,
+# default 30). As in the main step, a skipped test is a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# Leak checking is on; tests/sanitize/lsan.supp suppresses only Open MPI's
+# own runtime allocations (each entry says why).
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export LSAN_OPTIONS=suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# Ranks started by tests/mpirun.sh run without leak checking (Open MPI's
+# allocations cannot be attributed); heap errors and UB stay fatal there.
+# Left out (docs/reliability.md, "Open"): golden compares bits with a record
+# of the normal build, and the sanitizer build's code generation moves the
+# cpu backend's losses by ~1e-6 (the ref backend stays identical); slurm is
+# not yet run under the sanitizers. Everything else must pass.
+NOT_YET='^(slurm|golden)$'
+t0=$(date +%s)
+cmake -S . -B build-asan -DLMS_SANITIZE=ON >/dev/null
+cmake --build build-asan -j2 >/dev/null
+log=$(mktemp /tmp/lms-ci-asan.XXXXXX)
+(cd build-asan && ctest --output-on-failure -E "$NOT_YET") 2>&1 | tee "$log"
+if grep -q "The following tests did not run" "$log"; then
+    echo ".ci/sanitize.sh: FAIL: tests did not run under the sanitizers" >&2
+    exit 1
+fi
+rm -f "$log"
+echo ".ci/sanitize.sh: sanitizer build and tests took $(($(date +%s) - t0)) s"
+t1=$(date +%s)
+bash tests/fuzz/run_fuzzers.sh build-fuzz "${LMS_FUZZ_SECONDS:-30}"
+echo ".ci/sanitize.sh: fuzzing took $(($(date +%s) - t1)) s"

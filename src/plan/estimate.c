@@ -1,0 +1,177 @@
+/* Memory and FLOPs of one training layout (plan.h; every formula is derived
+ * in docs/estimate.md). Two memory models: lmscale's own fp32 buffers
+ * (exact, as src/parallel/zero.c and src/model/gpt.c allocate them) and a
+ * Megatron-style mixed-precision GPU implementation (Korthikanti et al.). */
+#include "lmscale/plan.h"
+
+#include <string.h>
+
+/* Measured fixed overhead of one lmscale process (binary, libc, OpenMP and
+ * OpenBLAS buffers; plus Open MPI's when the job has more than one
+ * process): docs/estimate.md, "Calibration". */
+#define LMS_OVERHEAD_SINGLE (7.0 * 1048576.0)
+#define LMS_OVERHEAD_MPI (17.0 * 1048576.0)
+/* CUDA context, NCCL and cuBLAS workspaces of a GPU process */
+#define GPU_OVERHEAD (2.0 * 1073741824.0)
+
+double lms_train_days(double tokens, double params, double n, double flops_per_s, int full_recompute) {
+    if (!(n > 0) || !(flops_per_s > 0)) return 0;
+    return (full_recompute ? 8.0 : 6.0) * tokens * params / (n * flops_per_s) / 86400.0;
+}
+
+/* ---- lmscale's own buffers (tp = pp = 1, fp32, no recompute) ---- */
+static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
+    const int dp = lo->dp, nu = lms_gpt_num_units(cfg);
+    const double f = 4.0;
+    size_t N = 0, shard = 0, max_padded = 0;
+    int uneven = 0;
+    for (int u = 0; u < nu; u++) {
+        size_t off, n;
+        lms_gpt_unit_range(cfg, u, &off, &n);
+        size_t part = (n + (size_t)dp - 1) / (size_t)dp;
+        N += n;
+        shard += part;
+        if (part * (size_t)dp > max_padded) max_padded = part * (size_t)dp;
+        if (n % (size_t)dp) uneven = 1;
+    }
+    e->params = e->params_rank = (double)N;
+    if (lo->zero == 0) {
+        e->weights = e->grads = f * N;
+        e->optim = 2 * f * N;
+        return;
+    }
+    const int z = lo->zero, nwork = z >= 2 ? 2 : uneven;
+    e->weights = f * (z == 3 ? shard : N);
+    e->grads = f * (z == 1 ? N : shard);
+    e->optim = 2 * f * shard;
+    e->weights_work = z == 3 ? f * max_padded : 0;
+    e->grads_work = f * nwork * max_padded + (z >= 2 ? 2 * f * (max_padded / (size_t)dp) : 0);
+}
+
+static void lmscale_memory(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+                           lms_estimate *e) {
+    lmscale_state(cfg, lo, e);
+    const double BT = (double)lo->micro_batch * lo->seq_len;
+    e->acts = 4.0 * (double)lms_gpt_act_floats(cfg, lo->micro_batch, lo->seq_len);
+    e->inflight = 1;
+    /* the model's copies of tokens and targets, and train's x and y (int32) */
+    e->buffers = 4 * 4.0 * BT + 4.0 * (o ? o->data_tokens : 0);
+    /* Open MPI's non-blocking collectives stage their data (measured,
+     * docs/estimate.md): plain DP about one all-reduce bucket; ZeRO-1, whose
+     * reduce-scatters of every unit are in flight together, about
+     * 2(dp-1)/dp of the gradient buffer. ZeRO-2/3 keep two units in flight:
+     * their staging is within the working buffers counted above. */
+    if (lo->dp > 1 && lo->zero == 0) {
+        double bucket = o && o->bucket_bytes > 0 ? o->bucket_bytes : 25.0 * 1048576.0;
+        e->buffers += bucket < e->grads ? bucket : e->grads;
+    } else if (lo->dp > 1 && lo->zero == 1) {
+        e->buffers += 2.0 * (lo->dp - 1) / lo->dp * e->grads;
+    }
+    e->overhead = o && o->overhead_bytes >= 0 ? o->overhead_bytes
+                                              : (lo->world > 1 ? LMS_OVERHEAD_MPI : LMS_OVERHEAD_SINGLE);
+}
+
+/* ---- a Megatron-style implementation ---- */
+
+/* Parameters of one transformer layer held by one tensor-parallel rank:
+ * the QKV, attention-projection and MLP weights and the QKV and fc biases
+ * are split; LayerNorms and the two output biases are replicated. */
+static double layer_params(double C, int tp) { return (12 * C * C + 7 * C) / tp + 6 * C; }
+
+static void megatron_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
+    const double C = cfg->C, Lr = (double)cfg->L / lo->pp;
+    const double emb = (double)cfg->Vp * C / lo->tp; /* vocabulary-parallel */
+    /* first stage: embeddings (+ positions); last: ln_f and, when pp > 1, its copy of the tied LM head */
+    double first = emb + (double)cfg->maxT * C + Lr * layer_params(C, lo->tp);
+    double last = Lr * layer_params(C, lo->tp) + 2 * C + (lo->pp > 1 ? emb : 0);
+    if (lo->pp == 1) first += 2 * C, last = first;
+    double P = first > last ? first : last;
+    e->params = (double)cfg->Vp * C + (double)cfg->maxT * C + cfg->L * (12 * C * C + 13 * C) + 2 * C;
+    e->params_rank = P;
+    const int z = lo->zero, dp = lo->dp;
+    double wb = 4, gb = 4, ob = 8; /* fp32: weights, grads, AdamW m + v */
+    if (lo->prec != LMS_PREC_FP32) wb = 2, gb = 2, ob = 12; /* + fp32 master weights (ZeRO's 2 + 2 + 12) */
+    e->weights = wb * P / (z >= 3 ? dp : 1);
+    e->grads = gb * P / (z >= 2 ? dp : 1);
+    e->optim = ob * P / (z >= 1 ? dp : 1);
+    const double unit = layer_params(C, lo->tp); /* ZeRO-3 gathers / ZeRO-2 reduces a layer at a time */
+    e->weights_work = z == 3 ? 2 * wb * unit : 0;            /* this layer and the prefetched next */
+    e->grads_work = z >= 2 ? 2 * gb * unit : 0;
+}
+
+/* Korthikanti et al. (2022), bytes per layer per micro-batch: sbh(34 + 5as/h)
+ * with 16-bit activations and 1-byte dropout masks; the tp, sequence-
+ * parallel and recompute variants. fp32 doubles everything but the masks. */
+static double layer_act_bytes(const lms_gpt_config *cfg, const lms_layout *lo, lms_recompute rc) {
+    const double s = lo->seq_len, b = lo->micro_batch, h = cfg->C, a = cfg->NH, t = lo->tp;
+    const double k = lo->prec == LMS_PREC_FP32 ? 2.0 : 1.0; /* bytes per element / 2 */
+    const double sp = lo->seq_parallel && lo->tp > 1 ? t : 1.0;
+    const double repl = 8 * k + 2, shard = 24 * k, core = 4 * k + 1; /* the 10, 24 and 5 of the paper */
+    if (rc == LMS_RECOMPUTE_FULL) return s * b * h * 2 * k / sp; /* the layer's input only */
+    double v = s * b * h * (repl / sp + shard / t);
+    if (rc == LMS_RECOMPUTE_NONE) v += core * a * s * s * b / t;
+    return v;
+}
+
+static void megatron_memory(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+                            lms_estimate *e) {
+    megatron_state(cfg, lo, e);
+    const double s = lo->seq_len, b = lo->micro_batch, h = cfg->C, t = lo->tp;
+    const double k = lo->prec == LMS_PREC_FP32 ? 2.0 : 1.0;
+    const double sp = lo->seq_parallel && lo->tp > 1 ? t : 1.0;
+    const double Lr = (double)cfg->L / lo->pp;
+    /* 1F1B: the first stage holds the activations of min(pp, accum)
+     * micro-batches; interleaving adds (pp-1)/(pp·v) of them */
+    int inflight = lo->accum < lo->pp ? lo->accum : lo->pp;
+    double scale = inflight;
+    if (lo->vpp > 1) scale *= 1.0 + (lo->pp - 1.0) / ((double)lo->pp * lo->vpp);
+    e->inflight = inflight;
+    e->acts_layer = layer_act_bytes(cfg, lo, lo->recompute);
+    double first = Lr * e->acts_layer * scale + s * b * h / sp * scale; /* + embedding dropout mask */
+    /* last stage: final LayerNorm and LM-head inputs, fp32 logits over the vocabulary part */
+    double last = Lr * e->acts_layer + 2 * 2 * k * s * b * h / sp + 4.0 * s * b * cfg->Vp / t;
+    if (lo->pp == 1) first += last - Lr * e->acts_layer, last = first;
+    e->acts = first > last ? first : last;
+    if (lo->recompute == LMS_RECOMPUTE_FULL) /* one layer's activations while it is recomputed */
+        e->acts += layer_act_bytes(cfg, lo, LMS_RECOMPUTE_NONE);
+    /* pipeline send/receive buffers (forward and backward) */
+    e->buffers = lo->pp > 1 ? 4 * 2 * k * s * b * h : 0;
+    e->overhead = o && o->overhead_bytes >= 0 ? o->overhead_bytes : GPU_OVERHEAD;
+}
+
+static void flops(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
+    const double G = lo->global_batch, s = lo->seq_len, l = cfg->L, h = cfg->C;
+    e->flops_megatron = lms_megatron_flops(G, s, l, h, cfg->V);
+    e->flops_megatron_norecompute = e->flops_megatron * 72.0 / 96.0;
+    /* executed: 3 passes of every layer, plus the recomputed forward (full) or attention core
+     * (selective); the LM head (6·B·s·h·V) is never recomputed, which the literal 72 count,
+     * 3/4 of 96, would scale too */
+    const double layers3 = 72.0 * G * s * l * h * h * (1.0 + s / (6.0 * h)), head = 6.0 * G * s * h * cfg->V;
+    e->flops_hardware = lo->recompute == LMS_RECOMPUTE_FULL ? e->flops_megatron : layers3 + head;
+    if (lo->recompute == LMS_RECOMPUTE_SELECTIVE) e->flops_hardware += 4.0 * G * s * s * h * l; /* QK^T, AV */
+    e->flops_per_token = lms_flops_per_token(cfg, lo->seq_len);
+    e->flops_model = e->flops_per_token * G * s;
+}
+
+lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+                            lms_estimate *e) {
+    memset(e, 0, sizeof *e);
+    const int runnable = lo->tp == 1 && lo->pp == 1 && lo->prec == LMS_PREC_FP32 &&
+                         lo->recompute == LMS_RECOMPUTE_NONE;
+    lms_impl impl = o ? o->impl : LMS_IMPL_AUTO;
+    if (impl == LMS_IMPL_AUTO) impl = runnable ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
+    if (impl == LMS_IMPL_LMSCALE && !runnable)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale models what lmscale runs today: --tp 1 --pp 1 "
+                          "--dtype fp32 --recompute none (got --tp %d --pp %d --dtype %s --recompute %s); "
+                          "use --impl megatron for the others", lo->tp, lo->pp, lms_precision_name(lo->prec),
+                          lms_recompute_name(lo->recompute));
+    e->impl = impl;
+    if (impl == LMS_IMPL_LMSCALE)
+        lmscale_memory(cfg, lo, o, e);
+    else
+        megatron_memory(cfg, lo, o, e);
+    e->total = e->weights + e->weights_work + e->grads + e->grads_work + e->optim + e->acts + e->buffers +
+               e->overhead;
+    flops(cfg, lo, e);
+    return LMS_OK;
+}

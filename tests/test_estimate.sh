@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# lmscale estimate against lmscale's own measurements: for a handful of the
+# layouts runnable here (1 process; dp 2/4 x ZeRO 0-3 under mpirun), the
+# per-rank state bytes that `estimate` predicts equal those `train --metrics`
+# reports (param_mb, grad_mb, optim_mb, to the printed 0.001 MB), and the
+# predicted peak memory is within 10 % of the measured peak RSS on a model
+# whose activations dominate (docs/estimate.md).
+NAME=estimate
+source "$(dirname "$0")/lib.sh"
+need_python
+MPIRUN="bash $TESTS_DIR/mpirun.sh"
+
+$PY -c "import random; random.seed(5); print(''.join(random.choice('abcdefgh ij\n') for _ in range(100000)), end='')" > d.txt
+NTOK=$(stat -c %s d.txt)
+MODEL=(--model micro --seq-len 256 --batch-size 16)
+
+# train_metrics LABEL NP ZERO MODEL...: 2 steps; the last --metrics record in m.jsonl
+train_metrics() {
+    local label=$1 np=$2 z=$3
+    shift 3
+    rm -f m.jsonl
+    if [ "$np" = 1 ]; then
+        run "$label" "$BIN" train "$@" --data d.txt --steps 2 --eval-interval 0 --quiet --threads 2 --metrics m.jsonl
+    else
+        OMP_NUM_THREADS=1 run "$label" $MPIRUN "$np" "$BIN" train "$@" --data d.txt --steps 2 --eval-interval 0 \
+            --quiet --threads 1 --zero "$z" --metrics m.jsonl
+    fi
+}
+# The fixed overhead (program, libraries, MPI) is measured, not derived: the peak RSS of a run of
+# the tiny nano model minus everything else the estimate counts there (docs/estimate.md).
+overhead_of() {
+    local np=$1 label=overhead$1
+    train_metrics "$label" "$np" 0 --model nano --seq-len 64 --batch-size 4 || return
+    run "$label-est" "$BIN" estimate --model nano --seq-len 64 --batch-size 4 --world "$np" --data-tokens "$NTOK" \
+        --overhead-mb 0 --json || return
+    $PY -c "import json,sys; m=json.loads(open('m.jsonl').read().split(chr(10))[-2]); e=json.load(open(sys.argv[1]))
+print('%.3f' % max(0.0, m['peak_rss_mb'] + 0.5 - e['lmscale_metrics']['peak_rss_mb']))" "$label-est.out"
+}
+
+# check LABEL NP ZERO: trains 2 steps, compares with estimate --json
+check() {
+    local label=$1 np=$2 z=$3 ov=$4
+    train_metrics "$label" "$np" "$z" "${MODEL[@]}" || return
+    run "$label-est" "$BIN" estimate "${MODEL[@]}" --world "$np" --zero "$z" --data-tokens "$NTOK" \
+        --overhead-mb "$ov" --json || return
+    if $PY - "$label" m.jsonl "$label-est.out" <<'PYEOF'; then ok; else bad "$label: estimate vs measurement"; fi
+import json, sys
+label, metrics, est = sys.argv[1:]
+m = json.loads(open(metrics).read().strip().splitlines()[-1])
+e = json.load(open(est))["lmscale_metrics"]
+fail = 0
+for k in ("param_mb", "grad_mb", "optim_mb"):
+    if "%.3f" % e[k] != "%.3f" % m[k]:
+        print("  %s: %s predicted %.3f, measured %.3f" % (label, k, e[k], m[k])); fail = 1
+rel = (e["peak_rss_mb"] - m["peak_rss_mb"]) / m["peak_rss_mb"]
+print("  %-10s state %.3f/%.3f/%.3f MB | peak RSS predicted %.1f MB, measured %d MB (%+.1f%%)" %
+      (label, m["param_mb"], m["grad_mb"], m["optim_mb"], e["peak_rss_mb"], m["peak_rss_mb"], 100 * rel))
+if abs(rel) > 0.10: print("  %s: peak RSS off by more than 10 %%" % label); fail = 1
+sys.exit(fail)
+PYEOF
+}
+
+OV1=$(overhead_of 1)
+echo "  measured fixed overhead: ${OV1:-?} MB (1 process)"
+[ -n "$OV1" ] && check single 1 0 "$OV1"
+if command -v "${LMS_MPIRUN:-mpirun}" >/dev/null; then
+    OV2=$(overhead_of 2)
+    echo "  measured fixed overhead: ${OV2:-?} MB (Open MPI ranks)"
+    if [ -n "$OV2" ]; then
+        check dp2-z0 2 0 "$OV2"
+        check dp2-z1 2 1 "$OV2"
+        check dp2-z3 2 3 "$OV2"
+        check dp4-z2 4 2 "$OV2"
+    fi
+else
+    skip "the dp 2/4 x ZeRO layouts" "apt-get install openmpi-bin libopenmpi-dev, then rebuild"
+fi
+summary
