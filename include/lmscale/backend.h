@@ -30,6 +30,7 @@
 #define LMSCALE_BACKEND_H
 
 #include "lmscale/core.h"
+#include "lmscale/tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -68,12 +69,7 @@ typedef enum {
 /* "matmul_fwd", ...; "?" for an unknown value. */
 const char *lms_op_name(lms_op op);
 
-/* A block of device memory owned by one backend. */
-typedef struct {
-    void *data;  /* device address (host address on the CPU) */
-    size_t size; /* bytes */
-    void *ctx;   /* backend-private */
-} lms_buffer;
+/* Buffers (lms_buffer) are declared with tensors (tensor.h). */
 
 /* A point in the backend's stream (opaque; backend-owned). */
 typedef struct lms_event lms_event;
