@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Leak checking is on; tests/sanitize/lsan.supp suppresses only Open MPI's
 # own runtime allocations (each entry says why).
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 # test_ops asks for 2^62 bytes to check the out-of-memory error
 export LSAN_OPTIONS=suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Ranks started by tests/mpirun.sh run without leak checking (Open MPI's

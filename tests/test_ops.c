@@ -21,13 +21,27 @@
 
 static lms_backend REF = {&lms_backend_ref_i, NULL};
 
-static float *randn(size_t n, uint64_t seed, float scale) {
+/* The finite-difference checks' buffers, freed together at the end (the
+ * sanitizer build checks for leaks). */
+static void *bufs[256];
+static int nbufs;
+static float *tracked(size_t n) {
     float *p = lms_alloc(n * sizeof(float));
+    CHECK(p && nbufs < (int)(sizeof bufs / sizeof bufs[0]), "test buffer");
+    if (nbufs < (int)(sizeof bufs / sizeof bufs[0])) bufs[nbufs++] = p;
+    return p;
+}
+static void free_bufs(void) {
+    while (nbufs > 0) lms_free(bufs[--nbufs]);
+}
+
+static float *randn(size_t n, uint64_t seed, float scale) {
+    float *p = tracked(n);
     uint64_t k = lms_rng_key(seed, "test");
     for (size_t i = 0; i < n; i++) p[i] = scale * lms_rng_normal(k, i);
     return p;
 }
-static float *zeros(size_t n) { return lms_alloc(n * sizeof(float)); }
+static float *zeros(size_t n) { return tracked(n); }
 
 /* loss = sum(out * R) in double */
 static double dot(const float *a, const float *b, size_t n) {
@@ -524,5 +538,6 @@ int main(void) {
         printf("backend %s: %d cases against ref\n", lms_backend_registered(k)->name, ran);
     }
     CHECK(nb >= 2 && lms_backend_registered(0) == &lms_backend_ref_i, "ref and cpu are registered, ref first");
+    free_bufs();
     return test_summary("test_ops");
 }
