@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Leak checking is on; tests/sanitize/lsan.supp suppresses only Open MPI's
 # own runtime allocations (each entry says why).
-export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:allocator_may_return_null=1 # test_ops asks for 2^62 bytes to check the out-of-memory error
 export LSAN_OPTIONS=suppressions=$PWD/tests/sanitize/lsan.supp:print_suppressions=0
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Ranks started by tests/mpirun.sh run without leak checking (Open MPI's
@@ -16,8 +16,10 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Left out (docs/reliability.md, "Open"): golden compares bits with a record
 # of the normal build, and the sanitizer build's code generation moves the
 # cpu backend's losses by ~1e-6 (the ref backend stays identical); slurm is
-# not yet run under the sanitizers. Everything else must pass.
-NOT_YET='^(slurm|golden)$'
+# not yet run under the sanitizers; estimate checks peak RSS against the
+# normal build's memory model, which ASan's shadow memory and redzones
+# inflate (dp4-z2 measured 18 % over). Everything else must pass.
+NOT_YET='^(slurm|golden|estimate)$'
 t0=$(date +%s)
 cmake -S . -B build-asan -DLMS_SANITIZE=ON >/dev/null
 cmake --build build-asan -j2 >/dev/null

@@ -21,26 +21,27 @@
 
 static lms_backend REF = {&lms_backend_ref_i, NULL};
 
-/* every buffer of part 1, freed at the end (the sanitizer build checks leaks) */
-static void *g_bufs[4096];
-static int g_nbufs;
-static float *buf(size_t bytes) {
-    float *p = lms_alloc(bytes);
-    LMS_ASSERT(p && g_nbufs < (int)(sizeof g_bufs / sizeof g_bufs[0]));
-    g_bufs[g_nbufs++] = p;
+/* The finite-difference checks' buffers, freed together at the end (the
+ * sanitizer build checks for leaks). */
+static void *bufs[256];
+static int nbufs;
+static float *tracked(size_t n) {
+    float *p = lms_alloc(n * sizeof(float));
+    CHECK(p && nbufs < (int)(sizeof bufs / sizeof bufs[0]), "test buffer");
+    if (nbufs < (int)(sizeof bufs / sizeof bufs[0])) bufs[nbufs++] = p;
     return p;
 }
 static void free_bufs(void) {
-    while (g_nbufs) lms_free(g_bufs[--g_nbufs]);
+    while (nbufs > 0) lms_free(bufs[--nbufs]);
 }
 
 static float *randn(size_t n, uint64_t seed, float scale) {
-    float *p = buf(n * sizeof(float));
+    float *p = tracked(n);
     uint64_t k = lms_rng_key(seed, "test");
     for (size_t i = 0; i < n; i++) p[i] = scale * lms_rng_normal(k, i);
     return p;
 }
-static float *zeros(size_t n) { return buf(n * sizeof(float)); }
+static float *zeros(size_t n) { return tracked(n); }
 
 /* loss = sum(out * R) in double */
 static double dot(const float *a, const float *b, size_t n) {
@@ -191,25 +192,6 @@ static void ref_adamw_formula(void) {
     double pd = p * (1 - 1e-2 * 0.1) - 1e-2 / (1 - pow(0.9, 3)) * md / (sqrt(vd) / sqrt(1 - pow(0.95, 3)) + 1e-8);
     REF.i->adamw(&REF, &p, &gg, &m, &v, 1, &args);
     CHECK(fabs(p - pd) < 1e-6, "adamw matches the formula: %g vs %g", p, pd);
-}
-
-/* lms_vexpf against libm over the range the kernels use, and NaN in, NaN
- * out (the NaN used to reach a float-to-int conversion: undefined
- * behaviour, caught by -fsanitize=float-cast-overflow in the sanitizer
- * build) */
-static void test_vexpf(void) {
-    double worst = 0;
-    for (int i = 0; i <= 2000; i++) {
-        float x = -87.0f + 175.0f * (float)i / 2000.0f;
-        double e = exp((double)x), got = lms_vexpf(x);
-        double rel = fabs(got - e) / e;
-        if (rel > worst) worst = rel;
-    }
-    CHECK(worst < 1e-6, "vexpf relative error %g", worst);
-    volatile float nan = NAN, inf = INFINITY;
-    CHECK(isnan(lms_vexpf(nan)) && isnan(lms_vexpf(-nan)), "vexpf(NaN) is not NaN");
-    CHECK(lms_vexpf(-inf) >= 0 && lms_vexpf(-inf) < 1e-37f && lms_vexpf(inf) > 1e38f, "vexpf(+-inf)");
-    CHECK(isnan(lms_vtanhf(nan)), "vtanhf(NaN) is not NaN");
 }
 
 /* ================= 2. every backend against the reference ================= */
@@ -519,7 +501,27 @@ static void support_checks(void) {
     CHECK(!strcmp(lms_op_name(LMS_OP_ADAMW), "adamw") && !strcmp(lms_op_name(LMS_OP_COUNT), "?"), "op names");
 }
 
+/* lms_vexpf against libm over the range the kernels use, and NaN in, NaN
+ * out (the NaN used to reach a float-to-int conversion: undefined
+ * behaviour, caught by -fsanitize=float-cast-overflow in the sanitizer
+ * build) */
+static void test_vexpf(void) {
+    double worst = 0;
+    for (int i = 0; i <= 2000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 2000.0f;
+        double e = exp((double)x), got = lms_vexpf(x);
+        double rel = fabs(got - e) / e;
+        if (rel > worst) worst = rel;
+    }
+    CHECK(worst < 1e-6, "vexpf relative error %g", worst);
+    volatile float nan = NAN, inf = INFINITY;
+    CHECK(isnan(lms_vexpf(nan)) && isnan(lms_vexpf(-nan)), "vexpf(NaN) is not NaN");
+    CHECK(lms_vexpf(-inf) >= 0 && lms_vexpf(-inf) < 1e-37f && lms_vexpf(inf) > 1e38f, "vexpf(+-inf)");
+    CHECK(isnan(lms_vtanhf(nan)), "vtanhf(NaN) is not NaN");
+}
+
 int main(void) {
+    test_vexpf();
     fd_layernorm();
     fd_matmul();
     fd_attention(2, 7, 12, 3);
@@ -528,7 +530,6 @@ int main(void) {
     fd_encoder();
     fd_xent();
     ref_adamw_formula();
-    test_vexpf();
     support_checks();
     int nb = 0;
     for (int k = 0; lms_backend_registered(k); k++, nb++) {
