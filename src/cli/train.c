@@ -350,9 +350,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                 lms_log(lg, LMS_LOG_INFO, "step %5d/%d | val_loss %.4f | val_ppl %.2f", step + 1, o->steps,
                         vloss, exp(vloss));
         }
+        long rss_mb = (long)lms_peak_rss_mb(); /* read once: the metrics and TensorBoard agree */
         if (metrics.f) {
             train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb,
-                             (long)lms_peak_rss_mb(), (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob};
+                             rss_mb, (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob};
             LMS_TRY(train_metrics_put(&metrics, &row));
         }
         /* every rank: the trainer knows which of them write (src/train) */
@@ -364,7 +365,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             train_obs_ckpt_end(&tob, p.ck.last_saved_step != saved_before);
         }
         /* TensorBoard scalars; after STEP_B (and its checkpoint) the trace */
-        train_obs_row row = {step + 1, loss, lr, norm, vloss, tps, mfu, (double)(long)lms_peak_rss_mb(), dt};
+        train_obs_row row = {step + 1, loss, lr, norm, vloss, tps, mfu, (double)rss_mb, dt};
         LMS_TRY(train_obs_step(&tob, o, p.world, &row));
         /* a signal or the time limit: every rank stops after the same step */
         if (step + 1 < end_step) LMS_TRY(train_stop_poll(&stop, p.world));
