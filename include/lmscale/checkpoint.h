@@ -66,6 +66,14 @@ typedef struct {
     lms_schedule sched;    /* schedule position is `step` within it */
     float beta1, beta2, eps, weight_decay, grad_clip;
     int adam_step;         /* AdamW updates done (bias correction) */
+    /* mixed precision (the tensors are always the fp32 master): the compute
+     * dtype, and fp16's loss scaler (scale, clean steps since it last
+     * changed, steps skipped); "fp32" and 0s in older checkpoints */
+    char dtype[8];
+    float loss_scale;
+    int loss_scale_clean, skipped_steps;
+    float static_loss_scale, min_loss_scale; /* the run's --loss-scale (0: dynamic), --min-loss-scale */
+    int loss_scale_window;                   /* and --loss-scale-window (0: not recorded) */
     /* tokenizer reference: "bytes", or "bpe" with the files' SHA-free
      * identity: CRC32 of vocab.json and merges.txt and their names. */
     char tok_kind[16];
