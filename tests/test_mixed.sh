@@ -100,6 +100,45 @@ done
 grep -q '"dtype": "fp16", "loss_scale": 65536, "clean_steps": 1, "skipped_steps": 1' fp16-ck/step-00000004/index.json && ok ||
     bad "the fp16 checkpoint lacks the scaler state: $(grep -o '"precision"[^}]*' fp16-ck/step-00000004/index.json)"
 
+# ---- export --hf --dtype bf16|fp16 (PyTorch's rounding of the fp32 export), and --init reads them ----
+miss=$(python_missing torch)
+if [ -n "$miss" ]; then
+    skip "the bf16/fp16 export against PyTorch" "apt-get install $miss"
+else
+    for d in fp32 bf16 fp16; do
+        "$BIN" export --hf hf-$d --resume fp16-ck --dtype $d >ex-$d.out 2>&1 && ok || bad "export --dtype $d: $(cat ex-$d.out)"
+    done
+    $PY - <<'PY' && ok || bad "the bf16/fp16 exports are not PyTorch's rounding of the fp32 export"
+import json, struct, torch
+def read(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    return {k: (v["dtype"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()
+            if k != "__metadata__"}
+f32 = read("hf-fp32/model.safetensors")
+for d, tt, name, td in (("bf16", torch.bfloat16, "BF16", "bfloat16"), ("fp16", torch.float16, "F16", "float16")):
+    got = read("hf-%s/model.safetensors" % d)
+    assert json.load(open("hf-%s/config.json" % d))["torch_dtype"] == td
+    for k, (dt, raw) in f32.items():
+        want = torch.frombuffer(bytearray(raw), dtype=torch.float32).to(tt)
+        assert got[k][0] == name, (k, got[k][0])
+        have = torch.frombuffer(bytearray(got[k][1]), dtype=tt)
+        assert torch.equal(want.view(torch.int16), have.view(torch.int16)), (d, k)
+    print("export --dtype %s: %d tensors equal PyTorch's rounding of the fp32 export" % (d, len(f32)))
+PY
+    ref=$("$BIN" eval --init hf-fp32 --data data.txt 2>&1 | sed -n 's/.*loss=\([0-9.]*\).*/\1/p')
+    for d in bf16 fp16; do
+        got=$("$BIN" eval --init hf-$d --data data.txt 2>&1 | sed -n 's/.*loss=\([0-9.]*\).*/\1/p')
+        [ -n "$got" ] && $PY -c "import sys; sys.exit(0 if abs($got - $ref) / $ref < 0.01 else 1)" && ok ||
+            bad "eval --init of the $d export: loss '$got' vs fp32's $ref"
+        "$BIN" "${COMMON[@]}" --steps 1 --init hf-$d --quiet >init-$d.out 2>&1 && ok ||
+            bad "train --init of the $d export failed: $(tail -n 2 init-$d.out)"
+    done
+fi
+"$BIN" export --hf hf-x --resume fp16-ck --dtype fp8 >bad3.out 2>&1
+[ $? -eq 2 ] && grep -q "choose fp32, bf16 or fp16" bad3.out && ok || bad "export --dtype fp8: $(cat bad3.out)"
+
 # ---- bad flags ----
 "$BIN" "${COMMON[@]}" --steps 1 --dtype fp8 >bad.out 2>&1
 [ $? -eq 2 ] && grep -q "choose fp32, bf16 or fp16" bad.out && ok || bad "--dtype fp8: $(cat bad.out)"
