@@ -15,15 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PH_BEGIN(ph)                                       \
-    do {                                                   \
-        if (t->obs) lms_obs_phase_begin(t->obs, ph);       \
-    } while (0)
-#define PH_END(ph)                                         \
-    do {                                                   \
-        if (t->obs) lms_obs_phase_end(t->obs, ph);         \
-    } while (0)
-
 /* virtual stage of chunk c on this stage, and the last one */
 static int vstage(const lms_pipe *p, int c) { return c * p->p + p->s; }
 static int vlast(const lms_pipe *p) { return p->p * p->v - 1; }

@@ -2,7 +2,18 @@
 #ifndef LMS_TRAIN_IMPL_H
 #define LMS_TRAIN_IMPL_H
 
+#include "lmscale/obs.h"
 #include "lmscale/train.h"
+
+/* phase timing (obs.h) when the caller set t->obs */
+#define PH_BEGIN(ph)                                 \
+    do {                                             \
+        if (t->obs) lms_obs_phase_begin(t->obs, ph); \
+    } while (0)
+#define PH_END(ph)                                 \
+    do {                                           \
+        if (t->obs) lms_obs_phase_end(t->obs, ph); \
+    } while (0)
 
 /* s->m, s->be and s->dp are set; builds lms_zero at `stage` and fills s. */
 lms_status lms_grad_sync_zero_init(lms_grad_sync *s, int stage);

@@ -69,16 +69,6 @@ void lms_trainer_free(lms_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* phase timing (obs.h) when the caller set t->obs */
-#define PH_BEGIN(ph)                                 \
-    do {                                             \
-        if (t->obs) lms_obs_phase_begin(t->obs, ph); \
-    } while (0)
-#define PH_END(ph)                                 \
-    do {                                           \
-        if (t->obs) lms_obs_phase_end(t->obs, ph); \
-    } while (0)
-
 lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r) {
     lms_grad_sync *s = &t->sync;
     const lms_trainer_opts *o = &t->o;
