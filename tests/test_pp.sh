@@ -50,6 +50,8 @@ run_case "pp=4 1f1b" 4 4,3,2,1 --pp 4 --pp-schedule 1f1b
 run_case "pp=2 interleaved v=2" 2 - --pp 2 --pp-schedule interleaved --virtual-stages 2
 run_case "pp=4 interleaved v=2" 4 - --pp 4 --virtual-stages 2
 run_case "pp=2 --pp-layers 3,5" 2 2,1 --pp 2 --pp-layers 3,5
+run_case "pp=2 1f1b --recompute full" 2 2,1 --pp 2 --recompute full
+run_case "pp=2 interleaved --recompute selective" 2 - --pp 2 --virtual-stages 2 --recompute selective
 run_case "dp=2 x pp=2 1f1b" 4 2,1 --pp 2 --dp 2
 run_case "dp=2 x pp=2 gpipe" 4 2,2 --pp 2 --dp 2 --pp-schedule gpipe
 

@@ -101,6 +101,7 @@ typedef struct {
     int vpp;            /* model chunks per stage (interleaved), 0 or 1 = one */
     lms_pp_schedule pp_schedule;
     const int *pp_layers; /* NULL: an even split; else pp layer counts (--pp-layers) */
+    lms_recompute recompute; /* what the activation set keeps (model.h) */
 } lms_trainer_opts;
 
 /* What the pipeline measured in the last step (one entry per stage,

@@ -134,6 +134,7 @@ typedef struct {
     int pp, vpp;             /* stages (0, 1: none); model chunks per stage (interleaved) */
     const char *pp_layers;   /* "a,b,...": layers per stage; NULL: even */
     const char *pp_schedule; /* gpipe, 1f1b, interleaved */
+    const char *recompute; /* none, selective, full (docs/recompute.md) */
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
     float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
     float exit_duration_mins; /* save and stop after this many minutes (0 = no limit) */

@@ -38,6 +38,7 @@ void train_opts_default(train_opts *o) {
     o->data_order = "random";
     o->backend = "cpu";
     o->pp_schedule = "1f1b";
+    o->recompute = "none";
 }
 
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
@@ -88,6 +89,7 @@ typedef struct {
     lms_schedule sched;
     lms_data_order order;
     lms_backend be;
+    lms_recompute recompute;
     train_ckpt_ctx ck;
     /* pipeline parallelism */
     int pp, vpp;
@@ -171,6 +173,7 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     if (o->threads < 0)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--threads %d must not be negative (0 = all cores)", o->threads);
     LMS_CHECK(lms_data_order_parse(o->data_order, &p->order));
+    LMS_CHECK(lms_recompute_parse(o->recompute, &p->recompute));
     LMS_CHECK(lms_backend_init(&p->be, o->backend));
     return LMS_OK;
 }
@@ -300,8 +303,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_trainer_opts to = {.zero = o->zero, .bucket_mb = o->bucket_mb, .global_batch = o->batch_size,
                            .micro_batch = p.micro, .seq_len = p.T, .sched = p.sched, .beta1 = o->beta1,
                            .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->weight_decay,
-                           .grad_clip = o->grad_clip, .pp = p.pp, .vpp = p.vpp, .pp_schedule = p.pp_sched,
-                           .pp_layers = p.pp_given};
+                           .grad_clip = o->grad_clip, .recompute = p.recompute, .pp = p.pp, .vpp = p.vpp,
+                           .pp_schedule = p.pp_sched, .pp_layers = p.pp_given};
     lms_train_source src = {.ck = p.ck.ck, .hf_dir = p.ck.ck ? NULL : o->init, .seed = o->seed};
     LMS_TRY(lms_trainer_init(&tr, &to, &p.cfg, p.world, p.topo.dp, &p.be, &src));
     lms_gpt *m = &tr.m;
@@ -323,6 +326,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const lms_zero_mem *mem = &tr.sync.mem;
     double state_mb[3] = {(double)(mem->param + mem->param_work) / MB, (double)(mem->grad + mem->grad_work) / MB,
                           (double)mem->optim / MB};
+    lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
+            (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
     if (tr.pipe)
         lms_log(lg, LMS_LOG_INFO, "pipeline parallel: pp %d x dp %d (%s): %s | per rank: params %.1f MB, grads "
                 "%.1f MB, optimizer %.1f MB", p.pp, p.topo.dp, p.world->i->name, tr.sync.how, state_mb[0],
@@ -511,6 +516,7 @@ int cmd_train(int argc, char **argv) {
         {"pp-layers", CLI_STR, &o.pp_layers, "A,B,..", "layers per pipeline stage (default: an even split)"},
         {"pp-schedule", CLI_STR, &o.pp_schedule, "KIND", "gpipe, 1f1b, or interleaved (with --virtual-stages)"},
         {"virtual-stages", CLI_INT, &o.vpp, "V", "model chunks per pipeline stage: interleaved 1F1B"},
+        {"recompute", CLI_STR, &o.recompute, "MODE", "activation recomputation: none, selective (attention and GELU outputs) or full (keep each block's input only); the same losses, less memory"},
         {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
         {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
         {"overwrite", CLI_BOOL, &o.overwrite, NULL, "let --save delete the checkpoints of another run in its folder"},

@@ -173,7 +173,8 @@ void lms_pipe_free(lms_pipe *p) {
 
 static lms_status set_acquire(lms_pipe *p, int *k) {
     if (p->nfree == 0) {
-        LMS_CHECK(lms_gpt_acts_init(&p->pool[p->npool], &p->sub, p->t->o.micro_batch, p->t->o.seq_len, 1));
+        LMS_CHECK(lms_gpt_acts_init_rc(&p->pool[p->npool], &p->sub, p->t->o.micro_batch, p->t->o.seq_len, 1,
+                                       p->t->o.recompute));
         p->freel[p->nfree++] = p->npool++;
     }
     *k = p->freel[--p->nfree];
@@ -264,6 +265,10 @@ static lms_status op_backward(lms_pipe *p, int mb, int c, float dloss) {
     }
     const float *in = j == 0 ? a->stream[0] : p->fin[i];
     for (int k = nl - 1; k >= 0; k--) {
+        /* FULL recomputes block k's output into stream[k+1]: block k+1's input (its backward is
+         * done), or, for the chunk's last block, a stream the forward left unused (it wrote fout) */
+        LMS_CHECK(lms_gpt_block_recompute(m, t->be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], a->stream[k + 1],
+                                          B, T, a->recompute));
         LMS_CHECK(lms_gpt_block_backward(m, t->be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], dx, &a->grad,
                                          B, T));
         if (final) LMS_CHECK(lms_pipe_unit_final(p, l0 + k + 1));
