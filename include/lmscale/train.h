@@ -96,6 +96,11 @@ typedef struct {
     lms_schedule sched; /* learning rate per step */
     float beta1, beta2, eps, weight_decay;
     float grad_clip;    /* global-norm clip, 0 = off */
+    /* pipeline parallelism (src/train/pipe.c); pp 0 or 1 = off */
+    int pp;             /* stages */
+    int vpp;            /* model chunks per stage (interleaved), 0 or 1 = one */
+    lms_pp_schedule pp_schedule;
+    const int *pp_layers; /* NULL: an even split; else pp layer counts (--pp-layers) */
     lms_recompute recompute; /* what the activation set keeps (model.h) */
     /* mixed precision (docs/mixed-precision.md): LMS_DT_F32, or LMS_DT_BF16 /
      * LMS_DT_F16 storage of the compute copy of the parameters, activations
@@ -106,6 +111,15 @@ typedef struct {
     float initial_loss_scale, min_loss_scale; /* dynamic: 0 means 65536 and 1 */
     int loss_scale_window;  /* dynamic: clean steps before the scale doubles; 0 means 1000 */
 } lms_trainer_opts;
+
+/* What the pipeline measured in the last step (one entry per stage,
+ * gathered over the pipeline group; every rank holds them). */
+typedef struct {
+    int stages, chunks, micro_batches;
+    double *idle;     /* idle time / the schedule's time: waiting for a neighbour */
+    double *bubble;   /* idle time / compute time: (p-1)/m in theory (GPipe, 1F1B) */
+    int *peak_sets;   /* most micro-batches whose activations a stage held at once */
+} lms_pp_stats;
 
 typedef struct {
     lms_topology topo;  /* from the world and (dp, tp, pp) */
@@ -131,6 +145,7 @@ typedef struct {
     lms_gpt_hooks lp_hooks;
     const lms_gpt_hooks *inner_hooks;
     lms_loss_scaler scaler;    /* fp16 only (scale 1 otherwise) */
+    struct lms_pipe *pipe; /* owned; NULL at pp = 1 */
 } lms_trainer;
 
 /* The result of one step: mean loss over the global batch, the global
@@ -144,7 +159,8 @@ typedef struct {
 
 /* Builds the topology (dp, tp, pp over world), the process groups, the
  * model for cfg, the gradient strategy and AdamW, and restores the starting
- * state from src. tp and pp must be 1 for now (the model is not split). */
+ * state from src. tp must be 1 for now; pp > 1 (o->pp) runs the pipeline
+ * engine (docs/parallelism.md), whose gradient strategy is "pp". */
 lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms_gpt_config *cfg, lms_comm *world,
                             int dp, lms_backend *be, const lms_train_source *src);
 void lms_trainer_free(lms_trainer *t);
@@ -163,6 +179,11 @@ lms_backend *lms_trainer_compute_backend(lms_trainer *t);
 /* Leaves t->m holding the whole model with no hooks (for lms_model_save
  * and callers that keep the model); collective under ZeRO-3. */
 lms_status lms_trainer_gather_model(lms_trainer *t);
+/* The pipeline's measurements of the last step; NULL at pp = 1. */
+const lms_pp_stats *lms_trainer_pp_stats(const lms_trainer *t);
+/* Writes `, "pp_idle": [...], "pp_bubble": [...], "pp_peak_sets": [...]`
+ * (JSON members for the metrics line) into buf; "" at pp = 1. */
+void lms_trainer_pp_json(const lms_trainer *t, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

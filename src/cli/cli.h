@@ -130,6 +130,10 @@ typedef struct {
     const char *comm;   /* auto, single, mpi */
     float bucket_mb;    /* gradient all-reduce bucket size */
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
+    /* pipeline parallelism */
+    int pp, vpp;             /* stages (0, 1: none); model chunks per stage (interleaved) */
+    const char *pp_layers;   /* "a,b,...": layers per stage; NULL: even */
+    const char *pp_schedule; /* gpipe, 1f1b, interleaved */
     const char *recompute; /* none, selective, full (docs/recompute.md) */
     const char *dtype;     /* fp32, bf16, fp16 (docs/mixed-precision.md) */
     float loss_scale, initial_loss_scale, min_loss_scale;
@@ -228,6 +232,7 @@ typedef struct {
     long peak_rss_mb;
     unsigned long long tokens; /* seen so far, the whole job's */
     const lms_obs *obs;        /* the step's phases (may be NULL) */
+    const char *extra;         /* more JSON members (", \"pp_idle\": [...]"), or NULL */
     int fp16;                  /* loss scaling: the next three are written */
     double loss_scale;
     int skipped, skipped_total; /* this step was skipped (inf/NaN gradients); skipped so far */
