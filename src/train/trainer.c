@@ -28,8 +28,9 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    LMS_TRY(lms_gpt_init_ex(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero)));
-    LMS_TRY(lms_gpt_acts_init(&t->acts, cfg, o->micro_batch, o->seq_len, 1));
+    LMS_TRY(lms_gpt_init_on(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
+                            be));
+    LMS_TRY(lms_gpt_acts_init_on(&t->acts, cfg, o->micro_batch, o->seq_len, 1, be));
     LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));

@@ -322,7 +322,7 @@ static lms_status cpu_adamw(lms_backend *be, float *p, const float *g, float *m,
 const lms_backend_i lms_backend_cpu_i = {
     .name = "cpu",
     LMS_HOST_DEVICE_FNS,
-    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
+    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
     .encoder_fwd = cpu_encoder_fwd,
     .encoder_bwd = cpu_encoder_bwd,
     .layernorm_fwd = cpu_layernorm_fwd,
@@ -341,4 +341,5 @@ const lms_backend_i lms_backend_cpu_i = {
     .sum = cpu_sum,
     .sumsq = cpu_sumsq,
     .adamw = cpu_adamw,
+    .attention_decode = lms_ref_attention_decode, /* the reference loop (one query row per head) */
 };
