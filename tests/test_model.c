@@ -162,7 +162,7 @@ static void check_backend_buffers(void) {
         lms_gpt m;
         lms_gpt_acts a;
         CHECK(lms_gpt_init_on(&m, &c, 1, 8, LMS_GPT_GRADS, &be) == LMS_OK, "%s: init_on", be.i->name);
-        CHECK(lms_gpt_acts_init_on(&a, &c, 1, 8, 1, &be) == LMS_OK, "%s: acts_init_on", be.i->name);
+        CHECK(lms_gpt_acts_init_on(&a, &c, 1, 8, 1, LMS_RECOMPUTE_NONE, &be) == LMS_OK, "%s: acts_init_on", be.i->name);
         CHECK(m.be == &be && m.param_buf.data == (void *)m.params && m.param_buf.size == m.num_params * 4 &&
                   m.grad_buf.data == (void *)m.grads && a.buf.data == (void *)a.mem && a.buf.size == a.floats * 4,
               "%s: parameters, gradients and activations are the backend's buffers", be.i->name);

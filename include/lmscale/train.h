@@ -96,6 +96,7 @@ typedef struct {
     lms_schedule sched; /* learning rate per step */
     float beta1, beta2, eps, weight_decay;
     float grad_clip;    /* global-norm clip, 0 = off */
+    lms_recompute recompute; /* what the activation set keeps (model.h) */
 } lms_trainer_opts;
 
 typedef struct {

@@ -130,6 +130,7 @@ typedef struct {
     const char *comm;   /* auto, single, mpi */
     float bucket_mb;    /* gradient all-reduce bucket size */
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
+    const char *recompute; /* none, selective, full (docs/recompute.md) */
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
     float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
     float exit_duration_mins; /* save and stop after this many minutes (0 = no limit) */

@@ -37,6 +37,7 @@ void train_opts_default(train_opts *o) {
     o->log_interval = 1;
     o->data_order = "random";
     o->backend = "cpu";
+    o->recompute = "none";
 }
 
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
@@ -87,6 +88,7 @@ typedef struct {
     lms_schedule sched;
     lms_data_order order;
     lms_backend be;
+    lms_recompute recompute;
     train_ckpt_ctx ck;
 } train_plan;
 
@@ -146,6 +148,7 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     if (o->threads < 0)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--threads %d must not be negative (0 = all cores)", o->threads);
     LMS_CHECK(lms_data_order_parse(o->data_order, &p->order));
+    LMS_CHECK(lms_recompute_parse(o->recompute, &p->recompute));
     LMS_CHECK(lms_backend_init(&p->be, o->backend));
     return LMS_OK;
 }
@@ -273,7 +276,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_trainer_opts to = {.zero = o->zero, .bucket_mb = o->bucket_mb, .global_batch = o->batch_size,
                            .micro_batch = p.micro, .seq_len = p.T, .sched = p.sched, .beta1 = o->beta1,
                            .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->weight_decay,
-                           .grad_clip = o->grad_clip};
+                           .grad_clip = o->grad_clip, .recompute = p.recompute};
     lms_train_source src = {.ck = p.ck.ck, .hf_dir = p.ck.ck ? NULL : o->init, .seed = o->seed};
     LMS_TRY(lms_trainer_init(&tr, &to, &p.cfg, p.world, p.topo.dp, &p.be, &src));
     lms_gpt *m = &tr.m;
@@ -295,6 +298,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const lms_zero_mem *mem = &tr.sync.mem;
     double state_mb[3] = {(double)(mem->param + mem->param_work) / MB, (double)(mem->grad + mem->grad_work) / MB,
                           (double)mem->optim / MB};
+    lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
+            (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
     if (strcmp(tr.sync.i->name, "none") != 0)
         lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s), %s | per rank: params %.1f MB, grads %.1f MB, "
                 "optimizer %.1f MB (plain DP: %.1f MB in all)", tr.dp->size, p.world->i->name, tr.sync.how,
@@ -470,6 +475,7 @@ int cmd_train(int argc, char **argv) {
         {"comm", CLI_STR, &o.comm, "NAME", "communicator: auto (MPI when launched by mpirun/srun), single, mpi"},
         {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "gradient all-reduce bucket size"},
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
+        {"recompute", CLI_STR, &o.recompute, "MODE", "activation recomputation: none, selective (attention and GELU outputs) or full (keep each block's input only); the same losses, less memory"},
         {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
         {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
         {"overwrite", CLI_BOOL, &o.overwrite, NULL, "let --save delete the checkpoints of another run in its folder"},

@@ -30,7 +30,7 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
     LMS_TRY(lms_gpt_init_on(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
                             be));
-    LMS_TRY(lms_gpt_acts_init_on(&t->acts, cfg, o->micro_batch, o->seq_len, 1, be));
+    LMS_TRY(lms_gpt_acts_init_on(&t->acts, cfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
     LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));
