@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # lmscale estimate against lmscale's own measurements: for a handful of the
-# layouts runnable here (1 process; dp 2/4 x ZeRO 0-3 under mpirun), the
-# per-rank state bytes that `estimate` predicts equal those `train --metrics`
-# reports (param_mb, grad_mb, optim_mb, to the printed 0.001 MB), and the
+# layouts runnable here (1 process with each recompute mode; dp 2/4 x ZeRO 0-3
+# under mpirun), the per-rank state bytes that `estimate` predicts equal those
+# `train --metrics` reports (param_mb, grad_mb, optim_mb, to the printed 0.001 MB), and the
 # predicted peak memory is within 10 % of the measured peak RSS on a model
 # whose activations dominate (docs/estimate.md); in a sanitizer build
 # (LMS_SANITIZED=1), whose instrumentation only adds memory, at most 10 % above it.
@@ -38,11 +38,13 @@ overhead_of() {
 print('%.3f' % max(0.0, m['peak_rss_mb'] + 0.5 - e['lmscale_metrics']['peak_rss_mb']))" "$label-est.out"
 }
 
-# check LABEL NP ZERO: trains 2 steps, compares with estimate --json
+# check LABEL NP ZERO OVERHEAD [FLAGS...]: trains 2 steps, compares with estimate --json
+# (FLAGS, e.g. --recompute full, go to both)
 check() {
     local label=$1 np=$2 z=$3 ov=$4
-    train_metrics "$label" "$np" "$z" "${MODEL[@]}" || return
-    run "$label-est" "$BIN" estimate "${MODEL[@]}" --world "$np" --zero "$z" --data-tokens "$NTOK" \
+    shift 4
+    train_metrics "$label" "$np" "$z" "${MODEL[@]}" "$@" || return
+    run "$label-est" "$BIN" estimate "${MODEL[@]}" "$@" --world "$np" --zero "$z" --data-tokens "$NTOK" \
         --overhead-mb "$ov" --json || return
     if $PY - "$label" m.jsonl "$label-est.out" "${LMS_SANITIZED:-0}" <<'PYEOF'; then ok; else bad "$label: estimate vs measurement"; fi
 import json, sys
@@ -68,7 +70,12 @@ PYEOF
 
 OV1=$(overhead_of 1)
 echo "  measured fixed overhead: ${OV1:-?} MB (1 process)"
-[ -n "$OV1" ] && check single 1 0 "$OV1"
+if [ -n "$OV1" ]; then
+    check single 1 0 "$OV1"
+    # activation recomputation: the activations the estimate models shrink as the run's do
+    check selective 1 0 "$OV1" --recompute selective
+    check full 1 0 "$OV1" --recompute full
+fi
 if command -v "${LMS_MPIRUN:-mpirun}" >/dev/null; then
     OV2=$(overhead_of 2)
     echo "  measured fixed overhead: ${OV2:-?} MB (Open MPI ranks)"
