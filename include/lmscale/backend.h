@@ -190,7 +190,9 @@ lms_status lms_backend_supports(const lms_backend *be, lms_op op, lms_dtype dt);
 /* Memory from be's buffers (be->i->buffer_alloc: zeroed, 64-byte aligned,
  * LMS_ERR_OOM naming `what`); with be NULL, host memory, for code that holds
  * tensors without a backend (export, checkpoint tools). lms_buffer_free
- * takes the same be; NULL data is a no-op. */
+ * takes the same be; NULL data is a no-op. The backends with host_memory
+ * allocate exactly as be NULL does, so their buffers may be freed with NULL
+ * once the backend is gone (lms_gpt_to_host). */
 lms_status lms_buffer_alloc(lms_backend *be, size_t bytes, const char *what, lms_buffer *out);
 void lms_buffer_free(lms_backend *be, lms_buffer *buf);
 

@@ -273,6 +273,12 @@ lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, 
 /* As lms_gpt_init_ex, with parameters and gradients in buffers of backend
  * be (be->i->buffer_alloc); NULL: host memory (lms_gpt_init_ex). */
 lms_status lms_gpt_init_on(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags, lms_backend *be);
+/* Makes the model's parameters and gradients host memory that needs no
+ * backend (m->be NULL), so that the model can outlive its backend (a
+ * trainer's model handed to its caller). On a host-memory backend (the CPU
+ * backends) the buffers stay where they are; others are not supported yet
+ * (LMS_ERR_UNSUPPORTED). */
+lms_status lms_gpt_to_host(lms_gpt *m);
 /* Tensor i of the table as an lms_tensor over the model's parameter buffer
  * (grad: over the gradient buffer): its global name, fp32, shape and the
  * byte offset into that buffer. LMS_ERR_INVALID_ARG when i is out of range

@@ -305,3 +305,13 @@ lms_status lms_gpt_tensor(lms_gpt *m, int i, int grad, lms_tensor *out) {
     LMS_CHECK(lms_tensor_init(out, v->name, LMS_DT_F32, v->ndim, shape));
     return lms_tensor_bind(out, buf, v->offset * sizeof(float));
 }
+
+lms_status lms_gpt_to_host(lms_gpt *m) {
+    if (!m->be) return LMS_OK;
+    if (!m->be->i->host_memory)
+        return lms_errorf(LMS_ERR_UNSUPPORTED, "backend '%s': moving a model to host memory is not supported yet",
+                          m->be->i->name);
+    /* host-memory backends allocate as lms_buffer_alloc(NULL, ...) does */
+    m->be = NULL;
+    return LMS_OK;
+}
