@@ -3,6 +3,7 @@
  * data-parallel group. */
 #include "lmscale/train.h"
 #include "lmscale/obs.h"
+#include "train_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     memset(t, 0, sizeof *t);
     t->o = *o;
     t->be = be;
-    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, 1, 1));
+    const int pp = o->pp > 1 ? o->pp : 1;
+    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, 1, pp));
     LMS_TRY(lms_groups_init(&t->groups, world, &t->topo));
     /* The DP group spans the world at tp = pp = 1: then the world itself
      * carries its collectives (one communicator fewer; watchdog messages
@@ -31,7 +33,15 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     LMS_TRY(lms_gpt_init_on(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
                             be));
     LMS_TRY(lms_gpt_acts_init_on(&t->acts, cfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
-    LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
+    if (pp > 1 && o->zero) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
+                        "pipeline parallelism", o->zero, pp);
+        goto fail;
+    }
+    if (pp > 1)
+        LMS_TRY(lms_pipe_init(t, world)); /* the pipeline and its gradient strategy "pp" */
+    else
+        LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));
     const size_t n = (size_t)o->micro_batch * o->seq_len;
@@ -52,22 +62,13 @@ void lms_trainer_free(lms_trainer *t) {
     free(t->x);
     free(t->y);
     lms_grad_sync_free(&t->sync);
+    lms_pipe_free(t->pipe);
     lms_adamw_free(&t->opt);
     lms_gpt_acts_free(&t->acts);
     lms_gpt_free(&t->m);
     lms_groups_free(&t->groups);
     memset(t, 0, sizeof *t);
 }
-
-/* phase timing (obs.h) when the caller set t->obs */
-#define PH_BEGIN(ph)                                 \
-    do {                                             \
-        if (t->obs) lms_obs_phase_begin(t->obs, ph); \
-    } while (0)
-#define PH_END(ph)                                 \
-    do {                                           \
-        if (t->obs) lms_obs_phase_end(t->obs, ph); \
-    } while (0)
 
 lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r) {
     lms_grad_sync *s = &t->sync;
@@ -76,7 +77,8 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
     const float dloss = 1.0f / ((float)G * T); /* of the global mean; summed over the DP group */
     LMS_CHECK(s->i->begin_step(s));
     double loss = 0;
-    for (int k = 0; k < t->accum; k++) {
+    if (t->pipe) LMS_CHECK(lms_pipe_run(t, ld, step, &loss)); /* every micro-batch, through the stages */
+    for (int k = 0; !t->pipe && k < t->accum; k++) {
         PH_BEGIN(LMS_PHASE_DATA);
         for (int b = 0; b < M; b++)
             lms_loader_window(ld, (uint64_t)step * G + t->first_sample + (uint64_t)k * M + b, t->x + (size_t)b * T,
