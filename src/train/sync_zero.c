@@ -143,14 +143,14 @@ static lms_status zero_gather(lms_grad_sync *s) {
         return LMS_OK;
     }
     if (!m->hooks) return LMS_OK; /* gathered already */
-    float *full = NULL;
-    LMS_CHECK(lms_alloc_checked((void **)&full, sizeof(float) * m->num_params, "the gathered model"));
-    lms_status st = lms_zero_gather_full(z, full);
+    /* the model's own parameter buffer, on its backend (lms_gpt_free frees it) */
+    LMS_CHECK(lms_buffer_alloc(m->be, sizeof(float) * m->num_params, "the gathered model", &m->param_buf));
+    lms_status st = lms_zero_gather_full(z, m->param_buf.data);
     if (st != LMS_OK) {
-        lms_free(full);
+        lms_buffer_free(m->be, &m->param_buf);
         return st;
     }
-    m->params = full; /* owned by the model from now on (lms_gpt_free) */
+    m->params = m->param_buf.data;
     m->hooks = NULL;
     lms_gpt_bind(&m->cfg, m->params, &m->p);
     return LMS_OK;
