@@ -42,7 +42,8 @@ void lms_groups_free(lms_groups *g);
  * communication overlaps the rest of the backward pass. Ranges must arrive
  * in descending order (the model's layer-major layout guarantees it); a
  * bucket never splits a reported range. The sum is taken: scale the loss
- * gradient by 1/dp to get the mean. */
+ * gradient by 1/dp to get the mean. Buckets are reduced out of place into
+ * `recv` (persistent, touched once) and copied back as each completes. */
 typedef struct {
     lms_comm *comm;    /* not owned */
     float *grads;      /* not owned */
@@ -52,6 +53,8 @@ typedef struct {
     size_t launched_lo; /* [launched_lo, n) has its all-reduce started */
     int nreq, cap;
     lms_comm_req **reqs;
+    size_t *lo;         /* lo[i]: start of request i's range */
+    float *recv;        /* n floats, the reduced buckets (NULL on one rank) */
     lms_status err;     /* first error from a launch */
     int buckets_before_finish; /* launched while backward was still running (overlap) */
 } lms_dp_sync;
@@ -115,6 +118,8 @@ typedef struct {
     /* working buffers: gathered parameters (stage 3); two gradient buffers
      * with their reduce-scatter receive buffers and requests */
     float *pwork, *gwork[2], *grecv[2];
+    /* the backend buffers behind master, grad, pwork, gwork, grecv (owned) */
+    lms_buffer b_master, b_grad, b_pwork, b_gwork[2], b_grecv[2];
     lms_comm_req *greq[2];
     lms_comm_req **ureq; /* stage 1: one pending reduce-scatter per unit */
     int gunit[2], gcur;

@@ -30,8 +30,9 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    LMS_TRY(lms_gpt_init_ex(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero)));
-    LMS_TRY(lms_gpt_acts_init_rc(&t->acts, cfg, o->micro_batch, o->seq_len, 1, o->recompute));
+    LMS_TRY(lms_gpt_init_on(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
+                            be));
+    LMS_TRY(lms_gpt_acts_init_on(&t->acts, cfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
     if (pp > 1 && o->zero) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
                         "pipeline parallelism", o->zero, pp);
