@@ -4,7 +4,11 @@
 # an uneven --pp-layers split and dp2 x pp2 match the one-process run within
 # relative 1e-5; every rank logs the same loss; the activation sets a stage
 # holds at once are m under GPipe and min(p - s, m) under 1F1B; bad layouts
-# fail on every rank before any compute with one message naming the flag.
+# fail on every rank before any compute with one message naming the flag; a
+# checkpoint saved at pp 2 resumes at pp 1, pp 4, dp 4 and interleaved (and one
+# saved at dp 2 at pp 4) with the uninterrupted losses (1e-6); validation and
+# --save-model at pp 2 equal one process's; a hanging stage ends the job
+# within the watchdog timeout with a line naming the operation and the peer.
 # Usage: bash tests/test_pp.sh /path/to/lmscale
 set -u
 NAME=test_pp
@@ -83,5 +87,62 @@ expect_mpi_fail "gpipe with virtual stages" "--virtual-stages 2 needs the interl
     "$BIN" "${COMMON[@]}" --pp 2 --virtual-stages 2 --pp-schedule gpipe --metrics "$T/never.jsonl"
 expect_mpi_fail "an unknown schedule" "--pp-schedule 'zigzag' is not known" 2 \
     "$BIN" "${COMMON[@]}" --pp 2 --pp-schedule zigzag --metrics "$T/never.jsonl"
+
+# resharding: 10 steps at pp 2 saved, resumed at pp 1 (one process), pp 4 and dp 4 (and a
+# checkpoint saved at dp 2 resumed at pp 2): steps 11..20 are the one-process run's (1e-6)
+if bash "$MPI" 2 "$BIN" "${COMMON[@]}" --pp 2 --save "$T/ck" --stop-after 10 >"$T/r1.out" 2>&1; then
+    for how in "1 " "4 --pp 4" "4 --dp 4" "2 --pp 2 --virtual-stages 2"; do
+        read -r np flags <<<"$how"
+        rm -f "$T/r.jsonl"
+        # shellcheck disable=SC2086
+        bash "$MPI" "$np" "$BIN" "${COMMON[@]}" $flags --resume "$T/ck/step-00000010" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
+            bad "resume at np=$np $flags failed: $(tail -2 "$T/r2.out")"
+        compare_losses "$T/ref.jsonl" "$T/r.jsonl" "saved at pp=2, resumed at np=$np $flags" 11-20 1e-6 && ok ||
+            bad "resume at np=$np $flags: steps 11-20 differ from the one-process run"
+    done
+else
+    bad "pp=2 run with --save failed: $(tail -2 "$T/r1.out")"
+fi
+if bash "$MPI" 2 "$BIN" "${COMMON[@]}" --dp 2 --save "$T/ck2" --stop-after 10 >"$T/r1.out" 2>&1; then
+    rm -f "$T/r.jsonl"
+    bash "$MPI" 4 "$BIN" "${COMMON[@]}" --pp 4 --resume "$T/ck2/step-00000010" --metrics "$T/r.jsonl" >"$T/r2.out" 2>&1 ||
+        bad "resume of a dp=2 checkpoint at pp=4 failed: $(tail -2 "$T/r2.out")"
+    compare_losses "$T/ref.jsonl" "$T/r.jsonl" "saved at dp=2, resumed at pp=4" 11-20 1e-6 && ok ||
+        bad "saved at dp=2, resumed at pp=4: steps 11-20 differ"
+else
+    bad "dp=2 run with --save failed: $(tail -2 "$T/r1.out")"
+fi
+
+# validation and --save-model at pp 2 give the one-process run's values
+"$BIN" "${COMMON[@]}" --eval-interval 10 --save-model "$T/ref.bin" --metrics "$T/vref.jsonl" >"$T/v1.out" 2>&1 || bad "one-process run with validation failed"
+if bash "$MPI" 2 "$BIN" "${COMMON[@]}" --pp 2 --eval-interval 10 --save-model "$T/pp.bin" --metrics "$T/vpp.jsonl" >"$T/v2.out" 2>&1; then
+    $PY - "$T/vref.jsonl" "$T/vpp.jsonl" <<'PYEOF' && ok || bad "validation losses at pp=2 differ from the one-process run"
+import json, sys
+a, b = ([r.get("val_loss") for r in map(json.loads, open(p))] for p in sys.argv[1:3])
+vals = [(x, y) for x, y in zip(a, b) if x is not None or y is not None]
+assert len(vals) == 2 and all(x is not None and y is not None and abs(x - y) <= 1e-5 * abs(x) for x, y in vals), vals
+print("  validation at steps 10 and 20: pp=2 %s vs one process %s" % ([y for _, y in vals], [x for x, _ in vals]))
+PYEOF
+    e1=$("$BIN" eval --load "$T/ref.bin" --data "$T/data.txt" --seq-len 16 2>&1 | grep -o 'loss=[0-9.]*')
+    e2=$("$BIN" eval --load "$T/pp.bin" --data "$T/data.txt" --seq-len 16 2>&1 | grep -o 'loss=[0-9.]*')
+    $PY -c 'import sys; a, b = (float(x.split("=")[1]) for x in sys.argv[1:3]); sys.exit(abs(a - b) > 2e-4)' "$e1" "$e2" && ok ||
+        bad "--save-model at pp=2: eval $e2, the one-process model's $e1"
+else
+    bad "pp=2 run with validation failed: $(tail -2 "$T/v2.out")"
+fi
+
+# faults: a stage that hangs ends the job within the watchdog timeout, naming the operation and
+# the peer stage; one that dies is ended by the launcher
+start=$(date +%s)
+LMSCALE_FAULT=hang:rank=1:step=3 bash "$MPI" 2 "$BIN" "${COMMON[@]}" --pp 2 --comm-timeout 3 >"$T/h.out" 2>&1
+rc=$?
+took=$(($(date +%s) - start))
+[ "$rc" -eq 75 ] && ok || bad "hanging stage: exit $rc, want 75 (the watchdog's)"
+grep -Eq "\[rank 0 of 2\] (irecv|isend) #[0-9]+ (from|to) rank 1 .*pp group of 2 ranks\) in step 3 has not completed" "$T/h.out" && ok ||
+    bad "hanging stage: no watchdog line naming the p2p operation and peer stage: $(grep -m2 error "$T/h.out")"
+[ "$took" -lt 30 ] && ok || bad "hanging stage: the job took ${took}s to end (timeout 3 s)"
+LMSCALE_FAULT=exit:rank=0:step=3 bash "$MPI" 2 "$BIN" "${COMMON[@]}" --pp 2 --comm-timeout 3 >"$T/d.out" 2>&1
+rc=$?
+[ "$rc" -ne 0 ] && ok || bad "dying stage: the job exited 0"
 
 summary

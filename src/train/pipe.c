@@ -315,6 +315,9 @@ lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, double *
             }
         PH_END(LMS_PHASE_DATA);
     }
+    /* the schedule's span: from here (the stages left the previous step's collectives
+     * together) to the loss reaching every stage, so the wait after a stage's last backward
+     * counts; a stage's idle time is the span less its compute */
     const double t0 = lms_now_s();
     LMS_CHECK(post_receives(p));
     double sum = 0;
@@ -325,11 +328,11 @@ lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, double *
         else
             LMS_CHECK(op_forward(p, op->mb, op->chunk, &sum));
     }
-    p->t_total = lms_now_s() - t0;
     for (int k = 0; k < p->nsreq; k++) LMS_CHECK(lms_comm_wait(p->pp, p->sreq[k]));
     p->nsreq = 0;
     /* the last stage's loss, to every stage */
     LMS_CHECK(p->pp->i->allreduce(p->pp, &sum, loss, 1, LMS_DT_F64, LMS_RED_SUM));
+    p->t_total = lms_now_s() - t0;
     return gather_stats(p);
 }
 
