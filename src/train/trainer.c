@@ -14,7 +14,11 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     memset(t, 0, sizeof *t);
     t->o = *o;
     t->be = be;
-    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, 1, 1));
+    const int tp = o->tp > 1 ? o->tp : 1;
+    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, tp, 1));
+    lms_gpt_config lcfg; /* this rank's part of the model (the whole at tp 1) */
+    LMS_CHECK(lms_gpt_config_local(cfg, tp, &lcfg));
+    t->cfg = *cfg;
     LMS_TRY(lms_groups_init(&t->groups, world, &t->topo));
     /* The DP group spans the world at tp = pp = 1: then the world itself
      * carries its collectives (one communicator fewer; watchdog messages
@@ -28,9 +32,20 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    LMS_TRY(lms_gpt_init_ex(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero)));
-    LMS_TRY(lms_gpt_acts_init(&t->acts, cfg, o->micro_batch, o->seq_len, 1));
+    LMS_TRY(lms_gpt_init_ex(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero)));
+    if (tp > 1) {
+        if (o->seq_parallel && (o->micro_batch * o->seq_len) % tp) {
+            st = lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the %d positions over --tp %d: choose "
+                            "a --seq-len divisible by %d", o->seq_len, tp, tp);
+            goto fail;
+        }
+        t->tpx = (lms_gpt_tp){.comm = t->groups.tp, .size = tp, .rank = t->topo.tp_rank,
+                              .seq_parallel = o->seq_parallel};
+        t->m.tp = &t->tpx;
+    }
+    LMS_TRY(lms_gpt_acts_init(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1));
     LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
+    t->sync.world = world;
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));
     const size_t n = (size_t)o->micro_batch * o->seq_len;
@@ -54,6 +69,7 @@ void lms_trainer_free(lms_trainer *t) {
     lms_adamw_free(&t->opt);
     lms_gpt_acts_free(&t->acts);
     lms_gpt_free(&t->m);
+    lms_gpt_tp_free_work(&t->tpx);
     lms_groups_free(&t->groups);
     memset(t, 0, sizeof *t);
 }
