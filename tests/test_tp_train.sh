@@ -48,6 +48,27 @@ run_case "dp=2 x tp=2 zero=3 --sequence-parallel" 4 --tp 2 --zero 3 --sequence-p
 run_case "tp=2 micro=2 (4 accumulation steps)" 2 --tp 2 --micro-batch-size 2
 run_case "dp=2 x tp=2 zero=2 micro=1 (4 accumulation steps)" 4 --tp 2 --zero 2 --micro-batch-size 1
 
+# validation (every rank of a tp group runs it) and --save-model (the parts gathered): the
+# one-process validation losses, and `eval` of the saved model gives the one-process model's loss
+# (validation batches are --micro-batch-size sequences: the same 4 in both runs)
+"$BIN" "${COMMON[@]}" --steps 10 --eval-interval 5 --micro-batch-size 4 --save-model "$T/m1.bin" --metrics "$T/v1.jsonl" >"$T/v1.out" 2>&1 ||
+    bad "one-process validation run failed: $(tail -2 "$T/v1.out")"
+if bash "$MPI" 4 "$BIN" "${COMMON[@]}" --steps 10 --eval-interval 5 --tp 2 --sequence-parallel --save-model "$T/m2.bin" \
+    --metrics "$T/v2.jsonl" >"$T/v2.out" 2>&1; then
+    $PY - "$T/v1.jsonl" "$T/v2.jsonl" <<'EOF' && ok || bad "dp=2 x tp=2: validation losses differ from the one-process run"
+import json, sys
+v = [{r["step"]: r["val_loss"] for r in map(json.loads, open(p)) if "val_loss" in r} for p in sys.argv[1:]]
+worst = max(abs(v[1][k] - v[0][k]) / v[0][k] for k in v[0]) if v[0] and v[0].keys() == v[1].keys() else 1
+print("  dp=2 x tp=2 validation at steps %s: worst relative difference %.2e" % (sorted(v[1]), worst))
+sys.exit(0 if worst < 1e-5 else 1)
+EOF
+    l1=$("$BIN" eval --load "$T/m1.bin" --data "$T/data.txt" --seq-len 16 --threads 1 2>&1 | grep -oE 'loss=[0-9.]+')
+    l2=$("$BIN" eval --load "$T/m2.bin" --data "$T/data.txt" --seq-len 16 --threads 1 2>&1 | grep -oE 'loss=[0-9.]+')
+    [ -n "$l1" ] && [ "$l1" = "$l2" ] && ok || bad "eval of the tp-saved model: '$l2', one-process model: '$l1'"
+else
+    bad "dp=2 x tp=2 validation run failed: $(tail -2 "$T/v2.out")"
+fi
+
 # per-rank state bytes at tp 4: split tensors / 4 + replicated (L=2, C=64, maxT=128, Vp=512 at tp 4)
 if bash "$MPI" 4 "$BIN" "${COMMON[@]}" --tp 4 --steps 1 --metrics "$T/m.jsonl" >"$T/m.out" 2>&1; then
     $PY - "$T/m.jsonl" <<'EOF' && ok || bad "tp=4: per-rank state bytes are not the analytic 1/tp split"

@@ -37,8 +37,8 @@ int lms_pad_vocab(int V);
 lms_status lms_gpt_preset(lms_gpt_config *cfg, const char *name);
 /* The preset names, comma separated, for help and error text. */
 const char *lms_gpt_preset_names(void);
-/* Checks every dimension (positive, NH divides C, ...) and sets Vp. Errors
- * name the flag to change. */
+/* Checks every dimension (positive, NH divides C, ...), sets Vp and tp = 0
+ * (the whole model). Errors name the flag to change. */
 lms_status lms_gpt_config_validate(lms_gpt_config *cfg);
 /* For tensor parallelism over tp ranks (after _validate): checks that tp
  * divides the heads and pads the vocabulary so that it divides

@@ -186,6 +186,10 @@ lms_status lms_tp_load_hf(const char *dir, const lms_gpt *m, float *dst);
  * how many, or -1 when cap is too small. */
 int lms_tp_pieces(const lms_gpt *m, const lms_tensor_view *v, const char *group, size_t start, size_t count,
                   const float *data, lms_ckpt_piece *out, int cap);
+/* *whole (a new model without gradients, lms_pad_vocab(V) vocabulary rows,
+ * the micro-batch capacity of m) = the whole model, from the parts of
+ * every rank of m's tp group (collective over it). */
+lms_status lms_tp_gather_whole(const lms_gpt *m, lms_gpt *whole);
 /* The weight of v's squared gradient in the global norm on one rank: 1 for
  * a split tensor, 1/tp for a replicated one (every tp rank holds the same
  * values: summed over the group it counts once). */

@@ -214,7 +214,7 @@ static lms_status full_grad(lms_gpt *m, lms_backend *be, const float *dx, int N,
         *out = dx;
         return LMS_OK;
     }
-    float *w;
+    float *w = NULL;
     const size_t nl = (size_t)N / m->tp->size;
     LMS_CHECK(work_get(m->tp, (size_t)N * C, &w));
     LMS_CHECK(be->i->copy(be, w + (size_t)m->tp->rank * nl * C, dx, nl * C * sizeof(float), LMS_COPY_D2D));

@@ -3,6 +3,7 @@
  * weights), and the weight of each tensor in the global gradient norm
  * (parallel.h). The split computation itself is src/model/gpt_tp.c. */
 #include "lmscale/checkpoint.h"
+#include "lmscale/comm.h"
 #include "lmscale/parallel.h"
 
 #include <stdio.h>
@@ -164,4 +165,35 @@ int lms_tp_pieces(const lms_gpt *m, const lms_tensor_view *v, const char *group,
 double lms_tp_norm_weight(const lms_gpt *m, const lms_tensor_view *v) {
     if (!m->tp || m->tp->size <= 1 || v->spec->split != LMS_SPLIT_NONE) return 1.0;
     return 1.0 / m->tp->size;
+}
+
+lms_status lms_tp_gather_whole(const lms_gpt *m, lms_gpt *whole) {
+    lms_gpt_config wc = lms_gpt_config_whole(&m->cfg);
+    wc.Vp = lms_pad_vocab(wc.V);
+    LMS_CHECK(lms_gpt_init(whole, &wc, m->cap_B, m->cap_T, 0));
+    memset(whole->params, 0, sizeof(float) * whole->num_params);
+    lms_status st = LMS_OK;
+    for (int i = 0; i < m->num_tensors && st == LMS_OK; i++) {
+        const lms_tensor_view *v = &m->tensors[i], *w = &whole->tensors[i];
+        if (v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) continue; /* replicated: once */
+        lms_tp_shard s;
+        st = lms_gpt_local_shard(m, v, &s);
+        const int64_t cols = w->ndim == 2 ? w->shape[1] : 1, lcols = s.shape[1];
+        for (int k = 0; k < s.nchunks && st == LMS_OK; k++) {
+            const lms_tp_chunk *ch = &s.chunk[k];
+            for (int64_t r = 0; r < ch->size[0]; r++) {
+                const int64_t gr = ch->global[0] + r;
+                if (gr >= w->shape[0]) break; /* padded vocabulary beyond the whole model's */
+                memcpy(whole->params + w->offset + gr * cols + ch->global[1],
+                       m->params + v->offset + (ch->local[0] + r) * lcols + ch->local[1],
+                       sizeof(float) * (size_t)ch->size[1]);
+            }
+        }
+    }
+    /* every element comes from exactly one rank, the others add zeros: exact */
+    if (st == LMS_OK)
+        st = m->tp->comm->i->allreduce(m->tp->comm, whole->params, whole->params, whole->num_params, LMS_DT_F32,
+                                       LMS_RED_SUM);
+    if (st != LMS_OK) lms_gpt_free(whole);
+    return st;
 }

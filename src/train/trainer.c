@@ -139,10 +139,20 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
     return LMS_OK;
 }
 
-int lms_trainer_forward_is_collective(const lms_trainer *t) { return t->sync.forward_collective; }
+int lms_trainer_forward_is_collective(const lms_trainer *t) {
+    return t->sync.forward_collective || t->topo.tp > 1; /* tp: every forward uses the tp group */
+}
 
 lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_state *st, int keep_last, char **path) {
     return t->sync.i->save(&t->sync, root, st, &t->opt, keep_last, path);
 }
 
-lms_status lms_trainer_gather_model(lms_trainer *t) { return t->sync.i->gather_model(&t->sync); }
+lms_status lms_trainer_gather_model(lms_trainer *t) {
+    LMS_CHECK(t->sync.i->gather_model(&t->sync));
+    if (!t->m.tp) return LMS_OK;
+    lms_gpt whole; /* the tp group's parts put together, on every rank of it */
+    LMS_CHECK(lms_tp_gather_whole(&t->m, &whole));
+    lms_gpt_free(&t->m);
+    t->m = whole;
+    return LMS_OK;
+}
