@@ -151,3 +151,18 @@ expect_fail() {
 # compare_losses REF GOT LABEL [FIRST-LAST] [TOL]: GOT's --metrics losses
 # equal REF's within relative TOL (1e-5); see tests/compare_losses.py.
 compare_losses() { $PY "$TESTS_DIR/compare_losses.py" "$@"; }
+# A bad configuration under `bash "$MPI" NP ARGS...`: every rank exits
+# non-zero, the error is printed once (by rank 0) and matches REGEX, no step
+# ran, and $T/never.jsonl (pass it as --metrics) was not written.
+# Usage: expect_mpi_fail DESCRIPTION REGEX NP ARGS...
+expect_mpi_fail() {
+    local desc=$1 re=$2 np=$3
+    shift 3
+    if bash "$MPI" "$np" "$@" >"$T/f.out" 2>"$T/f.err"; then bad "$desc: succeeded"; return; fi
+    grep -Eq -- "$re" "$T/f.err" && ok || bad "$desc: stderr does not match /$re/: $(head -3 "$T/f.err")"
+    local n
+    n=$(grep -c "lmscale train: error" "$T/f.err")
+    [ "$n" -eq 1 ] && ok || bad "$desc: the error was printed $n times (want once, by rank 0)"
+    grep -q "^step \|\] step " "$T/f.out" && bad "$desc: training started" || ok
+    [ ! -e "$T/never.jsonl" ] && ok || bad "$desc: metrics file written"
+}

@@ -49,16 +49,6 @@ else
 fi
 
 # bad configurations: every rank exits non-zero, one message, nothing written
-expect_mpi_fail() { # description regex np args...
-    local desc=$1 re=$2 np=$3
-    shift 3
-    if bash "$MPI" "$np" "$@" >"$T/f.out" 2>"$T/f.err"; then bad "$desc: succeeded"; return; fi
-    grep -Eq -- "$re" "$T/f.err" && ok || bad "$desc: stderr does not match /$re/: $(head -3 "$T/f.err")"
-    local n
-    n=$(grep -c "lmscale train: error" "$T/f.err")
-    [ "$n" -eq 1 ] && ok || bad "$desc: the error was printed $n times (want once, by rank 0)"
-    [ ! -e "$T/never.jsonl" ] && ok || bad "$desc: metrics file written"
-}
 expect_mpi_fail "world size != dp" "3 processes but --dp 2 x --tp 1 x --pp 1" 3 "$BIN" "${COMMON[@]}" --dp 2 --metrics "$T/never.jsonl"
 expect_mpi_fail "batch not divisible by dp x micro" "not divisible by dp 2 x --micro-batch-size 3" 2 \
     "$BIN" "${COMMON[@]}" --micro-batch-size 3 --metrics "$T/never.jsonl"

@@ -63,6 +63,12 @@ typedef struct lms_comm_i {
     lms_status (*set_timeout)(lms_comm *c, double seconds);
     /* step `step` (1-based) starts: watchdog messages name it. May be NULL. */
     void (*mark_step)(lms_comm *c, int step);
+    /* non-blocking point-to-point (pipeline stages), completed and freed by
+     * wait; tag < 32768. The watchdog names the peer of a pending one. */
+    lms_status (*isend)(lms_comm *c, const void *buf, size_t count, lms_dtype t, int peer, int tag,
+                        lms_comm_req **req);
+    lms_status (*irecv)(lms_comm *c, void *buf, size_t count, lms_dtype t, int peer, int tag,
+                        lms_comm_req **req);
 } lms_comm_i;
 
 struct lms_comm {

@@ -217,6 +217,20 @@ typedef struct {
     float *dfch, *dfch_gelu; /* (N,4C) */
 } lms_gpt_grad_acts;
 
+/* Activation recomputation (Korthikanti et al. 2022; docs/recompute.md):
+ * what an activation set keeps per layer for backward.
+ *   NONE       everything backward reads (17·C floats per row and layer);
+ *   SELECTIVE  drops the attention output and its log-sum-exp (recomputed
+ *              by one attention forward from the kept q, k, v), the GELU
+ *              output (recomputed from its kept input) and the two
+ *              projection outputs (backward never reads them): 10·C;
+ *   FULL       keeps only each block's input (the residual stream) and
+ *              recomputes the whole block before its backward: 1·C, plus
+ *              one layer's set shared by all layers.
+ * Backward recomputes with the same ops on the same inputs, so losses and
+ * gradients are bit-identical to NONE on a given backend and thread count. */
+typedef enum { LMS_RECOMPUTE_NONE = 0, LMS_RECOMPUTE_SELECTIVE, LMS_RECOMPUTE_FULL } lms_recompute;
+
 typedef struct {
     int cap_B, cap_T;           /* capacity */
     int B, T;                   /* shape of the last forward */
@@ -228,12 +242,23 @@ typedef struct {
     lms_gpt_grad_acts grad;     /* all NULL when not with_backward */
     float *mem;                 /* owned: everything above */
     size_t floats;
+    lms_recompute recompute;    /* what the layers keep (layers may share memory) */
 } lms_gpt_acts;
 
 /* Activations for micro-batches up to (B, T); with_backward adds what
  * backward needs. On failure nothing is left allocated. */
 lms_status lms_gpt_acts_init(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward);
+/* As lms_gpt_acts_init, keeping for backward what `rc` says (with_backward
+ * sets; an inference set ignores rc). */
+lms_status lms_gpt_acts_init_rc(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward,
+                                lms_recompute rc);
 void lms_gpt_acts_free(lms_gpt_acts *a);
+/* Before block l's backward: recomputes what la dropped under rc (FULL:
+ * the whole block forward from `in`, its output written to `out`, any
+ * (N,C) scratch the caller no longer needs; SELECTIVE: attention and GELU
+ * forward). A no-op for NONE. */
+lms_status lms_gpt_block_recompute(lms_gpt *m, lms_backend *be, int l, const float *in, lms_gpt_layer_acts *la,
+                                   float *out, int B, int T, lms_recompute rc);
 /* Block l's saved activations (0 <= l < L). */
 static inline lms_gpt_layer_acts *lms_gpt_acts_layer(lms_gpt_acts *a, int l) { return &a->layer[l]; }
 
@@ -278,6 +303,8 @@ void lms_gpt_free(lms_gpt *m);
  * (with backward) micro-batches up to (B, T); the memory estimate of
  * src/plan/ uses it. */
 size_t lms_gpt_act_floats(const lms_gpt_config *cfg, int B, int T);
+/* The same under recomputation rc. */
+size_t lms_gpt_act_floats_rc(const lms_gpt_config *cfg, int B, int T, lms_recompute rc);
 
 /* Builds the named views for cfg; *out is malloc'ed (caller frees). Also
  * used by tools that read parameters without a model (export, checkpoint). */

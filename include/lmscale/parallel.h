@@ -195,6 +195,44 @@ lms_status lms_tp_gather_whole(const lms_gpt *m, lms_gpt *whole);
  * values: summed over the group it counts once). */
 double lms_tp_norm_weight(const lms_gpt *m, const lms_tensor_view *v);
 
+/* ---- pipeline schedules (src/parallel/pipeline.c) ----
+ * Stage s of p runs v model chunks (v > 1: interleaved 1F1B); chunk c of
+ * stage s is virtual stage j = c·p + s, and virtual stage j holds the
+ * layers [first[j], first[j+1]). Virtual stage 0 also holds the embedding,
+ * virtual stage p·v − 1 ln_f and the LM head. A stage's schedule is the
+ * order of its 2·m·v operations: the forward (F) and backward (B) of each
+ * micro-batch through each of its chunks.
+ *   gpipe        F of every micro-batch, then every B;
+ *   1f1b         min(p − s − 1, m) warm-up forwards, then one F one B, then
+ *                the remaining Bs (PipeDream-Flush: at most p − s
+ *                micro-batches in flight);
+ *   interleaved  Narayanan et al. 2021: 1F1B over the m·v (micro-batch,
+ *                chunk) pairs, with (p − s − 1)·2 + (v − 1)·p warm-up
+ *                forwards; m must be a multiple of p. */
+typedef enum { LMS_PP_GPIPE = 0, LMS_PP_1F1B, LMS_PP_INTERLEAVED } lms_pp_schedule;
+lms_status lms_pp_schedule_parse(const char *s, lms_pp_schedule *out);
+const char *lms_pp_schedule_name(lms_pp_schedule s);
+/* The schedule that runs for --pp-schedule `asked` and v chunks per stage:
+ * v > 1 makes 1f1b interleaved; gpipe with v > 1, or interleaved with
+ * v < 2, is an error naming the flags. */
+lms_status lms_pp_schedule_resolve(lms_pp_schedule asked, int v, lms_pp_schedule *out);
+
+typedef struct {
+    int backward; /* 0: F, 1: B */
+    int mb;       /* micro-batch, 0 .. m-1 */
+    int chunk;    /* model chunk of this stage, 0 .. v-1 */
+} lms_pp_op;
+
+/* The 2·m·v operations of `stage` in order, into ops. */
+lms_status lms_pp_schedule_ops(lms_pp_schedule sched, int p, int stage, int m, int v, lms_pp_op *ops);
+/* first[0 .. p·v]: the layers of each virtual stage. given (n = p entries,
+ * v = 1 only) is --pp-layers; NULL splits the L layers as evenly as
+ * possible (the first L mod (p·v) virtual stages get one more). Errors name
+ * the flag: fewer layers than stages, a count below 1, a sum other than L. */
+lms_status lms_pp_split_layers(int L, int p, int v, const int *given, int n, int *first);
+/* Parses --pp-layers "a,b,c" into at most cap counts. */
+lms_status lms_pp_layers_parse(const char *s, int *counts, int cap, int *n);
+
 #ifdef __cplusplus
 }
 #endif

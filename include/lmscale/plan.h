@@ -21,7 +21,7 @@ double lms_mfu(double flops_per_token, double tokens_per_s, double peak_tflops);
 
 /* ---- a training layout ---- */
 typedef enum { LMS_PREC_FP32 = 0, LMS_PREC_BF16, LMS_PREC_FP16 } lms_precision;
-typedef enum { LMS_RECOMPUTE_NONE = 0, LMS_RECOMPUTE_SELECTIVE, LMS_RECOMPUTE_FULL } lms_recompute;
+/* lms_recompute: model.h */
 lms_status lms_precision_parse(const char *s, lms_precision *out);
 lms_status lms_recompute_parse(const char *s, lms_recompute *out);
 const char *lms_precision_name(lms_precision p);
@@ -38,6 +38,7 @@ typedef struct {
     lms_precision prec;
     lms_recompute recompute;
     int seq_parallel;  /* Megatron sequence parallelism (tp > 1) */
+    int pp_uneven;     /* the stages' layer counts are given (train --pp-layers): L need not divide by pp */
     /* filled by lms_layout_check */
     int accum;         /* micro-batches per data-parallel rank per step */
 } lms_layout;

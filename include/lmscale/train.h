@@ -99,7 +99,22 @@ typedef struct {
     lms_schedule sched; /* learning rate per step */
     float beta1, beta2, eps, weight_decay;
     float grad_clip;    /* global-norm clip, 0 = off */
+    /* pipeline parallelism (src/train/pipe.c); pp 0 or 1 = off */
+    int pp;             /* stages */
+    int vpp;            /* model chunks per stage (interleaved), 0 or 1 = one */
+    lms_pp_schedule pp_schedule;
+    const int *pp_layers; /* NULL: an even split; else pp layer counts (--pp-layers) */
+    lms_recompute recompute; /* what the activation set keeps (model.h) */
 } lms_trainer_opts;
+
+/* What the pipeline measured in the last step (one entry per stage,
+ * gathered over the pipeline group; every rank holds them). */
+typedef struct {
+    int stages, chunks, micro_batches;
+    double *idle;     /* idle time / the schedule's time: waiting for a neighbour */
+    double *bubble;   /* idle time / compute time: (p-1)/m in theory (GPipe, 1F1B) */
+    int *peak_sets;   /* most micro-batches whose activations a stage held at once */
+} lms_pp_stats;
 
 typedef struct {
     lms_topology topo;  /* from the world and (dp, tp, pp) */
@@ -117,6 +132,7 @@ typedef struct {
     uint64_t first_sample; /* this DP rank's first window of a step */
     int32_t *x, *y;     /* owned, one micro-batch */
     struct lms_obs *obs; /* NULL, or phase timing (obs.h); not owned */
+    struct lms_pipe *pipe; /* owned; NULL at pp = 1 */
 } lms_trainer;
 
 /* The result of one step: mean loss over the global batch, the global
@@ -129,7 +145,8 @@ typedef struct {
 /* Builds the topology (dp, tp, pp over world), the process groups, the
  * model for cfg, the gradient strategy and AdamW, and restores the starting
  * state from src. o->tp > 1 splits the model over the tp group (lms_gpt_tp);
- * pp must be 1 for now. */
+ * pp > 1 (o->pp) runs the pipeline engine (docs/parallelism.md), whose
+ * gradient strategy is "pp" (tp and pp together are not supported yet). */
 lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms_gpt_config *cfg, lms_comm *world,
                             int dp, lms_backend *be, const lms_train_source *src);
 void lms_trainer_free(lms_trainer *t);
@@ -145,6 +162,11 @@ lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_sta
 /* Leaves t->m holding the whole model with no hooks (for lms_model_save
  * and callers that keep the model); collective under ZeRO-3. */
 lms_status lms_trainer_gather_model(lms_trainer *t);
+/* The pipeline's measurements of the last step; NULL at pp = 1. */
+const lms_pp_stats *lms_trainer_pp_stats(const lms_trainer *t);
+/* Writes `, "pp_idle": [...], "pp_bubble": [...], "pp_peak_sets": [...]`
+ * (JSON members for the metrics line) into buf; "" at pp = 1. */
+void lms_trainer_pp_json(const lms_trainer *t, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

@@ -132,6 +132,11 @@ typedef struct {
     const char *comm;   /* auto, single, mpi */
     float bucket_mb;    /* gradient all-reduce bucket size */
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */
+    /* pipeline parallelism */
+    int pp, vpp;             /* stages (0, 1: none); model chunks per stage (interleaved) */
+    const char *pp_layers;   /* "a,b,...": layers per stage; NULL: even */
+    const char *pp_schedule; /* gpipe, 1f1b, interleaved */
+    const char *recompute; /* none, selective, full (docs/recompute.md) */
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
     float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
     float exit_duration_mins; /* save and stop after this many minutes (0 = no limit) */
@@ -226,6 +231,7 @@ typedef struct {
     long peak_rss_mb;
     unsigned long long tokens; /* seen so far, the whole job's */
     const lms_obs *obs;        /* the step's phases (may be NULL) */
+    const char *extra;         /* more JSON members (", \"pp_idle\": [...]"), or NULL */
 } train_row;
 /* Opens path for appending after dropping its rows of steps after
  * resumed_step (0: a new run, every row), atomically; only a regular file is

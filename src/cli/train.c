@@ -37,6 +37,8 @@ void train_opts_default(train_opts *o) {
     o->log_interval = 1;
     o->data_order = "random";
     o->backend = "cpu";
+    o->pp_schedule = "1f1b";
+    o->recompute = "none";
 }
 
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
@@ -87,7 +89,12 @@ typedef struct {
     lms_schedule sched;
     lms_data_order order;
     lms_backend be;
+    lms_recompute recompute;
     train_ckpt_ctx ck;
+    /* pipeline parallelism */
+    int pp, vpp;
+    lms_pp_schedule pp_sched;
+    int pp_layers[1024], *pp_given; /* pp_given: pp_layers when --pp-layers was given */
 } train_plan;
 
 /* Every check that can fail on user input, before any compute. */
@@ -97,16 +104,40 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     else
         LMS_CHECK(cli_model_config(&o->model, &p->cfg));
     /* the layout checks shared with estimate and plan (lms_layout_check, plan.h) */
+    if (o->pp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--pp %d must be at least 1", o->pp);
+    if (o->vpp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--virtual-stages %d must be at least 1", o->vpp);
+    p->pp = o->pp > 1 ? o->pp : 1;
+    p->vpp = o->vpp > 1 ? o->vpp : 1;
     lms_layout lo = {.world = p->world ? p->world->size : 1, .dp = p->topo.dp > 0 ? p->topo.dp : 1,
-                     .tp = o->tp > 1 ? o->tp : 1, .pp = 1, .seq_len = o->seq_len, .global_batch = o->batch_size,
-                     .micro_batch = o->micro_batch_size, .zero = o->zero, .seq_parallel = o->sequence_parallel};
+                     .tp = o->tp > 1 ? o->tp : 1, .pp = p->pp, .vpp = p->vpp, .seq_len = o->seq_len,
+                     .global_batch = o->batch_size, .micro_batch = o->micro_batch_size, .zero = o->zero,
+                     .pp_uneven = o->pp_layers != NULL, .seq_parallel = o->sequence_parallel};
     if (o->tp > p->cfg.NH)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d is more than the %d attention heads: each tensor-parallel "
                           "rank computes whole heads (lower --tp to a divisor of %d)", o->tp, p->cfg.NH, p->cfg.NH);
     if (o->sequence_parallel && o->tp <= 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the sequence over the tensor-parallel "
                           "group: give --tp 2 or more, or drop --sequence-parallel");
+    if (o->tp > 1 && p->pp > 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with --pp %d is not supported yet: use one of them",
+                          o->tp, p->pp);
     LMS_CHECK(lms_layout_check(&lo, &p->cfg));
+    /* the pipeline's own checks, before any compute (src/parallel/pipeline.c) */
+    lms_pp_schedule asked;
+    LMS_CHECK(lms_pp_schedule_parse(o->pp_schedule, &asked));
+    LMS_CHECK(lms_pp_schedule_resolve(asked, p->vpp, &p->pp_sched));
+    if (o->pp_layers) {
+        int n;
+        LMS_CHECK(lms_pp_layers_parse(o->pp_layers, p->pp_layers, 1024, &n));
+        if (p->pp == 1)
+            return lms_errorf(LMS_ERR_INVALID_ARG, "--pp-layers needs pipeline parallelism: give --pp %d too", n);
+        int first[1025];
+        LMS_CHECK(lms_pp_split_layers(p->cfg.L, p->pp, p->vpp, p->pp_layers, n, first));
+        p->pp_given = p->pp_layers;
+    }
+    if (p->pp > 1 && o->zero)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
+                          "pipeline parallelism", o->zero, p->pp);
     p->T = lo.seq_len;
     p->micro = lo.micro_batch;
     p->local_batch = o->batch_size / lo.dp;
@@ -152,6 +183,7 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     if (o->threads < 0)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--threads %d must not be negative (0 = all cores)", o->threads);
     LMS_CHECK(lms_data_order_parse(o->data_order, &p->order));
+    LMS_CHECK(lms_recompute_parse(o->recompute, &p->recompute));
     LMS_CHECK(lms_backend_init(&p->be, o->backend));
     return LMS_OK;
 }
@@ -165,7 +197,7 @@ static lms_status check_writable(const char *path) {
     return LMS_OK;
 }
 
-/* The world communicator and the (dp, 1, 1) topology; rank 0 logs. */
+/* The world communicator and the (dp, 1, pp) topology; rank 0 logs. */
 static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
     LMS_CHECK(lms_comm_world(o->comm, NULL, NULL, &p->world));
     LMS_CHECK(lms_comm_set_timeout(p->world, o->comm_timeout));
@@ -174,13 +206,14 @@ static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
     ctx->log.rank = ctx->rank;
     if (o->dp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--dp %d must be at least 1", o->dp);
     if (o->tp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d must be at least 1", o->tp);
-    const int tp = o->tp > 1 ? o->tp : 1, world = p->world->size;
-    if (!o->dp && world % tp != 0)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "the job has %d processes, not a multiple of --tp %d (world = dp x tp "
-                          "x pp): launch a multiple of %d processes (e.g. mpirun -np %d) or change --tp", world, tp,
-                          tp, (world / tp + 1) * tp);
-    const int dp = o->dp ? o->dp : world / tp;
-    return lms_topology_init(&p->topo, world, p->world->rank, dp, tp, 1);
+    if (o->pp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--pp %d must be at least 1", o->pp);
+    const int tp = o->tp > 1 ? o->tp : 1, pp = o->pp > 1 ? o->pp : 1, world = p->world->size;
+    if (!o->dp && world % (tp * pp) != 0)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "the job has %d processes, not a multiple of --tp %d x --pp %d (world "
+                          "= dp x tp x pp): launch a multiple of %d processes (e.g. mpirun -np %d) or change --tp/--pp",
+                          world, tp, pp, tp * pp, (world / (tp * pp) + 1) * tp * pp);
+    const int dp = o->dp ? o->dp : world / (tp * pp);
+    return lms_topology_init(&p->topo, world, p->world->rank, dp, tp, pp);
 }
 
 /* Every rank must run the same configuration on the same data: compare a
@@ -188,11 +221,12 @@ static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
 static lms_status check_agreement(const train_opts *o, const train_plan *p, const lms_tokens *data) {
     if (p->world->size == 1) return LMS_OK;
     char buf[4096];
-    snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g %d|%zu %08x",
+    snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g %d|%d %d %d %s|%zu %08x",
              p->cfg.L, p->cfg.NH, p->cfg.C, p->cfg.maxT, p->cfg.V, o->batch_size, p->micro, p->T, o->steps, o->lr,
              o->min_lr, o->warmup, (int)p->sched.kind, o->beta1, o->beta2, o->eps, o->weight_decay, o->grad_clip,
-             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name, p->topo.dp * 1000 + p->topo.tp * 10 + o->sequence_parallel, o->bucket_mb, o->zero,
-             data->n, lms_crc32(0, data->tokens, data->n * sizeof(int32_t)));
+             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name,
+             p->topo.dp * 1000 + p->topo.tp * 10 + o->sequence_parallel, o->bucket_mb, o->zero,
+             p->pp, p->vpp, (int)p->pp_sched, o->pp_layers ? o->pp_layers : "-", data->n, lms_crc32(0, data->tokens, data->n * sizeof(int32_t)));
     int64_t h = (int64_t)(lms_hash_str(buf) >> 1), lo = 0, hi = 0;
     LMS_CHECK(p->world->i->allreduce(p->world, &h, &lo, 1, LMS_DT_I64, LMS_RED_MIN));
     LMS_CHECK(p->world->i->allreduce(p->world, &h, &hi, 1, LMS_DT_I64, LMS_RED_MAX));
@@ -286,7 +320,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_trainer_opts to = {.tp = p.topo.tp, .seq_parallel = o->sequence_parallel, .zero = o->zero, .bucket_mb = o->bucket_mb, .global_batch = o->batch_size,
                            .micro_batch = p.micro, .seq_len = p.T, .sched = p.sched, .beta1 = o->beta1,
                            .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->weight_decay,
-                           .grad_clip = o->grad_clip};
+                           .grad_clip = o->grad_clip, .recompute = p.recompute, .pp = p.pp, .vpp = p.vpp,
+                           .pp_schedule = p.pp_sched, .pp_layers = p.pp_given};
     lms_train_source src = {.ck = p.ck.ck, .hf_dir = p.ck.ck ? NULL : o->init, .seed = o->seed};
     LMS_TRY(lms_trainer_init(&tr, &to, &p.cfg, p.world, p.topo.dp, &p.be, &src));
     lms_gpt *m = &tr.m;
@@ -308,7 +343,13 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const lms_zero_mem *mem = &tr.sync.mem;
     double state_mb[3] = {(double)(mem->param + mem->param_work) / MB, (double)(mem->grad + mem->grad_work) / MB,
                           (double)mem->optim / MB};
-    if (strcmp(tr.sync.i->name, "none") != 0)
+    lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
+            (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
+    if (tr.pipe)
+        lms_log(lg, LMS_LOG_INFO, "pipeline parallel: pp %d x dp %d (%s): %s | per rank: params %.1f MB, grads "
+                "%.1f MB, optimizer %.1f MB", p.pp, p.topo.dp, p.world->i->name, tr.sync.how, state_mb[0],
+                state_mb[1], state_mb[2]);
+    else if (strcmp(tr.sync.i->name, "none") != 0)
         lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s), %s | per rank: params %.1f MB, grads %.1f MB, "
                 "optimizer %.1f MB (plain DP: %.1f MB in all)", tr.dp->size, p.world->i->name, tr.sync.how,
                 state_mb[0], state_mb[1], state_mb[2], m->num_params * 16.0 / MB);
@@ -350,7 +391,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         }
         double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak * tr.topo.world);
         /* a forward that gathers parameters (ZeRO-3) needs every rank */
-        int do_eval = (rank0 || lms_trainer_forward_is_collective(&tr)) && have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
+        const int eval_due = have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
+        /* pipeline stages hold their own layers: the whole model to every rank first */
+        if (eval_due && tr.pipe) LMS_TRY(lms_trainer_gather_model(&tr));
+        int do_eval = (rank0 || lms_trainer_forward_is_collective(&tr)) && eval_due;
         double vloss = NAN;
         if (do_eval) {
             long ntok;
@@ -370,8 +414,10 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         }
         long rss_mb = (long)lms_peak_rss_mb(); /* read once: the metrics and TensorBoard agree */
         if (metrics.f) {
+            char ppj[4096];
+            lms_trainer_pp_json(&tr, ppj, sizeof ppj);
             train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb,
-                             rss_mb, (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob};
+                             rss_mb, (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob, ppj};
             LMS_TRY(train_metrics_put(&metrics, &row));
         }
         /* every rank: the trainer knows which of them write (src/train) */
@@ -490,6 +536,11 @@ int cmd_train(int argc, char **argv) {
         {"tp", CLI_INT, &o.tp, "N", "tensor-parallel ranks: each block and the vocabulary split over N consecutive ranks (world = dp x tp)"},
         {"sequence-parallel", CLI_BOOL, &o.sequence_parallel, NULL, "with --tp: shard LayerNorm, residual and embedding rows over the tp group"},
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
+        {"pp", CLI_INT, &o.pp, "N", "pipeline stages (the job is dp x pp processes)"},
+        {"pp-layers", CLI_STR, &o.pp_layers, "A,B,..", "layers per pipeline stage (default: an even split)"},
+        {"pp-schedule", CLI_STR, &o.pp_schedule, "KIND", "gpipe, 1f1b, or interleaved (with --virtual-stages)"},
+        {"virtual-stages", CLI_INT, &o.vpp, "V", "model chunks per pipeline stage: interleaved 1F1B"},
+        {"recompute", CLI_STR, &o.recompute, "MODE", "activation recomputation: none, selective (attention and GELU outputs) or full (keep each block's input only); the same losses, less memory"},
         {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
         {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},
         {"overwrite", CLI_BOOL, &o.overwrite, NULL, "let --save delete the checkpoints of another run in its folder"},

@@ -100,6 +100,7 @@ lms_status train_metrics_put(train_metrics *m, const train_row *r) {
     if (r->have_val) bad |= fprintf(m->f, ", \"val_loss\": %.17g", r->val_loss) < 0;
     if (r->tokens) bad |= fprintf(m->f, ", \"tokens\": %llu", r->tokens) < 0;
     if (r->obs) lms_obs_write_json(r->obs, m->f); /* data_ms, forward_ms, ... (docs/observability.md) */
+    if (r->extra) bad |= fputs(r->extra, m->f) < 0;
     bad |= fprintf(m->f, ", \"param_mb\": %.3f, \"grad_mb\": %.3f, \"optim_mb\": %.3f, \"peak_rss_mb\": %ld}\n",
                    r->state_mb[0], r->state_mb[1], r->state_mb[2], r->peak_rss_mb) < 0;
     if (bad || fflush(m->f) != 0 || ferror(m->f)) return write_error(m, errno);

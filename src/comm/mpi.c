@@ -33,6 +33,7 @@ struct lms_comm_req {
     const char *what;
     uint64_t seq;
     size_t bytes;
+    int peer; /* of a send/recv, else -1 */
 };
 
 static const char OP_FINALIZE[] = "finalize";
@@ -151,13 +152,17 @@ static lms_status m_barrier(lms_comm *c) {
 }
 /* A request for op `what` of `bytes`, tracked from its start (starting
  * does not normally block; its wait does, under the same #N). */
-static lms_status new_req(lms_comm *c, lms_comm_req **req, const char *what, size_t bytes) {
+static lms_status new_req_peer(lms_comm *c, lms_comm_req **req, const char *what, size_t bytes, int peer) {
     *req = malloc(sizeof **req);
     if (!*req) return lms_errorf(LMS_ERR_OOM, "out of memory for an MPI request");
     (*req)->what = what;
     (*req)->bytes = bytes;
-    (*req)->seq = track(c, what, bytes, -1);
+    (*req)->peer = peer;
+    (*req)->seq = track(c, what, bytes, peer);
     return LMS_OK;
+}
+static lms_status new_req(lms_comm *c, lms_comm_req **req, const char *what, size_t bytes) {
+    return new_req_peer(c, req, what, bytes, -1);
 }
 /* After the start call: untrack, and free the request if it failed. */
 static lms_status started(lms_comm *c, int rc, lms_comm_req **req) {
@@ -189,8 +194,18 @@ static lms_status m_iallgather(lms_comm *c, const void *s, void *r, size_t n, lm
     return started(c, MPI_Iallgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c),
                                      &(*req)->r), req);
 }
+static lms_status m_isend(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    LMS_CHECK(count_ok(n, "isend"));
+    LMS_CHECK(new_req_peer(c, req, "isend", n * lms_dtype_size(t), peer));
+    return started(c, MPI_Isend(b, (int)n, T(t), peer, tag, C(c), &(*req)->r), req);
+}
+static lms_status m_irecv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    LMS_CHECK(count_ok(n, "irecv"));
+    LMS_CHECK(new_req_peer(c, req, "irecv", n * lms_dtype_size(t), peer));
+    return started(c, MPI_Irecv(b, (int)n, T(t), peer, tag, C(c), &(*req)->r), req);
+}
 static lms_status m_wait(lms_comm *c, lms_comm_req *req) {
-    lms_watchdog_begin(((mpi_impl *)c->impl)->wd, req->what, c->label, c->size, req->seq, req->bytes, -1);
+    lms_watchdog_begin(((mpi_impl *)c->impl)->wd, req->what, c->label, c->size, req->seq, req->bytes, req->peer);
     int rc = MPI_Wait(&req->r, MPI_STATUS_IGNORE);
     const char *what = req->what;
     free(req);
@@ -246,7 +261,7 @@ static const lms_comm_i mpi_i = {
     .broadcast = m_broadcast, .send = m_send, .recv = m_recv, .barrier = m_barrier,
     .iallreduce = m_iallreduce, .ireduce_scatter = m_ireduce_scatter, .iallgather = m_iallgather,
     .wait = m_wait, .split = m_split, .free = m_free, .abort = m_abort, .set_timeout = m_set_timeout,
-    .mark_step = m_mark_step,
+    .mark_step = m_mark_step, .isend = m_isend, .irecv = m_irecv,
 };
 
 static lms_status wrap(MPI_Comm mc, int is_world, lms_watchdog *wd, lms_comm **out) {

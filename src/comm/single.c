@@ -39,6 +39,12 @@ static lms_status s_send(lms_comm *c, const void *b, size_t n, lms_dtype t, int 
 static lms_status s_recv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag) {
     return s_p2p(c, peer);
 }
+static lms_status s_isend(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    return s_p2p(c, peer);
+}
+static lms_status s_irecv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    return s_p2p(c, peer);
+}
 static lms_status s_barrier(lms_comm *c) { return LMS_OK; }
 static lms_status done_req(lms_comm_req **req) {
     *req = malloc(sizeof **req);
@@ -75,6 +81,7 @@ static const lms_comm_i single_i = {
     .allgather = s_allgather, .broadcast = s_broadcast, .send = s_send, .recv = s_recv,
     .barrier = s_barrier, .iallreduce = s_iallreduce, .ireduce_scatter = s_ireduce_scatter,
     .iallgather = s_iallgather, .wait = s_wait, .split = s_split, .free = s_free, .abort = s_abort,
+    .isend = s_isend, .irecv = s_irecv,
 };
 
 lms_status lms_comm_single_new(lms_comm **out) {

@@ -121,7 +121,7 @@ static void fire(lms_watchdog *w, const slot *s, double waited) {
     char size[32], peer[40] = "", step[32] = "", msg[768];
     fmt_bytes(size, sizeof size, s->bytes);
     if (s->peer >= 0)
-        snprintf(peer, sizeof peer, " %s rank %d", strncmp(s->op, "send", 4) == 0 ? "to" : "from", s->peer);
+        snprintf(peer, sizeof peer, " %s rank %d", strstr(s->op, "send") ? "to" : "from", s->peer);
     if (s->step > 0) snprintf(step, sizeof step, " in step %d", s->step);
     int n = snprintf(msg, sizeof msg, "lmscale: error: [rank %d of %d] %s #%llu%s (%s%s of %d rank%s)%s has not "
                      "completed after %.1f s: another rank has died or hung; aborting the job (raise "

@@ -27,27 +27,42 @@ static size_t carve(float **dst, float *base, size_t *off, size_t n) {
 }
 
 /* Carves a's buffers from base (NULL: counts); returns the floats needed.
- * Layer by layer, each layer's saved activations contiguous. */
-static size_t layout_acts(lms_gpt_acts *a, float *base, const lms_gpt_config *c, int B, int T, int with_backward) {
+ * Layer by layer, each layer's saved activations contiguous. Under
+ * recomputation (model.h, lms_recompute) what a layer does not keep lives
+ * once, in layer 0's run, and every layer points there. */
+static size_t layout_acts(lms_gpt_acts *a, float *base, const lms_gpt_config *c, int B, int T, int with_backward,
+                          lms_recompute rc) {
     const size_t N = (size_t)B * T, C = (size_t)c->C;
     size_t off = 0;
+    if (!with_backward) rc = LMS_RECOMPUTE_NONE;
     for (int l = 0; l <= c->L; l++) carve(&a->stream[l], base, &off, N * C);
     for (int l = 0; l < c->L; l++) {
         lms_gpt_layer_acts *y = &a->layer[l];
-        carve(&y->ln1, base, &off, N * C);
-        carve(&y->ln1_mean, base, &off, N);
-        carve(&y->ln1_rstd, base, &off, N);
-        carve(&y->qkv, base, &off, N * 3 * C);
-        carve(&y->atty, base, &off, N * C);
-        carve(&y->att_lse, base, &off, N * (size_t)c->NH);
-        carve(&y->attproj, base, &off, N * C);
-        carve(&y->resid2, base, &off, N * C);
-        carve(&y->ln2, base, &off, N * C);
-        carve(&y->ln2_mean, base, &off, N);
-        carve(&y->ln2_rstd, base, &off, N);
-        carve(&y->fch, base, &off, N * 4 * C);
-        carve(&y->fch_gelu, base, &off, N * 4 * C);
-        carve(&y->fcproj, base, &off, N * C);
+        if (l > 0 && rc != LMS_RECOMPUTE_NONE) *y = a->layer[0]; /* the shared parts */
+        const int keep = l == 0 || rc == LMS_RECOMPUTE_NONE;      /* what selective drops */
+        const int kept = l == 0 || rc != LMS_RECOMPUTE_FULL;      /* what selective keeps */
+        if (kept) {
+            carve(&y->ln1, base, &off, N * C);
+            carve(&y->ln1_mean, base, &off, N);
+            carve(&y->ln1_rstd, base, &off, N);
+            carve(&y->qkv, base, &off, N * 3 * C);
+        }
+        if (keep) {
+            carve(&y->atty, base, &off, N * C);
+            carve(&y->att_lse, base, &off, N * (size_t)c->NH);
+            carve(&y->attproj, base, &off, N * C);
+        }
+        if (kept) {
+            carve(&y->resid2, base, &off, N * C);
+            carve(&y->ln2, base, &off, N * C);
+            carve(&y->ln2_mean, base, &off, N);
+            carve(&y->ln2_rstd, base, &off, N);
+            carve(&y->fch, base, &off, N * 4 * C);
+        }
+        if (keep) {
+            carve(&y->fch_gelu, base, &off, N * 4 * C);
+            carve(&y->fcproj, base, &off, N * C);
+        }
     }
     lms_gpt_head_acts *h = &a->head;
     carve(&h->lnf, base, &off, N * C);
@@ -69,6 +84,11 @@ static size_t layout_acts(lms_gpt_acts *a, float *base, const lms_gpt_config *c,
 }
 
 lms_status lms_gpt_acts_init(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward) {
+    return lms_gpt_acts_init_rc(a, cfg, B, T, with_backward, LMS_RECOMPUTE_NONE);
+}
+
+lms_status lms_gpt_acts_init_rc(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward,
+                                lms_recompute rc) {
     lms_status st;
     memset(a, 0, sizeof *a);
     LMS_ASSERT(B >= 1 && T >= 1);
@@ -81,9 +101,10 @@ lms_status lms_gpt_acts_init(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, 
         st = lms_errorf(LMS_ERR_OOM, "out of memory for the activation tables");
         goto fail;
     }
-    a->floats = layout_acts(a, NULL, cfg, B, T, with_backward);
+    a->recompute = with_backward ? rc : LMS_RECOMPUTE_NONE;
+    a->floats = layout_acts(a, NULL, cfg, B, T, with_backward, rc);
     LMS_TRY(lms_alloc_checked((void **)&a->mem, a->floats * sizeof(float), "activations"));
-    layout_acts(a, a->mem, cfg, B, T, with_backward);
+    layout_acts(a, a->mem, cfg, B, T, with_backward, rc);
     return LMS_OK;
 fail:
     lms_gpt_acts_free(a);
@@ -99,11 +120,15 @@ void lms_gpt_acts_free(lms_gpt_acts *a) {
 }
 
 size_t lms_gpt_act_floats(const lms_gpt_config *cfg, int B, int T) {
+    return lms_gpt_act_floats_rc(cfg, B, T, LMS_RECOMPUTE_NONE);
+}
+
+size_t lms_gpt_act_floats_rc(const lms_gpt_config *cfg, int B, int T, lms_recompute rc) {
     lms_gpt_acts a;
     memset(&a, 0, sizeof a);
     a.stream = calloc((size_t)cfg->L + 1, sizeof *a.stream);
     a.layer = calloc((size_t)cfg->L, sizeof *a.layer);
-    size_t n = a.stream && a.layer ? layout_acts(&a, NULL, cfg, B, T, 1) : 0;
+    size_t n = a.stream && a.layer ? layout_acts(&a, NULL, cfg, B, T, 1, rc) : 0;
     free(a.stream);
     free(a.layer);
     return n;
@@ -190,6 +215,10 @@ lms_status lms_gpt_backward(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const 
     LMS_CHECK(lms_gpt_head_backward(m, be, a->stream[c->L], &a->head, targets, dloss, g->dx, g, B, T));
     LMS_CHECK(unit_ready(m, c->L + 1, ready, ctx));
     for (int l = c->L - 1; l >= 0; l--) {
+        /* FULL recomputes block l's output into stream[l+1]: block l+1's
+         * input, whose backward is done; the values are the same */
+        LMS_CHECK(lms_gpt_block_recompute(m, be, l, a->stream[l], &a->layer[l], a->stream[l + 1], B, T,
+                                          a->recompute));
         LMS_CHECK(lms_gpt_block_backward(m, be, l, a->stream[l], &a->layer[l], g->dx, g, B, T));
         LMS_CHECK(unit_ready(m, l + 1, ready, ctx));
     }

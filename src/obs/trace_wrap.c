@@ -149,7 +149,7 @@ void lms_trace_unwrap_backend(lms_backend *be) {
 /* Every op of lms_comm_i must be wrapped below (a pass-through would call
  * the wrapped backend with the wrapper's impl): this fails to compile when
  * one is added. */
-_Static_assert(sizeof(lms_comm_i) == 17 * sizeof(void *), "lms_comm_i changed: wrap the new op in src/obs/trace_wrap.c");
+_Static_assert(sizeof(lms_comm_i) == 19 * sizeof(void *), "lms_comm_i changed: wrap the new op in src/obs/trace_wrap.c");
 
 #define PENDING 64 /* non-blocking operations remembered for their waits */
 typedef struct {
@@ -244,6 +244,18 @@ static lms_status w_iallgather(lms_comm *c, const void *s, void *r, size_t n, lm
     return issued(CW(c), issue_iallgather(c, s, r, n, t, req), req, "wait (iallgather)",
                   n * lms_dtype_size(t) * (size_t)c->size);
 }
+static lms_status issue_isend(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    CTRACED(c, "isend (issue)", n * lms_dtype_size(t), in->i->isend(in, b, n, t, peer, tag, req));
+}
+static lms_status w_isend(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    return issued(CW(c), issue_isend(c, b, n, t, peer, tag, req), req, "wait (isend)", n * lms_dtype_size(t));
+}
+static lms_status issue_irecv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    CTRACED(c, "irecv (issue)", n * lms_dtype_size(t), in->i->irecv(in, b, n, t, peer, tag, req));
+}
+static lms_status w_irecv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
+    return issued(CW(c), issue_irecv(c, b, n, t, peer, tag, req), req, "wait (irecv)", n * lms_dtype_size(t));
+}
 static lms_status w_wait(lms_comm *c, lms_comm_req *req) {
     cwrap *w = CW(c);
     const char *name = "wait";
@@ -300,7 +312,8 @@ static lms_status wrap_comm(lms_comm *inner, lms_trace *t, lms_comm **out) {
                      w_recv,       w_barrier,     w_iallreduce,
                      w_ireduce_scatter, w_iallgather, w_wait,
                      w_split,      w_free,        w_abort,
-                     ii->set_timeout ? w_set_timeout : NULL, ii->mark_step ? w_mark_step : NULL};
+                     ii->set_timeout ? w_set_timeout : NULL, ii->mark_step ? w_mark_step : NULL,
+                     ii->isend ? w_isend : NULL, ii->irecv ? w_irecv : NULL};
     w->table = tb;
     w->inner = inner;
     w->t = t;

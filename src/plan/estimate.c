@@ -19,7 +19,7 @@ double lms_train_days(double tokens, double params, double n, double flops_per_s
     return (full_recompute ? 8.0 : 6.0) * tokens * params / (n * flops_per_s) / 86400.0;
 }
 
-/* ---- lmscale's own buffers (tp = pp = 1, fp32, no recompute) ---- */
+/* ---- lmscale's own buffers (tp = pp = 1, fp32; activations as --recompute keeps them) ---- */
 static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
     const int dp = lo->dp, nu = lms_gpt_num_units(cfg);
     const double f = 4.0;
@@ -52,7 +52,7 @@ static void lmscale_memory(const lms_gpt_config *cfg, const lms_layout *lo, cons
                            lms_estimate *e) {
     lmscale_state(cfg, lo, e);
     const double BT = (double)lo->micro_batch * lo->seq_len;
-    e->acts = 4.0 * (double)lms_gpt_act_floats(cfg, lo->micro_batch, lo->seq_len);
+    e->acts = 4.0 * (double)lms_gpt_act_floats_rc(cfg, lo->micro_batch, lo->seq_len, lo->recompute);
     e->inflight = 1;
     /* the model's copies of tokens and targets, and train's x and y (int32) */
     e->buffers = 4 * 4.0 * BT + 4.0 * (o ? o->data_tokens : 0);
@@ -156,15 +156,13 @@ static void flops(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate 
 lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
                             lms_estimate *e) {
     memset(e, 0, sizeof *e);
-    const int runnable = lo->tp == 1 && lo->pp == 1 && lo->prec == LMS_PREC_FP32 &&
-                         lo->recompute == LMS_RECOMPUTE_NONE;
+    const int runnable = lo->tp == 1 && lo->pp == 1 && lo->prec == LMS_PREC_FP32;
     lms_impl impl = o ? o->impl : LMS_IMPL_AUTO;
     if (impl == LMS_IMPL_AUTO) impl = runnable ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
     if (impl == LMS_IMPL_LMSCALE && !runnable)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale models what lmscale runs today: --tp 1 --pp 1 "
-                          "--dtype fp32 --recompute none (got --tp %d --pp %d --dtype %s --recompute %s); "
-                          "use --impl megatron for the others", lo->tp, lo->pp, lms_precision_name(lo->prec),
-                          lms_recompute_name(lo->recompute));
+                          "--dtype fp32 (got --tp %d --pp %d --dtype %s); use --impl megatron for the others",
+                          lo->tp, lo->pp, lms_precision_name(lo->prec));
     e->impl = impl;
     if (impl == LMS_IMPL_LMSCALE)
         lmscale_memory(cfg, lo, o, e);

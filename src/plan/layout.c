@@ -54,7 +54,7 @@ static lms_status check_degrees(lms_layout *lo, const lms_gpt_config *cfg) {
     if (lo->pp > cfg->L)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--pp %d is more than the model's %d layers: every pipeline stage "
                           "needs at least one layer (lower --pp to at most %d)", lo->pp, cfg->L, cfg->L);
-    if (cfg->L % (lo->pp * lo->vpp) != 0) {
+    if (!lo->pp_uneven && cfg->L % (lo->pp * lo->vpp) != 0) {
         divisors(ds, sizeof ds, cfg->L, 1 << 20);
         return lms_errorf(LMS_ERR_INVALID_ARG, "the %d layers do not split evenly into --pp %d x --virtual-stages %d "
                           "= %d chunks: choose pp x virtual stages among the divisors of %d (%s)", cfg->L, lo->pp,

@@ -17,7 +17,7 @@ unsigned lms_grad_sync_model_flags(int dp_size, int zero) {
 
 /* ---- none and dp ---- */
 
-static lms_status full_restore(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt) {
+lms_status lms_grad_sync_full_restore(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt) {
     lms_gpt *m = s->m;
     if (m->tp) { /* this tp rank's part of whole tensors */
         if (src->ck) return lms_tp_load_train(src->ck, m, opt);
@@ -76,7 +76,7 @@ static void none_free(lms_grad_sync *s) {}
 
 /* none and dp differ only in the hook, the finish and what they free */
 #define FULL_I(nm, ready, fin, fr)                                                                          \
-    {.name = nm, .restore = full_restore, .begin_step = full_begin, .grad_ready = ready, .finish = fin,    \
+    {.name = nm, .restore = lms_grad_sync_full_restore, .begin_step = full_begin, .grad_ready = ready, .finish = fin,    \
      .global_norm = full_norm, .optimizer_step = full_step, .save = full_save, .gather_model = full_gather, \
      .free = fr}
 static const lms_grad_sync_i none_i = FULL_I("none", none_ready, none_finish, none_free);

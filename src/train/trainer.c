@@ -3,6 +3,7 @@
  * data-parallel group. */
 #include "lmscale/train.h"
 #include "lmscale/obs.h"
+#include "train_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -14,8 +15,8 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     memset(t, 0, sizeof *t);
     t->o = *o;
     t->be = be;
-    const int tp = o->tp > 1 ? o->tp : 1;
-    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, tp, 1));
+    const int tp = o->tp > 1 ? o->tp : 1, pp = o->pp > 1 ? o->pp : 1;
+    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, tp, pp));
     lms_gpt_config lcfg; /* this rank's part of the model (the whole at tp 1) */
     LMS_CHECK(lms_gpt_config_local(cfg, tp, &lcfg));
     t->cfg = *cfg;
@@ -32,6 +33,11 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
+    if (tp > 1 && (pp > 1 || o->recompute)) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", tp,
+                        pp > 1 ? "--pp" : "--recompute", pp > 1 ? "--pp" : "--recompute");
+        goto fail;
+    }
     LMS_TRY(lms_gpt_init_ex(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero)));
     if (tp > 1) {
         if (o->seq_parallel && (o->micro_batch * o->seq_len) % tp) {
@@ -43,8 +49,16 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
                               .seq_parallel = o->seq_parallel};
         t->m.tp = &t->tpx;
     }
-    LMS_TRY(lms_gpt_acts_init(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1));
-    LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
+    LMS_TRY(lms_gpt_acts_init_rc(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute));
+    if (pp > 1 && o->zero) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
+                        "pipeline parallelism", o->zero, pp);
+        goto fail;
+    }
+    if (pp > 1)
+        LMS_TRY(lms_pipe_init(t, world)); /* the pipeline and its gradient strategy "pp" */
+    else
+        LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
     t->sync.world = world;
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));
@@ -66,6 +80,7 @@ void lms_trainer_free(lms_trainer *t) {
     free(t->x);
     free(t->y);
     lms_grad_sync_free(&t->sync);
+    lms_pipe_free(t->pipe);
     lms_adamw_free(&t->opt);
     lms_gpt_acts_free(&t->acts);
     lms_gpt_free(&t->m);
@@ -74,16 +89,6 @@ void lms_trainer_free(lms_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* phase timing (obs.h) when the caller set t->obs */
-#define PH_BEGIN(ph)                                 \
-    do {                                             \
-        if (t->obs) lms_obs_phase_begin(t->obs, ph); \
-    } while (0)
-#define PH_END(ph)                                 \
-    do {                                           \
-        if (t->obs) lms_obs_phase_end(t->obs, ph); \
-    } while (0)
-
 lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r) {
     lms_grad_sync *s = &t->sync;
     const lms_trainer_opts *o = &t->o;
@@ -91,7 +96,8 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
     const float dloss = 1.0f / ((float)G * T); /* of the global mean; summed over the DP group */
     LMS_CHECK(s->i->begin_step(s));
     double loss = 0;
-    for (int k = 0; k < t->accum; k++) {
+    if (t->pipe) LMS_CHECK(lms_pipe_run(t, ld, step, &loss)); /* every micro-batch, through the stages */
+    for (int k = 0; !t->pipe && k < t->accum; k++) {
         PH_BEGIN(LMS_PHASE_DATA);
         for (int b = 0; b < M; b++)
             lms_loader_window(ld, (uint64_t)step * G + t->first_sample + (uint64_t)k * M + b, t->x + (size_t)b * T,

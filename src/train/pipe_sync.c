@@ -1,0 +1,132 @@
+/* The pipeline's gradient strategy "pp" (lms_grad_sync_i): each stage
+ * holds the whole flat buffers but computes and updates only its units;
+ * the last stage also keeps a copy of the tied wte, for the LM head.
+ *   finish   the data-parallel all-reduce of each unit's gradient, started
+ *            when the step's last backward through it ends (pipe.c), is
+ *            completed; then the two copies of wte's gradient are summed
+ *            over the embedding group (Megatron's), so both stay equal;
+ *   norm     the sum of squares of every stage's own tensors (the wte copy
+ *            once), all-reduced over the pipeline group;
+ *   step     AdamW on the stage's tensors (and the wte copy);
+ *   gather   each unit broadcast from its stage over the pipeline group,
+ *            so every rank holds the whole model (validation, --save-model);
+ *   save     gather parameters and AdamW moments, then world rank 0 writes
+ *            the checkpoint, in global names: it loads at any layout. */
+#include "pipe_impl.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+lms_status lms_pipe_unit_final(lms_pipe *p, int unit) {
+    lms_trainer *t = p->t;
+    if (t->dp->size == 1) return LMS_OK;
+    size_t off, n;
+    lms_gpt_unit_range(&t->m.cfg, unit, &off, &n);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) { /* the head's wte copy, on a last stage without the embedding */
+            if (unit != t->m.cfg.L + 1 || lms_pipe_owns(p, 0)) break;
+            off = p->wte->offset;
+            n = p->wte->numel;
+        }
+        LMS_ASSERT(p->ndreq < p->capdreq);
+        lms_status st = t->dp->i->iallreduce(t->dp, t->m.grads + off, t->m.grads + off, n, LMS_DT_F32, LMS_RED_SUM,
+                                              &p->dreq[p->ndreq]);
+        if (st != LMS_OK) return st;
+        p->ndreq++;
+    }
+    return LMS_OK;
+}
+
+static lms_status pp_begin(lms_grad_sync *s) { return lms_gpt_zero_grad(s->m, s->be); }
+
+static void pp_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **ctx) {
+    *fn = NULL;
+    *ctx = NULL;
+}
+
+static lms_status pp_finish(lms_grad_sync *s) {
+    lms_pipe *p = s->impl;
+    lms_status st = LMS_OK;
+    for (int k = 0; k < p->ndreq; k++) {
+        lms_status w = lms_comm_wait(p->t->dp, p->dreq[k]);
+        if (st == LMS_OK) st = w;
+    }
+    p->ndreq = 0;
+    LMS_CHECK(st);
+    if (p->emb && p->emb->size > 1) {
+        float *g = s->m->grads + p->wte->offset;
+        LMS_CHECK(p->emb->i->allreduce(p->emb, g, g, p->wte->numel, LMS_DT_F32, LMS_RED_SUM));
+    }
+    return LMS_OK;
+}
+
+static lms_status pp_norm(lms_grad_sync *s, double *norm) {
+    lms_pipe *p = s->impl;
+    double ss = 0, all = 0;
+    for (int i = 0; i < p->nnorm; i++) {
+        double x = 0;
+        LMS_CHECK(s->be->i->sumsq(s->be, s->m->grads + p->own[i].offset, p->own[i].numel, &x));
+        ss += x;
+    }
+    LMS_CHECK(p->pp->i->allreduce(p->pp, &ss, &all, 1, LMS_DT_F64, LMS_RED_SUM));
+    *norm = sqrt(all);
+    return LMS_OK;
+}
+
+static lms_status pp_step(lms_grad_sync *s, lms_adamw *opt, float lr, float grad_scale) {
+    lms_pipe *p = s->impl;
+    return lms_adamw_step(opt, s->be, s->m->params, s->m->grads, p->own, p->nown, lr, grad_scale);
+}
+
+/* every unit from the stage that holds it, into buf (params or a moment) */
+static lms_status bcast_units(lms_pipe *p, float *buf) {
+    const lms_gpt_config *c = &p->t->m.cfg;
+    for (int u = 0; u < lms_gpt_num_units(c); u++) {
+        size_t off, n;
+        lms_gpt_unit_range(c, u, &off, &n);
+        LMS_CHECK(p->pp->i->broadcast(p->pp, buf + off, n, LMS_DT_F32, lms_pipe_unit_owner(p, u)));
+    }
+    return LMS_OK;
+}
+
+static lms_status pp_gather(lms_grad_sync *s) { return bcast_units(s->impl, s->m->params); }
+
+static lms_status pp_save(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
+                          int keep_last, char **path) {
+    lms_pipe *p = s->impl;
+    *path = NULL;
+    LMS_CHECK(bcast_units(p, s->m->params));
+    /* the moments of units this rank does not update are only a copy for
+     * the checkpoint: no stage reads them */
+    LMS_CHECK(bcast_units(p, opt->m));
+    LMS_CHECK(bcast_units(p, opt->v));
+    if (p->world_rank != 0) return LMS_OK;
+    return lms_ckpt_save_train(root, st, s->m, opt, keep_last, path);
+}
+
+static void pp_free(lms_grad_sync *s) {}
+
+static const lms_grad_sync_i pp_i = {.name = "pp", .restore = lms_grad_sync_full_restore, .begin_step = pp_begin,
+                                     .grad_ready = pp_ready, .finish = pp_finish, .global_norm = pp_norm,
+                                     .optimizer_step = pp_step, .save = pp_save, .gather_model = pp_gather,
+                                     .free = pp_free};
+
+lms_status lms_pipe_sync_init(lms_pipe *p) {
+    lms_grad_sync *s = &p->t->sync;
+    memset(s, 0, sizeof *s);
+    s->i = &pp_i;
+    s->m = &p->t->m;
+    s->be = p->t->be;
+    s->dp = p->t->dp;
+    s->impl = p; /* owned by the trainer (t->pipe) */
+    const size_t f = sizeof(float), N = s->m->num_params;
+    s->optim_n = N;
+    s->mem.param = N * f; /* every stage allocates the whole flat buffers today */
+    s->mem.grad = N * f;
+    s->mem.optim = 2 * N * f;
+    snprintf(s->how, sizeof s->how, "%d stages, %s, %d micro-batches%s", p->p, lms_pp_schedule_name(p->sched), p->m,
+             p->t->dp->size > 1 ? ", data-parallel all-reduce per unit" : "");
+    return LMS_OK;
+}
