@@ -208,11 +208,11 @@ static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
     if (o->tp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d must be at least 1", o->tp);
     if (o->pp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--pp %d must be at least 1", o->pp);
     const int tp = o->tp > 1 ? o->tp : 1, pp = o->pp > 1 ? o->pp : 1, world = p->world->size;
-    if (!o->dp && world % (tp * pp) != 0)
+    if (!o->dp && tp > 1 && world % (tp * pp) != 0)
         return lms_errorf(LMS_ERR_INVALID_ARG, "the job has %d processes, not a multiple of --tp %d x --pp %d (world "
                           "= dp x tp x pp): launch a multiple of %d processes (e.g. mpirun -np %d) or change --tp/--pp",
                           world, tp, pp, tp * pp, (world / (tp * pp) + 1) * tp * pp);
-    const int dp = o->dp ? o->dp : world / (tp * pp);
+    const int dp = o->dp ? o->dp : world / (tp * pp) > 0 ? world / (tp * pp) : 1;
     return lms_topology_init(&p->topo, world, p->world->rank, dp, tp, pp);
 }
 
