@@ -194,6 +194,30 @@ static void ref_adamw_formula(void) {
     CHECK(fabs(p - pd) < 1e-6, "adamw matches the formula: %g vs %g", p, pd);
 }
 
+/* A backend's AdamW is elementwise: an element's bits must not depend on
+ * where it sits in the call (vector body, remainder, thread chunk), so a
+ * long unaligned call equals one call per element. Catches a vector loop
+ * that rounds (or fuses an FMA) differently from its scalar remainder. */
+static void adamw_position_independent(const lms_backend_i *bi) {
+    enum { N = 1003 };
+    lms_backend be = {bi, NULL};
+    lms_adamw_args args = {6e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 7, 0.37f};
+    static float p[2][N + 1], g[N + 1], m[2][N + 1], v[2][N + 1];
+    uint64_t r = 12345;
+    for (int i = 0; i <= N; i++) {
+        r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+        float u = (float)(r >> 40) / 16777216.0f - 0.5f;
+        p[0][i] = p[1][i] = u;
+        g[i] = u * (i % 3 ? 1e-2f : 1e-7f);
+        m[0][i] = m[1][i] = u * 1e-3f;
+        v[0][i] = v[1][i] = i % 5 ? u * u * 1e-5f : 0.0f;
+    }
+    CHECK(bi->adamw(&be, p[0] + 1, g + 1, m[0] + 1, v[0] + 1, N, &args) == LMS_OK, "%s adamw runs", bi->name);
+    for (int i = 1; i <= N; i++) bi->adamw(&be, p[1] + i, g + i, m[1] + i, v[1] + i, 1, &args);
+    CHECK(!memcmp(p[0], p[1], sizeof p[0]) && !memcmp(m[0], m[1], sizeof m[0]) && !memcmp(v[0], v[1], sizeof v[0]),
+          "%s adamw: one unaligned call of %d elements is bit-identical to one call per element", bi->name, N);
+}
+
 /* ================= 2. every backend against the reference ================= */
 
 enum { A_IN, A_POS, A_OUT, A_ACC, A_TOK }; /* input; input > 0; output (=); gradient (+=); int32 ids */
@@ -534,6 +558,7 @@ int main(void) {
     int nb = 0;
     for (int k = 0; lms_backend_registered(k); k++, nb++) {
         device_functions(lms_backend_registered(k));
+        adamw_position_independent(lms_backend_registered(k));
         int ran = backend_vs_ref(lms_backend_registered(k));
         printf("backend %s: %d cases against ref\n", lms_backend_registered(k)->name, ran);
     }

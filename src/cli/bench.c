@@ -4,9 +4,17 @@
  * size·count elements, for allgather the output); busbw = algbw ·
  * 2(n-1)/n for all-reduce and algbw · (n-1)/n for reduce-scatter and
  * all-gather — the rate each link must carry, comparable across rank
- * counts. Run it under mpirun or srun. */
+ * counts. Run it under mpirun or srun.
+ *
+ * Besides the blocking calls, two all-reduce paths with non-blocking
+ * requests: iallreduce (MPI_Iallreduce in place, then wait) and dp_buckets,
+ * the path training uses (lms_dp_sync, src/parallel/dp.c): the buffer in
+ * --bucket-mb buckets, each reduced out of place into a persistent receive
+ * buffer and copied back, all in flight before the waits. Their busbw is
+ * the all-reduce's. */
 #include "cli.h"
 #include "lmscale/comm.h"
+#include "lmscale/parallel.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,21 +32,48 @@ static lms_status parse_bytes(const char *flag, const char *s, size_t *out) {
     return LMS_OK;
 }
 
-typedef enum { OP_ALLREDUCE, OP_REDUCE_SCATTER, OP_ALLGATHER } bench_op;
-static const char *OP_NAMES[] = {"allreduce", "reduce_scatter", "allgather"};
+typedef enum { OP_ALLREDUCE, OP_IALLREDUCE, OP_DP_BUCKETS, OP_REDUCE_SCATTER, OP_ALLGATHER, OP_COUNT } bench_op;
+static const char *OP_NAMES[] = {"allreduce", "iallreduce", "dp_buckets", "reduce_scatter", "allgather"};
 
-static lms_status run_op(lms_comm *w, bench_op op, float *a, float *b, size_t count) {
+/* training's path: backward reports the buffer in descending ranges of
+ * about a bucket each; finish launches the rest and waits */
+static lms_status run_dp(lms_dp_sync *d, size_t count) {
+    lms_dp_sync_begin(d);
+    size_t step = d->bucket_floats;
+    for (size_t hi = count; hi > 0;) {
+        size_t lo = hi > step ? hi - step : 0;
+        LMS_CHECK(lms_dp_sync_ready(d, lo, hi - lo));
+        hi = lo;
+    }
+    return lms_dp_sync_finish(d);
+}
+
+static lms_status run_op(lms_comm *w, bench_op op, float *a, float *b, size_t count, lms_dp_sync *d) {
     size_t per = count / (size_t)w->size;
+    lms_comm_req *req;
     switch (op) {
     case OP_ALLREDUCE: return w->i->allreduce(w, a, b, count, LMS_DT_F32, LMS_RED_SUM);
+    case OP_IALLREDUCE:
+        LMS_CHECK(w->i->iallreduce(w, a, a, count, LMS_DT_F32, LMS_RED_SUM, &req));
+        return lms_comm_wait(w, req);
+    case OP_DP_BUCKETS: return run_dp(d, count);
     case OP_REDUCE_SCATTER: return w->i->reduce_scatter(w, a, b, per, LMS_DT_F32, LMS_RED_SUM);
     case OP_ALLGATHER: return w->i->allgather(w, a, b, per, LMS_DT_F32);
+    case OP_COUNT: break;
     }
     return LMS_OK;
 }
 
+/* whole names in a comma list ("allreduce" is not in "iallreduce") */
+static int op_listed(const char *list, const char *name) {
+    size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0')) return 1;
+    return 0;
+}
+
 static lms_status bench_comm(const char *backend, size_t min_b, size_t max_b, int iters_opt, int warmup,
-                             const char *ops, float timeout) {
+                             const char *ops, float timeout, float bucket_mb) {
     lms_comm *w = NULL;
     LMS_CHECK(lms_comm_world(backend, NULL, NULL, &w));
     float *a = NULL, *b = NULL;
@@ -57,8 +92,8 @@ static lms_status bench_comm(const char *backend, size_t min_b, size_t max_b, in
         printf("# lmscale bench comm: %d ranks (%s), float32; time = slowest rank's mean per call\n"
                "# algbw = bytes/time; busbw = algbw x 2(n-1)/n (allreduce), x (n-1)/n (reduce_scatter, "
                "allgather), as nccl-tests\n", P, w->i->name);
-    for (int op = 0; op < 3; op++) {
-        if (!strstr(ops, OP_NAMES[op])) continue;
+    for (int op = 0; op < OP_COUNT; op++) {
+        if (!op_listed(ops, OP_NAMES[op])) continue;
         if (w->rank == 0)
             printf("\n%-14s %12s %12s %12s %12s %12s\n", OP_NAMES[op], "bytes", "count", "time(us)",
                    "algbw(GB/s)", "busbw(GB/s)");
@@ -67,14 +102,18 @@ static lms_status bench_comm(const char *backend, size_t min_b, size_t max_b, in
             if (count == 0) continue;
             int iters = iters_opt > 0 ? iters_opt : (int)(64.0 * 1048576 / (double)bytes);
             if (iters_opt <= 0) iters = iters < 3 ? 3 : iters > 200 ? 200 : iters;
-            for (int k = 0; k < warmup; k++) LMS_TRY(run_op(w, (bench_op)op, a, b, count));
-            LMS_TRY(w->i->barrier(w));
+            lms_dp_sync dps = {0}, *d = op == OP_DP_BUCKETS ? &dps : NULL;
+            if (d) LMS_TRY(lms_dp_sync_init(d, w, a, count, (size_t)(bucket_mb * 1048576.0f)));
+            for (int k = 0; k < warmup && st == LMS_OK; k++) st = run_op(w, (bench_op)op, a, b, count, d);
+            if (st == LMS_OK) st = w->i->barrier(w);
             double t0 = lms_now_s();
-            for (int k = 0; k < iters; k++) LMS_TRY(run_op(w, (bench_op)op, a, b, count));
+            for (int k = 0; k < iters && st == LMS_OK; k++) st = run_op(w, (bench_op)op, a, b, count, d);
             double dt = (lms_now_s() - t0) / iters, worst = 0;
+            lms_dp_sync_free(d);
+            if (st != LMS_OK) goto fail;
             LMS_TRY(w->i->allreduce(w, &dt, &worst, 1, LMS_DT_F64, LMS_RED_MAX));
             double sz = (double)count * 4, algbw = sz / worst / 1e9;
-            double factor = op == OP_ALLREDUCE ? 2.0 * (P - 1) / P : (double)(P - 1) / P;
+            double factor = op <= OP_DP_BUCKETS ? 2.0 * (P - 1) / P : (double)(P - 1) / P;
             if (w->rank == 0)
                 printf("%-14s %12.0f %12zu %12.1f %12.3f %12.3f\n", "", sz, count, worst * 1e6, algbw,
                        algbw * factor);
@@ -100,13 +139,15 @@ int cmd_bench(int argc, char **argv) {
         lms_errorf(LMS_ERR_INVALID_ARG, "unknown benchmark '%s' (choose: train, comm)", argc >= 1 ? argv[0] : "");
         return cli_fail("bench", LMS_ERR_INVALID_ARG);
     }
-    const char *min_s = "1K", *max_s = "256M", *backend = "auto", *ops = "allreduce,reduce_scatter,allgather";
+    const char *min_s = "1K", *max_s = "256M", *backend = "auto", *ops = "allreduce,dp_buckets,reduce_scatter,allgather";
     int iters = 0, warmup = 3;
-    float timeout = -1;
+    float timeout = -1, bucket_mb = 25.0f;
     const cli_opt opts[] = {
         {"min-bytes", CLI_STR, &min_s, "SIZE", "smallest buffer (K, M, G suffixes)"},
         {"max-bytes", CLI_STR, &max_s, "SIZE", "largest buffer; sizes double from min to max"},
-        {"ops", CLI_STR, &ops, "LIST", "collectives to time, comma separated"},
+        {"ops", CLI_STR, &ops, "LIST", "collectives to time, comma separated: allreduce, iallreduce (in place, "
+         "non-blocking), dp_buckets (training's bucketed path), reduce_scatter, allgather"},
+        {"bucket-mb", CLI_FLOAT, &bucket_mb, "MB", "dp_buckets: bucket size (as train --bucket-mb)"},
         {"iters", CLI_INT, &iters, "N", "timed calls per size (0 = by size, 3..200)"},
         {"warmup", CLI_INT, &warmup, "N", "untimed calls per size"},
         {"comm", CLI_STR, &backend, "NAME", "auto, single or mpi"},
@@ -125,10 +166,25 @@ int cmd_bench(int argc, char **argv) {
     size_t min_b, max_b;
     if ((st = parse_bytes("min-bytes", min_s, &min_b)) != LMS_OK || (st = parse_bytes("max-bytes", max_s, &max_b)) != LMS_OK)
         return cli_fail("bench comm", st);
+    for (const char *p = ops; *p;) {
+        size_t n = strcspn(p, ",");
+        int known = 0;
+        for (int k = 0; k < OP_COUNT; k++) known |= strlen(OP_NAMES[k]) == n && !strncmp(p, OP_NAMES[k], n);
+        if (!known) {
+            lms_errorf(LMS_ERR_INVALID_ARG, "--ops: unknown collective '%.*s' (choose from allreduce, iallreduce, "
+                       "dp_buckets, reduce_scatter, allgather)", (int)n, p);
+            return cli_fail("bench comm", LMS_ERR_INVALID_ARG);
+        }
+        p += n + (p[n] == ',');
+    }
+    if (!(bucket_mb > 0)) {
+        lms_errorf(LMS_ERR_INVALID_ARG, "--bucket-mb %g must be positive", bucket_mb);
+        return cli_fail("bench comm", LMS_ERR_INVALID_ARG);
+    }
     if (min_b > max_b || warmup < 0 || iters < 0) {
         lms_errorf(LMS_ERR_INVALID_ARG, "--min-bytes must not exceed --max-bytes; --iters and --warmup >= 0");
         return cli_fail("bench comm", LMS_ERR_INVALID_ARG);
     }
-    st = bench_comm(backend, min_b, max_b, iters, warmup, ops, timeout);
+    st = bench_comm(backend, min_b, max_b, iters, warmup, ops, timeout, bucket_mb);
     return st == LMS_OK ? 0 : cli_fail("bench comm", st);
 }

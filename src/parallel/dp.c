@@ -1,4 +1,12 @@
-/* Bucketed, overlapped gradient all-reduce for data parallelism. */
+/* Bucketed, overlapped gradient all-reduce for data parallelism.
+ *
+ * Each bucket is reduced out of place, from the gradients into a persistent
+ * receive buffer of the same layout, allocated and touched once at init,
+ * and copied back when its request completes. In-place MPI_Iallreduce made
+ * Open MPI stage every bucket through temporary buffers that it allocates
+ * per call: fresh pages, faulted in on every step (22 % of a dp 2 step at
+ * 124M; docs/performance.md). `lmscale bench comm --ops dp_buckets` times
+ * this path next to plain MPI_Allreduce. */
 #include "lmscale/parallel.h"
 
 #include <stdlib.h>
@@ -13,13 +21,22 @@ lms_status lms_dp_sync_init(lms_dp_sync *s, lms_comm *dp, float *grads, size_t n
     if (s->bucket_floats == 0) s->bucket_floats = 1;
     s->cap = 64;
     s->reqs = calloc((size_t)s->cap, sizeof *s->reqs);
-    if (!s->reqs) return lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets");
+    s->lo = calloc((size_t)s->cap, sizeof *s->lo);
+    s->recv = dp->size > 1 ? lms_alloc(n * sizeof(float)) : NULL;
+    if (!s->reqs || !s->lo || (dp->size > 1 && !s->recv)) {
+        lms_dp_sync_free(s);
+        return lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets (%.1f MB receive buffer)",
+                          n * 4.0 / 1048576.0);
+    }
+    if (s->recv) memset(s->recv, 0, n * sizeof(float)); /* its pages faulted in once, here */
     return LMS_OK;
 }
 
 void lms_dp_sync_free(lms_dp_sync *s) {
     if (!s) return;
     free(s->reqs);
+    free(s->lo);
+    lms_free(s->recv);
     memset(s, 0, sizeof *s);
 }
 
@@ -34,17 +51,19 @@ static void launch(lms_dp_sync *s, size_t lo) {
     if (s->err != LMS_OK || lo >= s->launched_lo) return;
     if (s->nreq == s->cap) {
         lms_comm_req **r = realloc(s->reqs, sizeof *r * (size_t)s->cap * 2);
-        if (!r) {
+        if (r) s->reqs = r;
+        size_t *l = r ? realloc(s->lo, sizeof *l * (size_t)s->cap * 2) : NULL;
+        if (!l) {
             s->err = lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets");
             return;
         }
-        s->reqs = r;
+        s->lo = l;
         s->cap *= 2;
     }
-    float *p = s->grads + lo;
-    s->err = s->comm->i->iallreduce(s->comm, p, p, s->launched_lo - lo, LMS_DT_F32, LMS_RED_SUM,
-                                    &s->reqs[s->nreq]);
-    if (s->err == LMS_OK) s->nreq++;
+    size_t n = s->launched_lo - lo;
+    float *send = s->grads + lo, *recv = s->recv ? s->recv + lo : send;
+    s->err = s->comm->i->iallreduce(s->comm, send, recv, n, LMS_DT_F32, LMS_RED_SUM, &s->reqs[s->nreq]);
+    if (s->err == LMS_OK) s->lo[s->nreq++] = lo;
     s->launched_lo = lo;
 }
 
@@ -65,9 +84,12 @@ lms_status lms_dp_sync_finish(lms_dp_sync *s) {
     LMS_ASSERT(s->ready_lo == 0); /* backward reported every gradient */
     launch(s, 0);
     lms_status st = s->err;
+    /* request i covers [lo[i], lo[i-1]) (the first: up to n) */
     for (int i = 0; i < s->nreq; i++) {
         lms_status w = lms_comm_wait(s->comm, s->reqs[i]);
         if (st == LMS_OK) st = w;
+        size_t hi = i == 0 ? s->n : s->lo[i - 1];
+        if (w == LMS_OK && s->recv) memcpy(s->grads + s->lo[i], s->recv + s->lo[i], (hi - s->lo[i]) * sizeof(float));
     }
     s->nreq = 0;
     if (st != LMS_OK) return lms_error_context(st, "while all-reducing gradients over %d data-parallel ranks",

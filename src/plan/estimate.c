@@ -38,6 +38,8 @@ static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_e
     if (lo->zero == 0) {
         e->weights = e->grads = f * N;
         e->optim = 2 * f * N;
+        /* plain DP: the all-reduce's receive buffer, the gradients' size (src/parallel/dp.c) */
+        e->grads_work = dp > 1 ? f * N : 0;
         return;
     }
     const int z = lo->zero, nwork = z >= 2 ? 2 : uneven;
@@ -57,14 +59,12 @@ static void lmscale_memory(const lms_gpt_config *cfg, const lms_layout *lo, cons
     /* the model's copies of tokens and targets, and train's x and y (int32) */
     e->buffers = 4 * 4.0 * BT + 4.0 * (o ? o->data_tokens : 0);
     /* Open MPI's non-blocking collectives stage their data (measured,
-     * docs/estimate.md): plain DP about one all-reduce bucket; ZeRO-1, whose
-     * reduce-scatters of every unit are in flight together, about
-     * 2(dp-1)/dp of the gradient buffer. ZeRO-2/3 keep two units in flight:
-     * their staging is within the working buffers counted above. */
-    if (lo->dp > 1 && lo->zero == 0) {
-        double bucket = o && o->bucket_bytes > 0 ? o->bucket_bytes : 25.0 * 1048576.0;
-        e->buffers += bucket < e->grads ? bucket : e->grads;
-    } else if (lo->dp > 1 && lo->zero == 1) {
+     * docs/estimate.md): ZeRO-1, whose reduce-scatters of every unit are in
+     * flight together, about 2(dp-1)/dp of the gradient buffer. Plain DP
+     * reduces out of place into its own receive buffer (grads_work) and
+     * ZeRO-2/3 keep two units in flight: their staging is within the working
+     * buffers counted above. */
+    if (lo->dp > 1 && lo->zero == 1) {
         e->buffers += 2.0 * (lo->dp - 1) / lo->dp * e->grads;
     }
     e->overhead = o && o->overhead_bytes >= 0 ? o->overhead_bytes

@@ -129,6 +129,7 @@ lms_status lms_grad_sync_init(lms_grad_sync *s, int zero, lms_comm *dp, lms_gpt 
     }
     s->impl = d;
     s->i = &dp_i;
+    s->mem.grad_work = N * f; /* the all-reduce's receive buffer */
     snprintf(s->how, sizeof s->how, "all-reduce buckets of %.1f MB", (double)bucket_bytes / 1048576.0);
     return LMS_OK;
 }

@@ -3,7 +3,7 @@
  * GELU, softmax cross-entropy and AdamW. Parallel loops split work so that
  * each output element is produced by one thread in a fixed order: results
  * are deterministic for a given thread count. Attention is in
- * cpu_attention.c. */
+ * cpu_attention.c, AdamW in cpu_adamw.c. */
 #include "cpu_impl.h"
 #include "vmath.h"
 
@@ -300,23 +300,6 @@ static lms_status cpu_scale(lms_backend *be, float *x, float s, size_t n) {
     return LMS_OK;
 }
 
-static lms_status cpu_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
-                       const lms_adamw_args *a) {
-    const float b1 = a->beta1, b2 = a->beta2, eps = a->eps, gs = a->grad_scale;
-    const float bc1 = 1.0f - powf(b1, (float)a->step), bc2 = 1.0f - powf(b2, (float)a->step);
-    const float step_size = a->lr / bc1, bc2_sqrt = sqrtf(bc2), decay = 1.0f - a->lr * a->weight_decay;
-#pragma omp parallel for simd schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * gs;
-        float mi = b1 * m[i] + (1.0f - b1) * gi;
-        float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * decay - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
-    }
-    return LMS_OK;
-}
-
 #define F32 LMS_DTM(LMS_DT_F32)
 
 const lms_backend_i lms_backend_cpu_i = {
@@ -340,5 +323,5 @@ const lms_backend_i lms_backend_cpu_i = {
     .xent_bwd = cpu_xent_bwd,
     .sum = cpu_sum,
     .sumsq = cpu_sumsq,
-    .adamw = cpu_adamw,
+    .adamw = lms_cpu_adamw,
 };

@@ -9,6 +9,8 @@ lms_status lms_cpu_attention_fwd(lms_backend *be, float *out, float *lse, const 
                                  int T, int C, int NH);
 lms_status lms_cpu_attention_bwd(lms_backend *be, float *dqkv, const float *dout, const float *qkv,
                                  const float *out, const float *lse, int B, int T, int C, int NH);
+lms_status lms_cpu_adamw(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
+                         const lms_adamw_args *a);
 
 /* The host-memory device functions both CPU backends share (host.c); a table lists them with LMS_HOST_DEVICE_FNS. */
 lms_status lms_host_buffer_alloc(lms_backend *be, size_t bytes, const char *what, lms_buffer *out);
