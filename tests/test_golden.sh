@@ -95,17 +95,25 @@ if [ $RECORD = 1 ]; then
     summary
     exit
 fi
-$PY - "$FIXTURE" runs.jsonl "$(machine)" "$HAVE_MPI" <<'PYEOF' && ok || bad "results differ from the record"
+$PY - "$FIXTURE" runs.jsonl "$(machine)" "$HAVE_MPI" "${LMS_SANITIZED:-0}" <<'PYEOF' && ok || bad "results differ from the record"
 import json, sys
 fixture, got_path, machine, have_mpi = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+sanitized = sys.argv[5] == "1"
 lines = [json.loads(l) for l in open(fixture)]
 rec_machine = lines[0]["machine"]
 want = {(r["run"], r["step"]): r for r in lines[1:]}
 got = {(r["run"], r["step"]): r for r in map(json.loads, open(got_path))}
-exact = machine == rec_machine
-if not exact:
-    print("  note: recorded on '%s', running on '%s': comparing within relative 1e-6, not bit for bit"
-          % (rec_machine, machine))
+exact = machine == rec_machine and not sanitized
+tol = 1e-6
+if sanitized:
+    # ASan/UBSan instrumentation changes GCC's vectorisation of the cpu
+    # backend's loops (measured up to 1.6e-6 relative; the ref backend stays
+    # identical): the project's fp32 reference tolerance instead of bits
+    tol = 1e-5
+    print("  note: sanitizer build (LMS_SANITIZED=1): comparing within relative %g, not bit for bit" % tol)
+elif not exact:
+    print("  note: recorded on '%s', running on '%s': comparing within relative %g, not bit for bit"
+          % (rec_machine, machine, tol))
 runs = sorted({k[0] for k in want})
 bad = 0
 for run in runs:
@@ -127,7 +135,7 @@ for run in runs:
             d = 0.0 if a == b else (abs(a - b) / abs(a) if a else float("inf"))
             worst = max(worst, d)
     extra = len([k for k in got if k[0] == run and k not in want])
-    ok = missing == 0 and extra == 0 and (worst == 0.0 if exact else worst <= 1e-6)
+    ok = missing == 0 and extra == 0 and (worst == 0.0 if exact else worst <= tol)
     bad += not ok
     print("  %-42s %2d steps: %s%s" % (run, len(keys), "identical" if worst == 0 else "worst relative difference %.3g" % worst,
                                        "" if missing == 0 and extra == 0 else " (%d missing, %d extra)" % (missing, extra)))

@@ -104,7 +104,9 @@ craft shape_wrap 't["shape"] = [2**32, 2**32, 4]'
 craft dup_key 'v = "\"version\": %d," % j["version"]; j = json.dumps(j).replace(v, v + " " + v, 1)'
 craft dup_tensor 'j["tensors"].append(dict(t))'
 craft file_up 't["slices"][0]["file"] = ".."'
-for c in overflow count53 step_neg step_big step_frac step_long offset_frac shape_wrap dup_key dup_tensor file_up; do
+# a run's token count beyond 2^64 - 1 is refused, not clamped to 2^64 - 1
+craft run_u64 'j["run"]["train_tokens"] = "1" + "0" * 25'
+for c in overflow count53 step_neg step_big step_frac step_long offset_frac shape_wrap dup_key dup_tensor file_up run_u64; do
     B=$T/bad/$c
     probe "eval_$c" "index.json|shard|checkpoint '" "$BIN" eval --resume "$B/step-00000002" --data "$DATA" --seq-len 16
     probe "export_$c" "index.json|shard|checkpoint '" "$BIN" export --resume "$B/step-00000002" --hf "$T/bad/hf_$c"

@@ -152,6 +152,40 @@ static void check_backend(const fixture *f, const char *name) {
 }
 
 /* Same seed, same values; values depend on (name, index) only. */
+/* The model's memory comes from its backend's buffers, and each table entry
+ * is an lms_tensor over them (name, shape, offset) */
+static void check_backend_buffers(void) {
+    lms_gpt_config c = {2, 2, 64, 32, 257, 0, 0};
+    lms_gpt_config_validate(&c);
+    for (int k = 0; lms_backend_registered(k); k++) {
+        lms_backend be = {lms_backend_registered(k), NULL};
+        lms_gpt m;
+        lms_gpt_acts a;
+        CHECK(lms_gpt_init_on(&m, &c, 1, 8, LMS_GPT_GRADS, &be) == LMS_OK, "%s: init_on", be.i->name);
+        CHECK(lms_gpt_acts_init_on(&a, &c, 1, 8, 1, LMS_RECOMPUTE_NONE, &be) == LMS_OK, "%s: acts_init_on", be.i->name);
+        CHECK(m.be == &be && m.param_buf.data == (void *)m.params && m.param_buf.size == m.num_params * 4 &&
+                  m.grad_buf.data == (void *)m.grads && a.buf.data == (void *)a.mem && a.buf.size == a.floats * 4,
+              "%s: parameters, gradients and activations are the backend's buffers", be.i->name);
+        int bad = 0;
+        for (int i = 0; i < m.num_tensors; i++) {
+            lms_tensor t, g;
+            const lms_tensor_view *v = &m.tensors[i];
+            if (lms_gpt_tensor(&m, i, 0, &t) != LMS_OK || lms_gpt_tensor(&m, i, 1, &g) != LMS_OK || strcmp(t.name, v->name) ||
+                lms_tensor_f32(&t) != m.params + v->offset || lms_tensor_f32(&g) != m.grads + v->offset ||
+                lms_tensor_numel(&t) != v->numel || t.ndim != v->ndim || t.shape[0] != v->shape[0] || lms_tensor_is_shard(&t))
+                bad++;
+        }
+        CHECK(bad == 0, "%s: every table entry as an lms_tensor over the buffers (%d wrong)", be.i->name, bad);
+        lms_tensor t;
+        CHECK(lms_gpt_tensor(&m, m.num_tensors, 0, &t) == LMS_ERR_INVALID_ARG, "tensor index out of range refused");
+        lms_gpt_acts_free(&a);
+        lms_gpt_free(&m);
+        CHECK(lms_gpt_init_on(&m, &c, 1, 8, 0, &be) == LMS_OK && lms_gpt_tensor(&m, 0, 1, &t) == LMS_ERR_INVALID_ARG,
+              "%s: a gradient tensor of a model without gradients is refused", be.i->name);
+        lms_gpt_free(&m);
+    }
+}
+
 static void check_init(void) {
     lms_gpt_config a = {2, 2, 64, 32, 257, 0, 0}, b = {3, 2, 64, 32, 257, 0, 0};
     lms_gpt_config_validate(&a);
@@ -499,6 +533,7 @@ int main(void) {
     check_backend(&f, "ref");
     check_backend(&f, "cpu");
     check_init();
+    check_backend_buffers();
     check_table_layout();
     check_tp_shards();
     check_determinism(&f);

@@ -529,6 +529,29 @@ static void support_checks(void) {
  * out (the NaN used to reach a float-to-int conversion: undefined
  * behaviour, caught by -fsanitize=float-cast-overflow in the sanitizer
  * build) */
+/* Decoding attention on backend i: row t of a causal attention over
+ * (1, T) computed by attention_fwd (the reference the training path runs)
+ * equals attention_decode of that row's query against the cache of rows
+ * 0..t, for every t, with the rows of K and V at a stride wider than C as
+ * in the KV cache. */
+static void decode_vs_full(const lms_backend_i *bi) {
+    lms_backend be = {bi, NULL};
+    const int T = 19, C = 24, NH = 3, ld = 40;
+    float *qkv = randn((size_t)T * 3 * C, 91, 1.0f), *out = zeros((size_t)T * C), *lse = zeros((size_t)NH * T);
+    float *kc = zeros((size_t)T * ld), *vc = zeros((size_t)T * ld), *o = zeros(C), *sc = zeros(T);
+    CHECK(bi->attention_fwd(&be, out, lse, qkv, 1, T, C, NH) == LMS_OK, "%s: attention_fwd", bi->name);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        memcpy(kc + (size_t)t * ld, qkv + (size_t)t * 3 * C + C, sizeof(float) * C);
+        memcpy(vc + (size_t)t * ld, qkv + (size_t)t * 3 * C + 2 * C, sizeof(float) * C);
+        CHECK(bi->attention_decode(&be, o, qkv + (size_t)t * 3 * C, kc, vc, t, C, NH, (size_t)ld, sc) == LMS_OK,
+              "%s: attention_decode at t=%d", bi->name, t);
+        double e = rel_err(o, out + (size_t)t * C, C, 1e-6);
+        if (e > worst) worst = e;
+    }
+    CHECK(worst < 1e-5, "%s: attention_decode vs attention_fwd's rows: rel err %.3g", bi->name, worst);
+}
+
 static void test_vexpf(void) {
     double worst = 0;
     for (int i = 0; i <= 2000; i++) {
@@ -558,6 +581,7 @@ int main(void) {
     int nb = 0;
     for (int k = 0; lms_backend_registered(k); k++, nb++) {
         device_functions(lms_backend_registered(k));
+        decode_vs_full(lms_backend_registered(k));
         adamw_position_independent(lms_backend_registered(k));
         int ran = backend_vs_ref(lms_backend_registered(k));
         printf("backend %s: %d cases against ref\n", lms_backend_registered(k)->name, ran);

@@ -64,6 +64,7 @@ typedef enum {
     LMS_OP_SUM,
     LMS_OP_SUMSQ,
     LMS_OP_ADAMW,
+    LMS_OP_ATTENTION_DECODE,
     LMS_OP_COUNT
 } lms_op;
 /* "matmul_fwd", ...; "?" for an unknown value. */
@@ -164,6 +165,12 @@ typedef struct lms_backend_i {
     /* AdamW (decoupled weight decay, PyTorch's formula) on n elements */
     lms_status (*adamw)(lms_backend *be, float *p, const float *g, float *m, float *v, size_t n,
                         const lms_adamw_args *a);
+    /* One decoding step's causal attention against a KV cache: for each of
+     * NH heads (columns h·hs of C), out = softmax(q·K[0..t]ᵀ/√hs)·V[0..t],
+     * where row u of K and of V starts at k + u·ld and v + u·ld (floats);
+     * scores is scratch of t + 1 floats */
+    lms_status (*attention_decode)(lms_backend *be, float *out, const float *q, const float *k, const float *v,
+                                   int t, int C, int NH, size_t ld, float *scores);
 } lms_backend_i;
 
 struct lms_backend {
@@ -179,6 +186,15 @@ void lms_backend_free(lms_backend *be);
 /* LMS_OK when be has op for tensors of dtype dt; else LMS_ERR_UNSUPPORTED
  * with a message naming the backend, the op, the dtype and what it takes. */
 lms_status lms_backend_supports(const lms_backend *be, lms_op op, lms_dtype dt);
+
+/* Memory from be's buffers (be->i->buffer_alloc: zeroed, 64-byte aligned,
+ * LMS_ERR_OOM naming `what`); with be NULL, host memory, for code that holds
+ * tensors without a backend (export, checkpoint tools). lms_buffer_free
+ * takes the same be; NULL data is a no-op. The backends with host_memory
+ * allocate exactly as be NULL does, so their buffers may be freed with NULL
+ * once the backend is gone (lms_gpt_to_host). */
+lms_status lms_buffer_alloc(lms_backend *be, size_t bytes, const char *what, lms_buffer *out);
+void lms_buffer_free(lms_backend *be, lms_buffer *buf);
 
 /* The registered backends, for code that runs on each (tests, benchmarks):
  * index 0.. until NULL. The first is the reference. */

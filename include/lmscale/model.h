@@ -147,8 +147,10 @@ typedef struct {
     size_t num_params;
     int num_tensors;
     lms_tensor_view *tensors; /* owned */
-    float *params;            /* owned, num_params */
-    float *grads;             /* owned, num_params, or NULL for inference */
+    float *params;            /* param_buf's data: num_params floats (or NULL: LMS_GPT_NO_PARAMS) */
+    float *grads;             /* grad_buf's data: num_params, or NULL for inference */
+    lms_backend *be;          /* whose buffers hold them (NULL: host memory); not owned */
+    lms_buffer param_buf, grad_buf; /* owned */
     lms_gpt_tensors p, g;     /* views into params and grads */
     int cap_B, cap_T;         /* the micro-batch size the caller set the model up for */
     const struct lms_gpt_hooks *hooks; /* NULL, or ZeRO's per-unit gather/scatter (below) */
@@ -240,8 +242,10 @@ typedef struct {
     lms_gpt_layer_acts *layer;  /* L entries; owned */
     lms_gpt_head_acts head;
     lms_gpt_grad_acts grad;     /* all NULL when not with_backward */
-    float *mem;                 /* owned: everything above */
+    float *mem;                 /* buf's data: everything above */
     size_t floats;
+    lms_backend *be;            /* whose buffer (NULL: host memory); not owned */
+    lms_buffer buf;             /* owned */
     lms_recompute recompute;    /* what the layers keep (layers may share memory) */
 } lms_gpt_acts;
 
@@ -252,6 +256,9 @@ lms_status lms_gpt_acts_init(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, 
  * sets; an inference set ignores rc). */
 lms_status lms_gpt_acts_init_rc(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward,
                                 lms_recompute rc);
+/* The same in a buffer of backend be (NULL: host memory, as above). */
+lms_status lms_gpt_acts_init_on(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward,
+                                lms_recompute rc, lms_backend *be);
 void lms_gpt_acts_free(lms_gpt_acts *a);
 /* Before block l's backward: recomputes what la dropped under rc (FULL:
  * the whole block forward from `in`, its output written to `out`, any
@@ -298,6 +305,20 @@ lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int
  * hooks: ZeRO-3). */
 enum { LMS_GPT_GRADS = 1, LMS_GPT_NO_PARAMS = 2 };
 lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags);
+/* As lms_gpt_init_ex, with parameters and gradients in buffers of backend
+ * be (be->i->buffer_alloc); NULL: host memory (lms_gpt_init_ex). */
+lms_status lms_gpt_init_on(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags, lms_backend *be);
+/* Makes the model's parameters and gradients host memory that needs no
+ * backend (m->be NULL), so that the model can outlive its backend (a
+ * trainer's model handed to its caller). On a host-memory backend (the CPU
+ * backends) the buffers stay where they are; others are not supported yet
+ * (LMS_ERR_UNSUPPORTED). */
+lms_status lms_gpt_to_host(lms_gpt *m);
+/* Tensor i of the table as an lms_tensor over the model's parameter buffer
+ * (grad: over the gradient buffer): its global name, fp32, shape and the
+ * byte offset into that buffer. LMS_ERR_INVALID_ARG when i is out of range
+ * or that buffer is not held (LMS_GPT_NO_PARAMS, no gradients). */
+lms_status lms_gpt_tensor(lms_gpt *m, int i, int grad, lms_tensor *out);
 void lms_gpt_free(lms_gpt *m);
 /* Floats of the activation buffer lms_gpt_acts_init allocates for training
  * (with backward) micro-batches up to (B, T); the memory estimate of
@@ -401,12 +422,16 @@ size_t lms_gpt_flop_params(const lms_gpt_config *cfg);
  * cache) on a (1, 1) activation set the cache owns. */
 typedef struct lms_kv_cache {
     int L, maxT, C, len;
-    float *k, *v;      /* (L, maxT, C) each, owned */
-    float *scores;     /* (maxT), owned */
+    float *k, *v;      /* (L, maxT, C) each: buf's data */
+    float *scores;     /* (maxT): buf's data */
     lms_gpt_acts acts; /* (1, 1), owned */
+    lms_backend *be;   /* whose buffer (NULL: host memory); not owned */
+    lms_buffer buf;    /* owned: k, v and scores */
 } lms_kv_cache;
 
 lms_status lms_kv_cache_init(lms_kv_cache *kv, const lms_gpt_config *cfg);
+/* The same in buffers of backend be (NULL: host memory). */
+lms_status lms_kv_cache_init_on(lms_kv_cache *kv, const lms_gpt_config *cfg, lms_backend *be);
 void lms_kv_cache_free(lms_kv_cache *kv);
 /* Feed one token at position kv->len (< maxT); writes logits (Vp) and
  * advances the cache. */

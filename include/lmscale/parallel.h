@@ -120,6 +120,8 @@ typedef struct {
     /* working buffers: gathered parameters (stage 3); two gradient buffers
      * with their reduce-scatter receive buffers and requests */
     float *pwork, *gwork[2], *grecv[2];
+    /* the backend buffers behind master, grad, pwork, gwork, grecv (owned) */
+    lms_buffer b_master, b_grad, b_pwork, b_gwork[2], b_grecv[2];
     lms_comm_req *greq[2];
     lms_comm_req **ureq; /* stage 1: one pending reduce-scatter per unit */
     int gunit[2], gcur;

@@ -11,6 +11,28 @@ const lms_backend_i *lms_backend_registered(int index) {
     return registered[index];
 }
 
+lms_status lms_buffer_alloc(lms_backend *be, size_t bytes, const char *what, lms_buffer *out) {
+    if (be) return be->i->buffer_alloc(be, bytes, what, out);
+    out->data = NULL;
+    out->size = 0;
+    out->ctx = NULL;
+    if (bytes == 0) return lms_errorf(LMS_ERR_INTERNAL, "a buffer of 0 bytes for %s", what);
+    LMS_CHECK(lms_alloc_checked(&out->data, bytes, what));
+    out->size = bytes;
+    return LMS_OK;
+}
+
+void lms_buffer_free(lms_backend *be, lms_buffer *buf) {
+    if (!buf || !buf->data) return;
+    if (be) {
+        be->i->buffer_free(be, buf);
+    } else {
+        lms_free(buf->data);
+        buf->data = NULL;
+        buf->size = 0;
+    }
+}
+
 lms_status lms_backend_init(lms_backend *be, const char *name) {
     be->state = NULL;
     if (!name) name = "cpu";
@@ -41,6 +63,7 @@ static const char *const op_names[LMS_OP_COUNT] = {
     [LMS_OP_SCALE] = "scale",                 [LMS_OP_XENT_FWD] = "xent_fwd",
     [LMS_OP_XENT_BWD] = "xent_bwd",           [LMS_OP_SUM] = "sum",
     [LMS_OP_SUMSQ] = "sumsq",                 [LMS_OP_ADAMW] = "adamw",
+    [LMS_OP_ATTENTION_DECODE] = "attention_decode",
 };
 
 const char *lms_op_name(lms_op op) {
@@ -68,6 +91,7 @@ static const void *op_fn(const lms_backend_i *i, lms_op op) {
     case LMS_OP_SUM: return (const void *)i->sum;
     case LMS_OP_SUMSQ: return (const void *)i->sumsq;
     case LMS_OP_ADAMW: return (const void *)i->adamw;
+    case LMS_OP_ATTENTION_DECODE: return (const void *)i->attention_decode;
     case LMS_OP_COUNT: break;
     }
     return NULL;

@@ -3,7 +3,7 @@
  * listing and removing the checkpoints of a run folder. */
 #define _POSIX_C_SOURCE 200809L
 #include "ckpt_impl.h"
-
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -32,7 +32,10 @@ static int get_int(const lms_json *o, const char *key, int *v) {
 static int get_u64(const lms_json *o, const char *key, uint64_t *v) {
     const lms_json *j = lms_json_get(o, key);
     if (!j || j->type != LMS_JSON_STRING || !*j->str || strspn(j->str, "0123456789") != j->str_len) return 0;
-    *v = strtoull(j->str, NULL, 10);
+    errno = 0;
+    unsigned long long x = strtoull(j->str, NULL, 10);
+    if (errno == ERANGE) return 0; /* more than 2^64 - 1: refused, not clamped */
+    *v = (uint64_t)x;
     return 1;
 }
 

@@ -11,7 +11,7 @@
  * over n held-out problems, optionally printing the first `show`. */
 static lms_status score(lms_gpt *m, lms_backend *be, const demo_task *t, int n, int show, double *acc) {
     lms_kv_cache kv;
-    LMS_CHECK(lms_kv_cache_init(&kv, &m->cfg));
+    LMS_CHECK(lms_kv_cache_init_on(&kv, &m->cfg, be));
     lms_status st = LMS_OK;
     float *logits = malloc(sizeof(float) * (size_t)m->cfg.Vp);
     if (!logits) {

@@ -84,7 +84,7 @@ int cmd_eval(int argc, char **argv) {
     LMS_TRY(lms_tokens_check_vocab(&toks, m.cfg.V, data));
     lms_loader ld;
     LMS_TRY(lms_loader_init(&ld, toks.tokens, toks.n, m.cap_T, LMS_ORDER_SEQUENTIAL, seed, data));
-    LMS_TRY(lms_gpt_acts_init(&acts, &m.cfg, batch, m.cap_T, 0));
+    LMS_TRY(lms_gpt_acts_init_on(&acts, &m.cfg, batch, m.cap_T, 0, LMS_RECOMPUTE_NONE, &be));
     double loss;
     long ntok;
     size_t nw = lms_loader_num_windows(&ld);

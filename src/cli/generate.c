@@ -96,9 +96,9 @@ int cmd_generate(int argc, char **argv) {
     memcpy(seq, ids, sizeof(int32_t) * nprompt);
     int len = (int)nprompt;
     if (!no_kv)
-        LMS_TRY(lms_kv_cache_init(&kv, &m.cfg));
+        LMS_TRY(lms_kv_cache_init_on(&kv, &m.cfg, &be));
     else
-        LMS_TRY(lms_gpt_acts_init(&acts, &m.cfg, 1, maxT, 0));
+        LMS_TRY(lms_gpt_acts_init_on(&acts, &m.cfg, 1, maxT, 0, LMS_RECOMPUTE_NONE, &be));
     lms_sampler sm = {temperature, top_k, top_p};
     uint64_t key = lms_rng_key(seed, "generate");
     double t0 = lms_now_s();

@@ -468,6 +468,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     LMS_TRY(train_metrics_close(&metrics));
     if (final_val_loss) *final_val_loss = (float)last_val;
     if (keep) {
+        /* the model outlives this function's backend: its memory becomes the caller's */
+        LMS_TRY(lms_gpt_to_host(&tr.m));
         *keep = tr.m;
         memset(&tr.m, 0, sizeof tr.m);
     }

@@ -16,6 +16,8 @@ static lms_status check_ops(const lms_backend *be, const lms_op *ops, int n) {
 static const lms_op forward_ops[] = {LMS_OP_ENCODER_FWD, LMS_OP_LAYERNORM_FWD, LMS_OP_MATMUL_FWD,
                                      LMS_OP_ATTENTION_FWD, LMS_OP_GELU_FWD, LMS_OP_ADD, LMS_OP_XENT_FWD,
                                      LMS_OP_SUM};
+static const lms_op decode_ops[] = {LMS_OP_ENCODER_FWD, LMS_OP_LAYERNORM_FWD, LMS_OP_MATMUL_FWD,
+                                    LMS_OP_ATTENTION_DECODE, LMS_OP_GELU_FWD, LMS_OP_ADD};
 static const lms_op backward_ops[] = {LMS_OP_ENCODER_BWD, LMS_OP_LAYERNORM_BWD, LMS_OP_MATMUL_BWD,
                                       LMS_OP_ATTENTION_BWD, LMS_OP_GELU_BWD, LMS_OP_XENT_BWD};
 #define NOPS(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -84,13 +86,19 @@ static size_t layout_acts(lms_gpt_acts *a, float *base, const lms_gpt_config *c,
 }
 
 lms_status lms_gpt_acts_init(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward) {
-    return lms_gpt_acts_init_rc(a, cfg, B, T, with_backward, LMS_RECOMPUTE_NONE);
+    return lms_gpt_acts_init_on(a, cfg, B, T, with_backward, LMS_RECOMPUTE_NONE, NULL);
 }
 
 lms_status lms_gpt_acts_init_rc(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward,
                                 lms_recompute rc) {
+    return lms_gpt_acts_init_on(a, cfg, B, T, with_backward, rc, NULL);
+}
+
+lms_status lms_gpt_acts_init_on(lms_gpt_acts *a, const lms_gpt_config *cfg, int B, int T, int with_backward,
+                                lms_recompute rc, lms_backend *be) {
     lms_status st;
     memset(a, 0, sizeof *a);
+    a->be = be;
     LMS_ASSERT(B >= 1 && T >= 1);
     a->cap_B = B;
     a->cap_T = T;
@@ -103,7 +111,8 @@ lms_status lms_gpt_acts_init_rc(lms_gpt_acts *a, const lms_gpt_config *cfg, int 
     }
     a->recompute = with_backward ? rc : LMS_RECOMPUTE_NONE;
     a->floats = layout_acts(a, NULL, cfg, B, T, with_backward, rc);
-    LMS_TRY(lms_alloc_checked((void **)&a->mem, a->floats * sizeof(float), "activations"));
+    LMS_TRY(lms_buffer_alloc(be, a->floats * sizeof(float), "activations", &a->buf));
+    a->mem = a->buf.data;
     layout_acts(a, a->mem, cfg, B, T, with_backward, rc);
     return LMS_OK;
 fail:
@@ -113,7 +122,7 @@ fail:
 
 void lms_gpt_acts_free(lms_gpt_acts *a) {
     if (!a) return;
-    lms_free(a->mem);
+    lms_buffer_free(a->be, &a->buf);
     free(a->stream);
     free(a->layer);
     memset(a, 0, sizeof *a);
@@ -139,14 +148,23 @@ lms_status lms_gpt_init(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, int
 }
 
 lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags) {
+    return lms_gpt_init_on(m, cfg, B, T, flags, NULL);
+}
+
+lms_status lms_gpt_init_on(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags, lms_backend *be) {
     lms_status st;
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
+    m->be = be;
     LMS_TRY(lms_gpt_layout(cfg, &m->tensors, &m->num_tensors, &m->num_params));
-    if (!(flags & LMS_GPT_NO_PARAMS))
-        LMS_TRY(lms_alloc_checked((void **)&m->params, m->num_params * sizeof(float), "parameters"));
-    if (flags & LMS_GPT_GRADS)
-        LMS_TRY(lms_alloc_checked((void **)&m->grads, m->num_params * sizeof(float), "gradients"));
+    if (!(flags & LMS_GPT_NO_PARAMS)) {
+        LMS_TRY(lms_buffer_alloc(be, m->num_params * sizeof(float), "parameters", &m->param_buf));
+        m->params = m->param_buf.data;
+    }
+    if (flags & LMS_GPT_GRADS) {
+        LMS_TRY(lms_buffer_alloc(be, m->num_params * sizeof(float), "gradients", &m->grad_buf));
+        m->grads = m->grad_buf.data;
+    }
     m->p.h = calloc((size_t)cfg->L, sizeof(lms_gpt_block));
     m->g.h = calloc((size_t)cfg->L, sizeof(lms_gpt_block));
     if (!m->p.h || !m->g.h) {
@@ -166,8 +184,8 @@ fail:
 void lms_gpt_free(lms_gpt *m) {
     if (!m) return;
     free(m->tensors);
-    lms_free(m->params);
-    lms_free(m->grads);
+    lms_buffer_free(m->be, &m->param_buf);
+    lms_buffer_free(m->be, &m->grad_buf);
     free(m->p.h);
     free(m->g.h);
     memset(m, 0, sizeof *m);
@@ -229,16 +247,24 @@ lms_status lms_gpt_backward(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const 
 /* ---- KV-cache decoding ---- */
 
 lms_status lms_kv_cache_init(lms_kv_cache *kv, const lms_gpt_config *cfg) {
+    return lms_kv_cache_init_on(kv, cfg, NULL);
+}
+
+lms_status lms_kv_cache_init_on(lms_kv_cache *kv, const lms_gpt_config *cfg, lms_backend *be) {
     lms_status st;
     memset(kv, 0, sizeof *kv);
+    kv->be = be;
     kv->L = cfg->L;
     kv->maxT = cfg->maxT;
     kv->C = cfg->C;
     size_t n = (size_t)cfg->L * cfg->maxT * cfg->C;
-    LMS_TRY(lms_alloc_checked((void **)&kv->k, n * sizeof(float), "the KV cache"));
-    LMS_TRY(lms_alloc_checked((void **)&kv->v, n * sizeof(float), "the KV cache"));
-    LMS_TRY(lms_alloc_checked((void **)&kv->scores, sizeof(float) * (size_t)cfg->maxT, "decode scores"));
-    LMS_TRY(lms_gpt_acts_init(&kv->acts, cfg, 1, 1, 0));
+    /* k | v | scores, each run 64-byte aligned */
+    const size_t kvn = (n + 15) & ~(size_t)15;
+    LMS_TRY(lms_buffer_alloc(be, sizeof(float) * (2 * kvn + (size_t)cfg->maxT), "the KV cache", &kv->buf));
+    kv->k = kv->buf.data;
+    kv->v = kv->k + kvn;
+    kv->scores = kv->v + kvn;
+    LMS_TRY(lms_gpt_acts_init_on(&kv->acts, cfg, 1, 1, 0, LMS_RECOMPUTE_NONE, be));
     return LMS_OK;
 fail:
     lms_kv_cache_free(kv);
@@ -247,9 +273,7 @@ fail:
 
 void lms_kv_cache_free(lms_kv_cache *kv) {
     if (!kv) return;
-    lms_free(kv->k);
-    lms_free(kv->v);
-    lms_free(kv->scores);
+    lms_buffer_free(kv->be, &kv->buf);
     lms_gpt_acts_free(&kv->acts);
     memset(kv, 0, sizeof *kv);
 }
@@ -259,11 +283,35 @@ lms_status lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, in
     lms_gpt_acts *a = &kv->acts;
     const int t = kv->len;
     LMS_ASSERT(t < c->maxT);
+    LMS_CHECK(check_ops(be, decode_ops, NOPS(decode_ops)));
     LMS_CHECK(lms_gpt_embed_forward(m, be, &token, 1, 1, t, a->stream[0]));
     for (int l = 0; l < c->L; l++)
         LMS_CHECK(lms_gpt_block_forward(m, be, l, a->stream[l], &a->layer[l], a->stream[l + 1], 1, 1, kv));
     LMS_CHECK(lms_gpt_head_forward(m, be, a->stream[c->L], &a->head, NULL, 1, 1, NULL));
     LMS_CHECK(be->i->copy(be, logits, a->head.logits, sizeof(float) * (size_t)c->Vp, LMS_COPY_D2H));
     kv->len = t + 1;
+    return LMS_OK;
+}
+
+lms_status lms_gpt_tensor(lms_gpt *m, int i, int grad, lms_tensor *out) {
+    lms_buffer *buf = grad ? &m->grad_buf : &m->param_buf;
+    if (i < 0 || i >= m->num_tensors)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "tensor %d: the model has tensors 0..%d", i, m->num_tensors - 1);
+    if (!buf->data)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "tensor '%s': the model holds no %s buffer", m->tensors[i].name,
+                          grad ? "gradient" : "parameter");
+    const lms_tensor_view *v = &m->tensors[i];
+    int64_t shape[2] = {v->shape[0], v->ndim > 1 ? v->shape[1] : 1};
+    LMS_CHECK(lms_tensor_init(out, v->name, LMS_DT_F32, v->ndim, shape));
+    return lms_tensor_bind(out, buf, v->offset * sizeof(float));
+}
+
+lms_status lms_gpt_to_host(lms_gpt *m) {
+    if (!m->be) return LMS_OK;
+    if (!m->be->i->host_memory)
+        return lms_errorf(LMS_ERR_UNSUPPORTED, "backend '%s': moving a model to host memory is not supported yet",
+                          m->be->i->name);
+    /* host-memory backends allocate as lms_buffer_alloc(NULL, ...) does */
+    m->be = NULL;
     return LMS_OK;
 }

@@ -49,33 +49,11 @@ lms_status lms_gpt_embed_backward(lms_gpt *m, lms_backend *be, const int32_t *to
  * per head. */
 static lms_status attend_cached(lms_backend *be, const lms_gpt_config *c, int l, const float *qkv, float *atty,
                                 lms_kv_cache *kv) {
-    const int C = c->C, hs = C / c->NH, t = kv->len;
-    float *kc = kv->k + (size_t)l * c->maxT * C, *vc = kv->v + (size_t)l * c->maxT * C, *sc = kv->scores;
+    const int C = c->C, t = kv->len;
+    float *kc = kv->k + (size_t)l * c->maxT * C, *vc = kv->v + (size_t)l * c->maxT * C;
     LMS_CHECK(be->i->copy(be, kc + (size_t)t * C, qkv + C, sizeof(float) * C, LMS_COPY_D2D));
     LMS_CHECK(be->i->copy(be, vc + (size_t)t * C, qkv + 2 * C, sizeof(float) * C, LMS_COPY_D2D));
-    const float scale = 1.0f / sqrtf((float)hs);
-    for (int h = 0; h < c->NH; h++) {
-        const float *q = qkv + h * hs;
-        float mx = -INFINITY, sum = 0;
-        for (int u = 0; u <= t; u++) {
-            const float *k = kc + (size_t)u * C + h * hs;
-            float s = 0;
-            for (int d = 0; d < hs; d++) s += q[d] * k[d];
-            sc[u] = s * scale;
-            if (sc[u] > mx) mx = sc[u];
-        }
-        for (int u = 0; u <= t; u++) {
-            sc[u] = expf(sc[u] - mx);
-            sum += sc[u];
-        }
-        float *o = atty + h * hs;
-        for (int d = 0; d < hs; d++) o[d] = 0;
-        for (int u = 0; u <= t; u++) {
-            const float p = sc[u] / sum, *v = vc + (size_t)u * C + h * hs;
-            for (int d = 0; d < hs; d++) o[d] += p * v[d];
-        }
-    }
-    return LMS_OK;
+    return be->i->attention_decode(be, atty, qkv, kc, vc, t, C, c->NH, (size_t)C, kv->scores);
 }
 
 lms_status lms_gpt_block_forward(lms_gpt *m, lms_backend *be, int l, const float *in, lms_gpt_layer_acts *a,

@@ -89,6 +89,13 @@ static lms_status flush_slot(lms_zero *z, int k) {
 
 /* ---- set-up ---- */
 
+/* one of z's buffers on its backend; *p its data */
+static lms_status zbuf(lms_zero *z, size_t bytes, const char *what, lms_buffer *b, float **p) {
+    LMS_CHECK(lms_buffer_alloc(z->be, bytes, what, b));
+    *p = b->data;
+    return LMS_OK;
+}
+
 lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be) {
     lms_status st = LMS_OK;
     memset(z, 0, sizeof *z);
@@ -115,21 +122,21 @@ lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_b
         z->shard_n += un->part;
         if (un->part * (size_t)z->dp > z->max_padded) z->max_padded = un->part * (size_t)z->dp;
     }
-    /* lms_alloc zeroes: padding floats start (and stay) 0 */
-    LMS_TRY(lms_alloc_checked((void **)&z->grad, sizeof(float) * z->shard_n, "the gradient shard"));
+    /* buffers are zeroed: padding floats start (and stay) 0 */
+    LMS_TRY(zbuf(z, sizeof(float) * z->shard_n, "the gradient shard", &z->b_grad, &z->grad));
     if (stage == 3) {
-        LMS_TRY(lms_alloc_checked((void **)&z->master, sizeof(float) * z->shard_n, "the parameter shard"));
-        LMS_TRY(lms_alloc_checked((void **)&z->pwork, sizeof(float) * z->max_padded, "gathered parameters"));
+        LMS_TRY(zbuf(z, sizeof(float) * z->shard_n, "the parameter shard", &z->b_master, &z->master));
+        LMS_TRY(zbuf(z, sizeof(float) * z->max_padded, "gathered parameters", &z->b_pwork, &z->pwork));
     }
     /* stage 1 stages a unit whose length dp does not divide; 2 and 3 always */
     int nwork = stage >= 2 ? 2 : 0;
     for (int u = 0; stage == 1 && u < z->nunits; u++)
         if (z->units[u].n % (size_t)z->dp) nwork = 1;
     for (int k = 0; k < nwork; k++) {
-        LMS_TRY(lms_alloc_checked((void **)&z->gwork[k], sizeof(float) * z->max_padded, "gradient buckets"));
+        LMS_TRY(zbuf(z, sizeof(float) * z->max_padded, "gradient buckets", &z->b_gwork[k], &z->gwork[k]));
         if (stage >= 2)
-            LMS_TRY(lms_alloc_checked((void **)&z->grecv[k], sizeof(float) * (z->max_padded / z->dp),
-                                      "gradient buckets"));
+            LMS_TRY(zbuf(z, sizeof(float) * (z->max_padded / z->dp), "gradient buckets", &z->b_grecv[k],
+                         &z->grecv[k]));
     }
     z->nviews = build_views(z, NULL);
     z->views = calloc((size_t)z->nviews + 1, sizeof *z->views);
@@ -161,12 +168,12 @@ void lms_zero_free(lms_zero *z) {
     if (z->m && z->m->hooks == &z->hooks) z->m->hooks = NULL;
     for (int k = 0; k < 2; k++) {
         if (z->greq[k]) lms_comm_wait(z->comm, z->greq[k]);
-        lms_free(z->gwork[k]);
-        lms_free(z->grecv[k]);
+        lms_buffer_free(z->be, &z->b_gwork[k]);
+        lms_buffer_free(z->be, &z->b_grecv[k]);
     }
-    lms_free(z->pwork);
-    lms_free(z->master);
-    lms_free(z->grad);
+    lms_buffer_free(z->be, &z->b_pwork);
+    lms_buffer_free(z->be, &z->b_master);
+    lms_buffer_free(z->be, &z->b_grad);
     for (int u = 0; z->ureq && u < z->nunits; u++)
         if (z->ureq[u]) lms_comm_wait(z->comm, z->ureq[u]);
     free(z->ureq);

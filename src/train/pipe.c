@@ -173,8 +173,8 @@ void lms_pipe_free(lms_pipe *p) {
 
 static lms_status set_acquire(lms_pipe *p, int *k) {
     if (p->nfree == 0) {
-        LMS_CHECK(lms_gpt_acts_init_rc(&p->pool[p->npool], &p->sub, p->t->o.micro_batch, p->t->o.seq_len, 1,
-                                       p->t->o.recompute));
+        LMS_CHECK(lms_gpt_acts_init_on(&p->pool[p->npool], &p->sub, p->t->o.micro_batch, p->t->o.seq_len, 1,
+                                       p->t->o.recompute, p->t->be));
         p->freel[p->nfree++] = p->npool++;
     }
     *k = p->freel[--p->nfree];

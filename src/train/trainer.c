@@ -38,7 +38,8 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
                         pp > 1 ? "--pp" : "--recompute", pp > 1 ? "--pp" : "--recompute");
         goto fail;
     }
-    LMS_TRY(lms_gpt_init_ex(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero)));
+    LMS_TRY(lms_gpt_init_on(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
+                            be));
     if (tp > 1) {
         if (o->seq_parallel && (o->micro_batch * o->seq_len) % tp) {
             st = lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the %d positions over --tp %d: choose "
@@ -49,7 +50,7 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
                               .seq_parallel = o->seq_parallel};
         t->m.tp = &t->tpx;
     }
-    LMS_TRY(lms_gpt_acts_init_rc(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute));
+    LMS_TRY(lms_gpt_acts_init_on(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
     if (pp > 1 && o->zero) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
                         "pipeline parallelism", o->zero, pp);

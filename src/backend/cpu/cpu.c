@@ -305,7 +305,7 @@ static lms_status cpu_scale(lms_backend *be, float *x, float s, size_t n) {
 const lms_backend_i lms_backend_cpu_i = {
     .name = "cpu",
     LMS_HOST_DEVICE_FNS,
-    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
+    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
     .encoder_fwd = cpu_encoder_fwd,
     .encoder_bwd = cpu_encoder_bwd,
     .layernorm_fwd = cpu_layernorm_fwd,
@@ -324,4 +324,5 @@ const lms_backend_i lms_backend_cpu_i = {
     .sum = cpu_sum,
     .sumsq = cpu_sumsq,
     .adamw = lms_cpu_adamw,
+    .attention_decode = lms_ref_attention_decode, /* the reference loop (one query row per head) */
 };

@@ -18,6 +18,9 @@ void lms_host_buffer_free(lms_backend *be, lms_buffer *buf);
 lms_status lms_host_memset(lms_backend *be, void *dst, int value, size_t bytes);
 lms_status lms_host_copy(lms_backend *be, void *dst, const void *src, size_t bytes, lms_copy_kind kind);
 lms_status lms_host_synchronize(lms_backend *be);
+/* ref.c: decoding attention, shared by both CPU backends */
+lms_status lms_ref_attention_decode(lms_backend *be, float *out, const float *q, const float *k, const float *v,
+                                    int t, int C, int NH, size_t ld, float *scores);
 lms_status lms_host_event_new(lms_backend *be, lms_event **ev);
 void lms_host_event_free(lms_backend *be, lms_event *ev);
 lms_status lms_host_event_record(lms_backend *be, lms_event *ev);

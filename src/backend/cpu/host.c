@@ -10,22 +10,13 @@ struct lms_event {
     int recorded;
 };
 
+/* exactly host memory without a backend (backend.c), so that a buffer may
+ * outlive its backend (lms_gpt_to_host) */
 lms_status lms_host_buffer_alloc(lms_backend *be, size_t bytes, const char *what, lms_buffer *out) {
-    out->data = NULL;
-    out->size = 0;
-    out->ctx = NULL;
-    if (bytes == 0) return lms_errorf(LMS_ERR_INTERNAL, "a buffer of 0 bytes for %s", what);
-    LMS_CHECK(lms_alloc_checked(&out->data, bytes, what));
-    out->size = bytes;
-    return LMS_OK;
+    return lms_buffer_alloc(NULL, bytes, what, out);
 }
 
-void lms_host_buffer_free(lms_backend *be, lms_buffer *buf) {
-    if (!buf) return;
-    lms_free(buf->data);
-    buf->data = NULL;
-    buf->size = 0;
-}
+void lms_host_buffer_free(lms_backend *be, lms_buffer *buf) { lms_buffer_free(NULL, buf); }
 
 lms_status lms_host_memset(lms_backend *be, void *dst, int value, size_t bytes) {
     if (bytes) memset(dst, value, bytes);

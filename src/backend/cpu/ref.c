@@ -284,12 +284,40 @@ static lms_status ref_adamw(lms_backend *be, float *p, const float *g, float *m,
     return LMS_OK;
 }
 
+lms_status lms_ref_attention_decode(lms_backend *be, float *out, const float *qv, const float *kc, const float *vc,
+                                    int t, int C, int NH, size_t ld, float *sc) {
+    const int hs = C / NH;
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < NH; h++) {
+        const float *q = qv + h * hs;
+        float mx = -INFINITY, sum = 0;
+        for (int u = 0; u <= t; u++) {
+            const float *k = kc + (size_t)u * ld + h * hs;
+            float s = 0;
+            for (int d = 0; d < hs; d++) s += q[d] * k[d];
+            sc[u] = s * scale;
+            if (sc[u] > mx) mx = sc[u];
+        }
+        for (int u = 0; u <= t; u++) {
+            sc[u] = expf(sc[u] - mx);
+            sum += sc[u];
+        }
+        float *o = out + h * hs;
+        for (int d = 0; d < hs; d++) o[d] = 0;
+        for (int u = 0; u <= t; u++) {
+            const float p = sc[u] / sum, *v = vc + (size_t)u * ld + h * hs;
+            for (int d = 0; d < hs; d++) o[d] += p * v[d];
+        }
+    }
+    return LMS_OK;
+}
+
 #define F32 LMS_DTM(LMS_DT_F32)
 
 const lms_backend_i lms_backend_ref_i = {
     .name = "ref",
     LMS_HOST_DEVICE_FNS,
-    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
+    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
     .encoder_fwd = ref_encoder_fwd,
     .encoder_bwd = ref_encoder_bwd,
     .layernorm_fwd = ref_layernorm_fwd,
@@ -308,4 +336,5 @@ const lms_backend_i lms_backend_ref_i = {
     .sum = ref_sum,
     .sumsq = ref_sumsq,
     .adamw = ref_adamw,
+    .attention_decode = lms_ref_attention_decode, /* the reference loop (one query row per head) */
 };
