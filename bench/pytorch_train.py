@@ -8,12 +8,16 @@ grad-norm clipping at 1.0, timing each step after the warm-up steps.
 
     /usr/bin/python3 bench/pytorch_train.py --model small --batch 4 --seq 64 --steps 10 --warmup 2 --threads 2
 
+--autocast bf16 runs forward and loss under torch.autocast("cpu", dtype=torch.bfloat16) (the
+parameters and AdamW stay float32), as PyTorch's CPU mixed precision does.
+
 Prints one final line:
-    pytorch model=<name> B=<B> T=<T> steps=<N> tokens_per_s=<median> step_ms=<median>
+    pytorch model=<name> B=<B> T=<T> steps=<N> autocast=<none|bf16> peak_rss_mb=<M> tokens_per_s=<median> step_ms=<median>
 """
 
 import argparse
 import math
+import resource
 import statistics
 import time
 
@@ -107,6 +111,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1337)
+    ap.add_argument("--autocast", default="none", choices=["none", "bf16"])
     a = ap.parse_args()
 
     cfg = dict(CONFIGS[a.model])
@@ -138,7 +143,11 @@ def main():
         targets = torch.randint(0, V, (B, T), generator=g)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(tokens, targets)
+        if a.autocast == "bf16":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(tokens, targets)
+        else:
+            loss = model(tokens, targets)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
         opt.step()
@@ -150,8 +159,9 @@ def main():
                                               " (warmup)" if step < a.warmup else ""), flush=True)
 
     med = statistics.median(times)
-    print("pytorch model=%s B=%d T=%d steps=%d tokens_per_s=%.1f step_ms=%.2f"
-          % (a.model, B, T, a.steps, B * T / med, med * 1e3))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print("pytorch model=%s B=%d T=%d steps=%d autocast=%s peak_rss_mb=%.0f tokens_per_s=%.1f step_ms=%.2f"
+          % (a.model, B, T, a.steps, a.autocast, rss, B * T / med, med * 1e3))
 
 
 if __name__ == "__main__":

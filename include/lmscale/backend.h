@@ -204,6 +204,25 @@ const lms_backend_i *lms_backend_registered(int index);
 extern const lms_backend_i lms_backend_ref_i;
 extern const lms_backend_i lms_backend_cpu_i;
 
+/* ---- low-precision storage (mixed precision; src/backend/lowp.c) ----
+ * A wrapper over any backend whose ops round every activation and
+ * activation gradient they write to bf16 or fp16 (round to nearest even;
+ * fp16 overflows to infinity), with fp32 arithmetic inside each op; kept
+ * in fp32: LayerNorm statistics, the attention's log-sum-exp, losses and
+ * parameter gradients. *be becomes the wrapped backend (same state); the
+ * wrapper is the caller's to free after the last use of *be. */
+typedef struct lms_lowp lms_lowp;
+lms_status lms_lowp_init(lms_lowp **w, const lms_backend *inner, lms_dtype dt, lms_backend *be);
+void lms_lowp_free(lms_lowp *w);
+lms_dtype lms_lowp_dtype(const lms_lowp *w);
+/* For tests (LMSCALE_FAULT=inf|nan): v is added to the first logit
+ * gradient of the next xent_bwd. */
+void lms_lowp_poison(lms_lowp *w, float v);
+/* x[0..n) rounded in place to dt's values (bf16, fp16; fp32: unchanged). */
+void lms_round_to(float *x, size_t n, lms_dtype dt);
+/* 1 when this CPU has AVX512-BF16 (vdpbf16ps). */
+int lms_cpu_has_avx512bf16(void);
+
 /* A measured fp32 matmul peak of this process, in TFLOP/s: 1024^3 sgemms
  * through the backend, the best of those that fit in about 0.3 s. */
 double lms_backend_measure_peak_tflops(lms_backend *be);

@@ -66,6 +66,14 @@ typedef struct {
     lms_schedule sched;    /* schedule position is `step` within it */
     float beta1, beta2, eps, weight_decay, grad_clip;
     int adam_step;         /* AdamW updates done (bias correction) */
+    /* mixed precision (the tensors are always the fp32 master): the compute
+     * dtype, and fp16's loss scaler (scale, clean steps since it last
+     * changed, steps skipped); "fp32" and 0s in older checkpoints */
+    char dtype[8];
+    float loss_scale;
+    int loss_scale_clean, skipped_steps;
+    float static_loss_scale, min_loss_scale; /* the run's --loss-scale (0: dynamic), --min-loss-scale */
+    int loss_scale_window;                   /* and --loss-scale-window (0: not recorded) */
     /* tokenizer reference: "bytes", or "bpe" with the files' SHA-free
      * identity: CRC32 of vocab.json and merges.txt and their names. */
     char tok_kind[16];
@@ -217,10 +225,14 @@ void lms_ckpt_state_init(lms_ckpt_state *st, const lms_gpt_config *cfg);
  * Conv1D weights transposed to (in, out), wte unpadded to V rows, tied head
  * not stored). dir is created if needed. */
 lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float *params);
+/* The same with the weights stored as dt: LMS_DT_F32, LMS_DT_BF16 or
+ * LMS_DT_F16 (round to nearest even; config.json's torch_dtype says it). */
+lms_status lms_hf_export_dtype(const char *dir, const lms_gpt_config *cfg, const float *params, lms_dtype dt);
 /* Reads dir/config.json into cfg (validated; Vp set). */
 lms_status lms_hf_read_config(const char *dir, lms_gpt_config *cfg);
 /* Reads dir/model.safetensors into params (laid out for cfg): names with or
- * without "transformer.", shapes checked, wte padded with zero rows. */
+ * without "transformer.", shapes checked, wte padded with zero rows; F32,
+ * BF16 and F16 tensors (widened exactly to fp32). */
 lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float *params);
 /* If dir holds vocab.json and merges.txt, loads them into tok (BPE) and
  * sets *loaded; else leaves tok alone. */

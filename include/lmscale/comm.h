@@ -111,6 +111,10 @@ lms_status lms_comm_set_timeout(lms_comm *world, double seconds);
  * (a testing aid: "hang:rank=R:step=S" sleeps forever, "exit:..." exits with
  * status 3 as a crash would, "kill:..." sends this process SIGKILL). */
 void lms_comm_mark_step(lms_comm *world, int step);
+/* LMSCALE_FAULT "inf:rank=R:step=S" / "nan:...": INFINITY or NAN when it is
+ * for this world rank and 1-based step (the trainer puts it into that
+ * rank's gradients, with --dtype bf16|fp16), else 0. */
+float lms_comm_fault_grad(int rank, int step);
 
 /* Convenience wrappers through the vtable. */
 static inline lms_status lms_comm_allreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,

@@ -46,6 +46,31 @@ lms_status lms_adamw_step(lms_adamw *o, lms_backend *be, float *params, const fl
  * 1, else 1; max_norm <= 0 disables clipping. */
 float lms_clip_scale(double norm, float max_norm);
 
+/* ---- loss scaling (fp16; docs/mixed-precision.md) ----
+ * Dynamic: the loss is multiplied by `scale` (initially 2^16) before
+ * backward; a step whose gradients hold an inf or NaN on any rank is
+ * skipped and the scale halved (not below min_scale); after `window`
+ * clean steps in a row the scale doubles. Static (dynamic = 0): the scale
+ * never changes, overflowing steps are still skipped. */
+typedef struct {
+    int dynamic;
+    float scale, min_scale;
+    int window;      /* clean steps before the scale doubles */
+    int clean;       /* clean steps since the scale last changed (or the last skip) */
+    int skipped;     /* steps skipped in all */
+    int in_a_row;    /* steps skipped in a row */
+} lms_loss_scaler;
+
+/* Persistent overflow: a static scale gives up after this many skipped
+ * steps in a row; a dynamic one when it overflows at min_scale. */
+#define LMS_LOSS_SCALE_MAX_SKIPS 10
+
+void lms_loss_scaler_init(lms_loss_scaler *s, float scale, int dynamic, int window, float min_scale);
+/* After a step's gradients are checked (finite: no inf or NaN on any
+ * rank): returns 1 when the step must be skipped, and moves the scale.
+ * LMS_ERR_NUMERIC in *st (and 1) when the overflow persists (see above). */
+int lms_loss_scaler_update(lms_loss_scaler *s, int finite, lms_status *st);
+
 #ifdef __cplusplus
 }
 #endif

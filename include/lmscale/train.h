@@ -105,6 +105,14 @@ typedef struct {
     lms_pp_schedule pp_schedule;
     const int *pp_layers; /* NULL: an even split; else pp layer counts (--pp-layers) */
     lms_recompute recompute; /* what the activation set keeps (model.h) */
+    /* mixed precision (docs/mixed-precision.md): LMS_DT_F32, or LMS_DT_BF16 /
+     * LMS_DT_F16 storage of the compute copy of the parameters, activations
+     * and activation gradients over fp32 master weights, AdamW moments and
+     * gradient accumulation */
+    lms_dtype dtype;
+    float loss_scale;       /* fp16: > 0 a static scale; 0 dynamic */
+    float initial_loss_scale, min_loss_scale; /* dynamic: 0 means 65536 and 1 */
+    int loss_scale_window;  /* dynamic: clean steps before the scale doubles; 0 means 1000 */
 } lms_trainer_opts;
 
 /* What the pipeline measured in the last step (one entry per stage,
@@ -132,6 +140,16 @@ typedef struct {
     uint64_t first_sample; /* this DP rank's first window of a step */
     int32_t *x, *y;     /* owned, one micro-batch */
     struct lms_obs *obs; /* NULL, or phase timing (obs.h); not owned */
+    /* mixed precision: forward and backward run on cbe (be itself in fp32,
+     * else be wrapped by lowp); the model's parameter views point at lp, the
+     * master rounded to the dtype at each step (ZeRO-3: each gathered unit
+     * is rounded through lp_hooks instead) */
+    lms_backend cbe;
+    lms_lowp *lowp;            /* owned; NULL in fp32 */
+    float *lp;                 /* owned; NULL in fp32 and ZeRO-3 */
+    lms_gpt_hooks lp_hooks;
+    const lms_gpt_hooks *inner_hooks;
+    lms_loss_scaler scaler;    /* fp16 only (scale 1 otherwise) */
     struct lms_pipe *pipe; /* owned; NULL at pp = 1 */
 } lms_trainer;
 
@@ -140,6 +158,8 @@ typedef struct {
 typedef struct {
     double loss, grad_norm;
     float lr;
+    float loss_scale; /* the scale this step used (1 without fp16) */
+    int skipped;      /* 1: inf/NaN gradients (fp16), the parameters did not change */
 } lms_step_result;
 
 /* Builds the topology (dp, tp, pp over world), the process groups, the
@@ -159,6 +179,9 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
 int lms_trainer_forward_is_collective(const lms_trainer *t);
 /* Writes a training checkpoint (every rank calls it). */
 lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_state *st, int keep_last, char **path);
+/* The backend forward passes outside the step (validation) run on: the
+ * trainer's compute path (the dtype's rounding). */
+lms_backend *lms_trainer_compute_backend(lms_trainer *t);
 /* Leaves t->m holding the whole model with no hooks (for lms_model_save
  * and callers that keep the model); collective under ZeRO-3. */
 lms_status lms_trainer_gather_model(lms_trainer *t);

@@ -110,6 +110,16 @@ static lms_status parse_state(const lms_json *root, const char *path, lms_ckpt_s
         !lms_json_get_float(a, "eps", &s->eps) || !lms_json_get_float(a, "weight_decay", &s->weight_decay) ||
         !lms_json_get_float(a, "grad_clip", &s->grad_clip) || !inum(a, "step", 0, IMAX, &s->adam_step))
         BAD("\"state\".\"adamw\"");
+    const lms_json *pr = lms_json_get(S, "precision"); /* optional: absent before mixed precision */
+    snprintf(s->dtype, sizeof s->dtype, "fp32");
+    if (pr && (!str(pr, "dtype", s->dtype, sizeof s->dtype) || !lms_json_get_float(pr, "loss_scale", &s->loss_scale) ||
+               !(s->loss_scale >= 0) || !inum(pr, "clean_steps", 0, IMAX, &s->loss_scale_clean) ||
+               !inum(pr, "skipped_steps", 0, IMAX, &s->skipped_steps) ||
+               !lms_json_get_float(pr, "static_loss_scale", &s->static_loss_scale) || !(s->static_loss_scale >= 0) ||
+               !lms_json_get_float(pr, "min_loss_scale", &s->min_loss_scale) || !(s->min_loss_scale >= 0) ||
+               !inum(pr, "loss_scale_window", 0, IMAX, &s->loss_scale_window) ||
+               (strcmp(s->dtype, "fp32") && strcmp(s->dtype, "bf16") && strcmp(s->dtype, "fp16"))))
+        BAD("\"state\".\"precision\" (dtype fp32, bf16 or fp16; loss_scale, clean_steps, skipped_steps)");
 fail:
     return st;
 }
@@ -345,6 +355,7 @@ void lms_ckpt_state_init(lms_ckpt_state *st, const lms_gpt_config *cfg) {
     st->cfg = *cfg;
     snprintf(st->tok_kind, sizeof st->tok_kind, "bytes");
     snprintf(st->data_order, sizeof st->data_order, "random");
+    snprintf(st->dtype, sizeof st->dtype, "fp32");
 }
 
 static void tensor_name(char *dst, size_t cap, const char *group, const char *name) {

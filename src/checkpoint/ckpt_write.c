@@ -298,8 +298,14 @@ static void write_state(FILE *f, const lms_ckpt_state *st) {
             "\"total\": %d},\n", lms_schedule_name(st->sched.kind), st->sched.lr, st->sched.min_lr,
             st->sched.warmup, st->sched.total);
     fprintf(f, "    \"adamw\": {\"beta1\": %.9g, \"beta2\": %.9g, \"eps\": %.9g, \"weight_decay\": %.9g, "
-            "\"grad_clip\": %.9g, \"step\": %d}},\n", st->beta1, st->beta2, st->eps, st->weight_decay,
+            "\"grad_clip\": %.9g, \"step\": %d}", st->beta1, st->beta2, st->eps, st->weight_decay,
             st->grad_clip, st->adam_step);
+    if (st->dtype[0] && strcmp(st->dtype, "fp32") != 0) /* fp32 checkpoints stay as they were */
+        fprintf(f, ",\n    \"precision\": {\"dtype\": \"%s\", \"loss_scale\": %.9g, \"clean_steps\": %d, "
+                "\"skipped_steps\": %d, \"static_loss_scale\": %.9g, \"min_loss_scale\": %.9g, "
+                "\"loss_scale_window\": %d}", st->dtype, st->loss_scale, st->loss_scale_clean, st->skipped_steps,
+                st->static_loss_scale, st->min_loss_scale, st->loss_scale_window);
+    fprintf(f, "},\n");
 }
 
 static lms_status write_index(const char *tmp_dir, const lms_ckpt_state *st, const lms_ckpt_shard *shards,

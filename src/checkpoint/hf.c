@@ -73,7 +73,7 @@ static lms_status alloc_largest(const hf_entry *e, int n, float **tmp) {
 /* config.json written to its temporary name and synced, not yet renamed:
  * the caller commits it after model.safetensors, so a failure (a full disk)
  * never leaves a config.json without its weights. */
-static lms_status config_open(const char *dir, const lms_gpt_config *c, lms_atomic_file *af) {
+static lms_status config_open(const char *dir, const lms_gpt_config *c, const char *torch_dtype, lms_atomic_file *af) {
     char *path = ckpt_join(dir, "config.json");
     if (!path) return lms_errorf(LMS_ERR_OOM, "out of memory");
     char buf[1024];
@@ -84,8 +84,8 @@ static lms_status config_open(const char *dir, const lms_gpt_config *c, lms_atom
                      "  \"layer_norm_epsilon\": 1e-05,\n  \"activation_function\": \"gelu_new\",\n"
                      "  \"tie_word_embeddings\": true,\n  \"bos_token_id\": %d,\n  \"eos_token_id\": %d,\n"
                      "  \"resid_pdrop\": 0.0,\n  \"embd_pdrop\": 0.0,\n  \"attn_pdrop\": 0.0,\n"
-                     "  \"initializer_range\": 0.02,\n  \"torch_dtype\": \"float32\"\n}\n",
-                     c->C, c->NH, c->L, c->maxT, c->maxT, c->V, c->V - 1, c->V - 1);
+                     "  \"initializer_range\": 0.02,\n  \"torch_dtype\": \"%s\"\n}\n",
+                     c->C, c->NH, c->L, c->maxT, c->maxT, c->V, c->V - 1, c->V - 1, torch_dtype);
     lms_status st = lms_atomic_open(af, path);
     free(path);
     LMS_CHECK(st);
@@ -97,9 +97,17 @@ static lms_status config_open(const char *dir, const lms_gpt_config *c, lms_atom
 }
 
 lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float *params) {
+    return lms_hf_export_dtype(dir, cfg, params, LMS_DT_F32);
+}
+
+lms_status lms_hf_export_dtype(const char *dir, const lms_gpt_config *cfg, const float *params, lms_dtype dt) {
+    if (dt != LMS_DT_F32 && dt != LMS_DT_BF16 && dt != LMS_DT_F16)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "export --dtype %s: choose fp32, bf16 or fp16", lms_dtype_name(dt));
+    const char *st_name = dt == LMS_DT_F32 ? "F32" : dt == LMS_DT_BF16 ? "BF16" : "F16";
+    const size_t esz = dt == LMS_DT_F32 ? 4 : 2;
     LMS_CHECK(lms_mkdirs(dir));
     lms_atomic_file caf = {0};
-    LMS_CHECK(config_open(dir, cfg, &caf));
+    LMS_CHECK(config_open(dir, cfg, dt == LMS_DT_F32 ? "float32" : dt == LMS_DT_BF16 ? "bfloat16" : "float16", &caf));
     hf_entry *e;
     int n;
     lms_tensor_view *views;
@@ -111,6 +119,7 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     lms_status st = LMS_OK;
     char *path = ckpt_join(dir, "model.safetensors"), *hdr = NULL;
     float *tmp = NULL;
+    uint16_t *h16 = NULL;
     lms_atomic_file af = {0};
     lms_progress prog = {0};
     size_t cap = 256 + (size_t)n * 160, len = 0, off = 0, written = 0;
@@ -121,15 +130,15 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     }
     len += (size_t)snprintf(hdr + len, cap - len, "{\"__metadata__\":{\"format\":\"pt\"}");
     for (int i = 0; i < n; i++) {
-        size_t bytes = entry_numel(&e[i]) * sizeof(float);
+        size_t bytes = entry_numel(&e[i]) * esz;
         if (e[i].ndim == 2)
-            len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],"
-                                    "\"data_offsets\":[%zu,%zu]}", e[i].hf, (long long)e[i].shape[0],
+            len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld,%lld],"
+                                    "\"data_offsets\":[%zu,%zu]}", e[i].hf, st_name, (long long)e[i].shape[0],
                                     (long long)e[i].shape[1], off, off + bytes);
         else
-            len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld],"
-                                    "\"data_offsets\":[%zu,%zu]}", e[i].hf, (long long)e[i].shape[0], off,
-                                    off + bytes);
+            len += (size_t)snprintf(hdr + len, cap - len, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[%lld],"
+                                    "\"data_offsets\":[%zu,%zu]}", e[i].hf, st_name, (long long)e[i].shape[0],
+                                    off, off + bytes);
         off += bytes;
     }
     len += (size_t)snprintf(hdr + len, cap - len, "}");
@@ -139,20 +148,28 @@ lms_status lms_hf_export(const char *dir, const lms_gpt_config *cfg, const float
     LMS_TRY(lms_atomic_write(&af, &hlen, 8));
     LMS_TRY(lms_atomic_write(&af, hdr, len));
     LMS_TRY(alloc_largest(e, n, &tmp));
+    if (dt != LMS_DT_F32) LMS_TRY(alloc_largest(e, n, (float **)&h16));
     lms_progress_begin(&prog, "export", (double)off / 1e6, "MB", 1); /* shown for exports that take a while */
     for (int i = 0; i < n; i++) {
         const lms_tensor_view *v = &views[e[i].view];
         const float *src = params + v->offset;
         size_t ne = entry_numel(&e[i]);
         lms_progress_update(&prog, (double)written / 1e6);
-        written += ne * sizeof(float);
+        written += ne * esz;
         if (e[i].transpose) {
             int R = v->shape[0], Cc = v->shape[1]; /* ours (out=R, in=Cc) -> (in, out) */
             for (int r = 0; r < R; r++)
                 for (int c = 0; c < Cc; c++) tmp[(size_t)c * R + r] = src[(size_t)r * Cc + c];
             src = tmp;
         }
-        LMS_TRY(lms_atomic_write(&af, src, ne * sizeof(float)));
+        if (dt != LMS_DT_F32) { /* round to nearest even */
+            if (dt == LMS_DT_BF16)
+                lms_fp32_to_bf16_n(h16, src, ne);
+            else
+                lms_fp32_to_fp16_n(h16, src, ne);
+            src = (const float *)(const void *)h16;
+        }
+        LMS_TRY(lms_atomic_write(&af, src, ne * esz));
     }
     st = lms_atomic_commit(&af); /* the weights first, then their config */
     af.f = NULL;
@@ -167,6 +184,7 @@ fail:
     if (af.f) lms_atomic_abort(&af);
     if (caf.f) lms_atomic_abort(&caf);
     free(tmp);
+    free(h16);
     free(hdr);
     free(path);
     free(e);
@@ -374,12 +392,16 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
         }
         const lms_json *dt = lms_json_get(t, "dtype"), *sh = lms_json_get(t, "shape"),
                        *of = lms_json_get(t, "data_offsets"); /* checked by check_header */
-        if (!dt || dt->type != LMS_JSON_STRING || strcmp(dt->str, "F32")) {
-            st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': tensor \"%s\" has dtype %s; lmscale loads F32 only "
-                            "(convert the weights to float32)", path, e[i].hf,
+        const int is32 = dt && dt->type == LMS_JSON_STRING && !strcmp(dt->str, "F32");
+        const int isbf = dt && dt->type == LMS_JSON_STRING && !strcmp(dt->str, "BF16");
+        const int is16 = dt && dt->type == LMS_JSON_STRING && !strcmp(dt->str, "F16");
+        if (!is32 && !isbf && !is16) {
+            st = lms_errorf(LMS_ERR_UNSUPPORTED, "'%s': tensor \"%s\" has dtype %s; lmscale loads F32, BF16 and "
+                            "F16 (convert the weights to one of them)", path, e[i].hf,
                             dt && dt->type == LMS_JSON_STRING ? dt->str : "(missing)");
             goto fail;
         }
+        const size_t esz = is32 ? 4 : 2;
         int shape_ok = sh && sh->type == LMS_JSON_ARRAY && (int)sh->count == e[i].ndim;
         for (int d = 0; shape_ok && d < e[i].ndim; d++) {
             int64_t x;
@@ -408,15 +430,18 @@ lms_status lms_hf_load_params(const char *dir, const lms_gpt_config *cfg, float 
         int64_t b0, b1;
         lms_json_int(lms_json_at(of, 0), 0, INT64_MAX, &b0);
         lms_json_int(lms_json_at(of, 1), 0, INT64_MAX, &b1);
-        if ((uint64_t)(b1 - b0) != ne * sizeof(float)) {
+        if ((uint64_t)(b1 - b0) != ne * esz) {
             st = lms_errorf(LMS_ERR_FORMAT, "'%s': tensor \"%s\" has data_offsets [%lld, %lld], not %zu bytes: "
-                            "the file is corrupt", path, e[i].hf, (long long)b0, (long long)b1, ne * sizeof(float));
+                            "the file is corrupt", path, e[i].hf, (long long)b0, (long long)b1, ne * esz);
             goto fail;
         }
-        if (fseeko(f, (off_t)(data_start + (uint64_t)b0), SEEK_SET) != 0 ||
-            fread(tmp, sizeof(float), ne, f) != ne) {
+        if (fseeko(f, (off_t)(data_start + (uint64_t)b0), SEEK_SET) != 0 || fread(tmp, esz, ne, f) != ne) {
             st = lms_errorf(LMS_ERR_IO, "cannot read tensor \"%s\" of '%s'", e[i].hf, path);
             goto fail;
+        }
+        if (!is32) { /* widen in place, from the end (2 bytes each into 4) */
+            const uint16_t *h = (const uint16_t *)(void *)tmp;
+            for (size_t k = ne; k-- > 0;) tmp[k] = isbf ? lms_bf16_to_fp32(h[k]) : lms_fp16_to_fp32(h[k]);
         }
         const lms_tensor_view *v = &views[e[i].view];
         float *dst = params + v->offset;

@@ -20,10 +20,10 @@ static void print_json(const train_opts *o, const lms_gpt_config *cfg, double np
     printf("{\"bench\": \"train\", \"model\": \"%s\", \"L\": %d, \"H\": %d, \"C\": %d, \"V\": %d, \"params\": %.0f, "
            "\"batch_size\": %d, \"micro_batch_size\": %d, \"seq_len\": %d, \"steps\": %d, \"warmup\": %d, "
            "\"timed_steps\": %d, \"dp\": %d, \"threads\": %d, \"backend\": \"%s\", \"zero\": %d, "
-           "\"recompute\": \"%s\", ",
+           "\"recompute\": \"%s\", \"dtype\": \"%s\", ",
            o->model.preset, cfg->L, cfg->NH, cfg->C, cfg->V, nparams, o->batch_size,
            o->micro_batch_size ? o->micro_batch_size : o->batch_size / dp, o->seq_len, o->steps, obs->skip,
-           obs->counted, dp, threads, o->backend, o->zero, o->recompute);
+           obs->counted, dp, threads, o->backend, o->zero, o->recompute, o->dtype);
     printf("\"tokens_per_s\": %.2f, \"step_ms\": %.4f, \"tflops\": %.6f, \"peak_tflops\": %.6f, \"mfu\": %.6f, "
            "\"flops_per_token\": %.0f, \"peak_rss_mb\": %.1f, \"phases_ms\": {",
            tps, step * 1e3, tflops, peak, peak > 0 ? tflops / peak : 0, fpt, lms_peak_rss_mb());
@@ -54,6 +54,7 @@ int cmd_bench_train(int argc, char **argv) {
         {"backend", CLI_STR, &o.backend, "NAME", "cpu or ref"},
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO stage under mpirun (0 = plain data parallelism)"},
         {"recompute", CLI_STR, &o.recompute, "MODE", "activation recomputation: none, selective or full"},
+        {"dtype", CLI_STR, &o.dtype, "T", "compute dtype: fp32, bf16 or fp16 (mixed precision)"},
         {"comm", CLI_STR, &o.comm, "NAME", "auto, single or mpi"},
         {"peak-tflops", CLI_FLOAT, &o.peak_tflops, "X", "peak for MFU per process (default: measured sgemm)"},
         {"seed", CLI_U64, &o.seed, "S", "seed of the model and of the synthetic tokens"},

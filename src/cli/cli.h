@@ -137,6 +137,9 @@ typedef struct {
     const char *pp_layers;   /* "a,b,...": layers per stage; NULL: even */
     const char *pp_schedule; /* gpipe, 1f1b, interleaved */
     const char *recompute; /* none, selective, full (docs/recompute.md) */
+    const char *dtype;     /* fp32, bf16, fp16 (docs/mixed-precision.md) */
+    float loss_scale, initial_loss_scale, min_loss_scale;
+    int loss_scale_window;
     int log_all_ranks;  /* every rank prints (prefixed) and writes --metrics FILE.rank<R> */
     float comm_timeout; /* collective watchdog, seconds (0 off, < 0 LMSCALE_COMM_TIMEOUT or the default) */
     float exit_duration_mins; /* save and stop after this many minutes (0 = no limit) */
@@ -232,6 +235,9 @@ typedef struct {
     unsigned long long tokens; /* seen so far, the whole job's */
     const lms_obs *obs;        /* the step's phases (may be NULL) */
     const char *extra;         /* more JSON members (", \"pp_idle\": [...]"), or NULL */
+    int fp16;                  /* loss scaling: the next three are written */
+    double loss_scale;
+    int skipped, skipped_total; /* this step was skipped (inf/NaN gradients); skipped so far */
 } train_row;
 /* Opens path for appending after dropping its rows of steps after
  * resumed_step (0: a new run, every row), atomically; only a regular file is

@@ -105,13 +105,14 @@ lms_status cli_check_data_tokenizer(const char *data, const cli_tok_id *model) {
 }
 
 int cmd_export(int argc, char **argv) {
-    const char *hf = NULL, *load = NULL, *resume = NULL, *vocab = NULL, *merges = NULL;
+    const char *hf = NULL, *load = NULL, *resume = NULL, *vocab = NULL, *merges = NULL, *dtype = "fp32";
     const cli_opt opts[] = {
         {"hf", CLI_STR, &hf, "DIR", "write config.json + model.safetensors (GPT2LMHeadModel), and the BPE tokenizer's vocab.json + merges.txt, into DIR (required)"},
         {"load", CLI_STR, &load, "FILE", "model file from 'train --save-model'"},
         {"resume", CLI_STR, &resume, "DIR", "training checkpoint, or the newest valid one in DIR"},
         {"vocab", CLI_STR, &vocab, "FILE", "the model's GPT-2 vocab.json (needed for a BPE model file; a checkpoint brings its own)"},
         {"merges", CLI_STR, &merges, "FILE", "the model's GPT-2 merges.txt (with --vocab)"},
+        {"dtype", CLI_STR, &dtype, "T", "the weights' dtype in model.safetensors: fp32, bf16 or fp16 (rounded to nearest even from the fp32 master)"},
     };
     cli_spec spec = {"export", "lmscale export: write a model as a Hugging Face GPT-2 directory.",
                      "lmscale export --hf DIR (--load FILE | --resume CKPT)", opts,
@@ -139,9 +140,14 @@ int cmd_export(int argc, char **argv) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "give the model to export: --load FILE or --resume CKPT");
         goto fail;
     }
+    lms_dtype edt = !strcmp(dtype, "bf16") ? LMS_DT_BF16 : !strcmp(dtype, "fp16") ? LMS_DT_F16 : LMS_DT_F32;
+    if (strcmp(dtype, "fp32") && edt == LMS_DT_F32) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--dtype '%s' is not known (choose fp32, bf16 or fp16)", dtype);
+        goto fail;
+    }
     LMS_TRY(cli_load_model(load, NULL, resume, vocab, merges, 1, 1, &m, &tok, &id, &ctx.log));
     LMS_TRY(cli_tokid_require(&id, "so that the export carries the tokenizer"));
-    LMS_TRY(lms_hf_export(hf, &m.cfg, m.params));
+    LMS_TRY(lms_hf_export_dtype(hf, &m.cfg, m.params, edt));
     if (id.kind == CLI_TOK_BPE) {
         LMS_TRY(cli_tokid_copy_to(&id, hf));
     } else { /* bytes: a tokenizer left from an earlier export would be taken for this model's */
@@ -151,8 +157,8 @@ int cmd_export(int argc, char **argv) {
         snprintf(p, sizeof p, "%s/merges.txt", hf);
         unlink(p);
     }
-    printf("exported L=%d H=%d C=%d maxT=%d V=%d (%zu parameters) to %s, with %s\n", m.cfg.L, m.cfg.NH, m.cfg.C,
-           m.cfg.maxT, m.cfg.V, m.num_params, hf,
+    printf("exported L=%d H=%d C=%d maxT=%d V=%d (%zu parameters, %s) to %s, with %s\n", m.cfg.L, m.cfg.NH, m.cfg.C,
+           m.cfg.maxT, m.cfg.V, m.num_params, dtype, hf,
            id.kind == CLI_TOK_BPE ? "the tokenizer (vocab.json, merges.txt)" : "byte tokens (no tokenizer files)");
 fail:
     lms_gpt_free(&m);

@@ -39,6 +39,10 @@ void train_opts_default(train_opts *o) {
     o->backend = "cpu";
     o->pp_schedule = "1f1b";
     o->recompute = "none";
+    o->dtype = "fp32";
+    o->initial_loss_scale = 65536.0f;
+    o->min_loss_scale = 1.0f;
+    o->loss_scale_window = 1000;
 }
 
 lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
@@ -90,6 +94,7 @@ typedef struct {
     lms_data_order order;
     lms_backend be;
     lms_recompute recompute;
+    lms_dtype dtype;
     train_ckpt_ctx ck;
     /* pipeline parallelism */
     int pp, vpp;
@@ -184,6 +189,18 @@ static lms_status validate(const train_opts *o, train_plan *p) {
         return lms_errorf(LMS_ERR_INVALID_ARG, "--threads %d must not be negative (0 = all cores)", o->threads);
     LMS_CHECK(lms_data_order_parse(o->data_order, &p->order));
     LMS_CHECK(lms_recompute_parse(o->recompute, &p->recompute));
+    lms_precision prec;
+    LMS_CHECK(lms_precision_parse(o->dtype, &prec));
+    p->dtype = prec == LMS_PREC_BF16 ? LMS_DT_BF16 : prec == LMS_PREC_FP16 ? LMS_DT_F16 : LMS_DT_F32;
+    if (!(o->loss_scale >= 0) || !isfinite(o->loss_scale))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--loss-scale %g must be positive (a static scale) or 0 (dynamic)",
+                          o->loss_scale);
+    if (!(o->initial_loss_scale >= 1) || !(o->min_loss_scale > 0) || o->min_loss_scale > o->initial_loss_scale ||
+        !isfinite(o->initial_loss_scale))
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--initial-loss-scale %g must be at least 1 and at least "
+                          "--min-loss-scale %g (> 0)", o->initial_loss_scale, o->min_loss_scale);
+    if (o->loss_scale_window < 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--loss-scale-window %d must be at least 1", o->loss_scale_window);
     LMS_CHECK(lms_backend_init(&p->be, o->backend));
     return LMS_OK;
 }
@@ -224,8 +241,12 @@ static lms_status check_agreement(const train_opts *o, const train_plan *p, cons
     snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g %d|%d %d %d %s|%zu %08x",
              p->cfg.L, p->cfg.NH, p->cfg.C, p->cfg.maxT, p->cfg.V, o->batch_size, p->micro, p->T, o->steps, o->lr,
              o->min_lr, o->warmup, (int)p->sched.kind, o->beta1, o->beta2, o->eps, o->weight_decay, o->grad_clip,
+<<<<<<< HEAD
              (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name,
              p->topo.dp * 1000 + p->topo.tp * 10 + o->sequence_parallel, o->bucket_mb, o->zero,
+=======
+             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name, p->topo.dp, o->bucket_mb, o->zero + 4 * (int)p->dtype,
+>>>>>>> main
              p->pp, p->vpp, (int)p->pp_sched, o->pp_layers ? o->pp_layers : "-", data->n, lms_crc32(0, data->tokens, data->n * sizeof(int32_t)));
     int64_t h = (int64_t)(lms_hash_str(buf) >> 1), lo = 0, hi = 0;
     LMS_CHECK(p->world->i->allreduce(p->world, &h, &lo, 1, LMS_DT_I64, LMS_RED_MIN));
@@ -321,7 +342,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
                            .micro_batch = p.micro, .seq_len = p.T, .sched = p.sched, .beta1 = o->beta1,
                            .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->weight_decay,
                            .grad_clip = o->grad_clip, .recompute = p.recompute, .pp = p.pp, .vpp = p.vpp,
-                           .pp_schedule = p.pp_sched, .pp_layers = p.pp_given};
+                           .pp_schedule = p.pp_sched, .pp_layers = p.pp_given, .dtype = p.dtype,
+                           .loss_scale = o->loss_scale, .initial_loss_scale = o->initial_loss_scale,
+                           .min_loss_scale = o->min_loss_scale, .loss_scale_window = o->loss_scale_window};
     lms_train_source src = {.ck = p.ck.ck, .hf_dir = p.ck.ck ? NULL : o->init, .seed = o->seed};
     LMS_TRY(lms_trainer_init(&tr, &to, &p.cfg, p.world, p.topo.dp, &p.be, &src));
     lms_gpt *m = &tr.m;
@@ -343,6 +366,21 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const lms_zero_mem *mem = &tr.sync.mem;
     double state_mb[3] = {(double)(mem->param + mem->param_work) / MB, (double)(mem->grad + mem->grad_work) / MB,
                           (double)mem->optim / MB};
+    if (p.dtype != LMS_DT_F32) {
+        if (p.dtype == LMS_DT_BF16)
+            lms_log(lg, LMS_LOG_INFO, "bf16: %s: the portable path (fp32 arithmetic on bf16-rounded weights and "
+                    "activations; correct, not faster than fp32)", lms_cpu_has_avx512bf16()
+                    ? "this CPU has AVX512-BF16 but lmscale has no bf16 kernels yet" : "this CPU has no AVX512-BF16");
+        if (p.dtype == LMS_DT_F16 && o->loss_scale > 0)
+            lms_log(lg, LMS_LOG_INFO, "mixed precision: fp16 compute, fp32 master weights | static loss scale %g",
+                    o->loss_scale);
+        else if (p.dtype == LMS_DT_F16)
+            lms_log(lg, LMS_LOG_INFO, "mixed precision: fp16 compute, fp32 master weights | dynamic loss scale from "
+                    "%g (x2 after %d clean steps, /2 and skip on overflow, at least %g)", tr.scaler.scale,
+                    o->loss_scale_window, o->min_loss_scale);
+        else
+            lms_log(lg, LMS_LOG_INFO, "mixed precision: bf16 compute, fp32 master weights | no loss scaling");
+    }
     lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
             (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
     if (tr.pipe)
@@ -398,16 +436,21 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         double vloss = NAN;
         if (do_eval) {
             long ntok;
-            LMS_TRY(eval_loss(m, &p.be, &tr.acts, &vld, p.micro, o->eval_batches, &vloss, &ntok));
+            LMS_TRY(eval_loss(m, lms_trainer_compute_backend(&tr), &tr.acts, &vld, p.micro, o->eval_batches,
+                              &vloss, &ntok));
             last_val = vloss;
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {
             char eta[32], phases[128];
             lms_format_duration(eta, sizeof eta, (timed ? t_steps / timed : dt) * (end_step - step - 1));
             lms_obs_format_compact(ob, phases, sizeof phases);
+            char scaling[80] = "";
+            if (p.dtype == LMS_DT_F16)
+                snprintf(scaling, sizeof scaling, " | scale %g | skipped %d%s", r.loss_scale, tr.scaler.skipped,
+                         r.skipped ? " (this step: inf/NaN gradients)" : "");
             lms_log(lg, LMS_LOG_INFO, "step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %6.0f tok/s "
-                    "| MFU %5.1f%% | ETA %s%s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
-                    mfu * 100, eta, phases);
+                    "| MFU %5.1f%% | ETA %s%s%s", step + 1, o->steps, loss, lr, norm, dt * 1e3, tps,
+                    mfu * 100, eta, scaling, phases);
             if (do_eval)
                 lms_log(lg, LMS_LOG_INFO, "step %5d/%d | val_loss %.4f | val_ppl %.2f", step + 1, o->steps,
                         vloss, exp(vloss));
@@ -417,7 +460,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             char ppj[4096];
             lms_trainer_pp_json(&tr, ppj, sizeof ppj);
             train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb,
-                             rss_mb, (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob, ppj};
+                             rss_mb, (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob, ppj,
+                             p.dtype == LMS_DT_F16, r.loss_scale, r.skipped, tr.scaler.skipped};
             LMS_TRY(train_metrics_put(&metrics, &row));
         }
         /* every rank: the trainer knows which of them write (src/train) */
@@ -542,6 +586,11 @@ int cmd_train(int argc, char **argv) {
         {"pp-layers", CLI_STR, &o.pp_layers, "A,B,..", "layers per pipeline stage (default: an even split)"},
         {"pp-schedule", CLI_STR, &o.pp_schedule, "KIND", "gpipe, 1f1b, or interleaved (with --virtual-stages)"},
         {"virtual-stages", CLI_INT, &o.vpp, "V", "model chunks per pipeline stage: interleaved 1F1B"},
+        {"dtype", CLI_STR, &o.dtype, "T", "compute dtype: fp32, bf16 or fp16 (mixed precision over fp32 master weights and AdamW state)"},
+        {"loss-scale", CLI_FLOAT, &o.loss_scale, "S", "fp16: a static loss scale (0 = dynamic)"},
+        {"initial-loss-scale", CLI_FLOAT, &o.initial_loss_scale, "S", "fp16: the dynamic loss scale's start"},
+        {"min-loss-scale", CLI_FLOAT, &o.min_loss_scale, "S", "fp16: the dynamic loss scale's minimum (overflow there stops training)"},
+        {"loss-scale-window", CLI_INT, &o.loss_scale_window, "N", "fp16: double the dynamic loss scale after N steps without overflow"},
         {"recompute", CLI_STR, &o.recompute, "MODE", "activation recomputation: none, selective (attention and GELU outputs) or full (keep each block's input only); the same losses, less memory"},
         {"log-all-ranks", CLI_BOOL, &o.log_all_ranks, NULL, "every rank prints (prefixed [rank R]) and writes --metrics FILE.rank<R> (default: rank 0 only)"},
         {"comm-timeout", CLI_FLOAT, &o.comm_timeout, "S", "abort the job when a collective waits S seconds (0 = off; -1 = $LMSCALE_COMM_TIMEOUT, else 600)"},

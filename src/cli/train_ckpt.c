@@ -146,6 +146,15 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     st.weight_decay = opt->weight_decay;
     st.grad_clip = o->grad_clip;
     st.adam_step = opt->step;
+    snprintf(st.dtype, sizeof st.dtype, "%s", o->dtype ? o->dtype : "fp32");
+    if (tr->o.dtype == LMS_DT_F16) { /* the loss scaler, for an exact resume */
+        st.loss_scale = tr->scaler.scale;
+        st.loss_scale_clean = tr->scaler.clean;
+        st.skipped_steps = tr->scaler.skipped;
+        st.static_loss_scale = o->loss_scale;
+        st.min_loss_scale = tr->scaler.min_scale;
+        st.loss_scale_window = tr->scaler.window;
+    }
     st.run = c->run;
     (void)tok;
     LMS_CHECK(cli_tokid_record(&c->tok_id, &st));

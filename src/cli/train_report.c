@@ -5,6 +5,8 @@
  * cached, so that runs compare). Formats: docs/mfu.md, README. */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
+
+#include <math.h>
 #include "lmscale/backend.h"
 #include "lmscale/json.h"
 
@@ -94,9 +96,14 @@ static lms_status write_error(const train_metrics *m, int e) {
 lms_status train_metrics_put(train_metrics *m, const train_row *r) {
     if (!m->f) return LMS_OK;
     errno = 0;
-    int bad = fprintf(m->f, "{\"step\": %d, \"loss\": %.17g, \"lr\": %.9g, \"grad_norm\": %.17g, "
+    char norm[32] = "null"; /* a skipped fp16 step's norm is inf/NaN: not a JSON number */
+    if (isfinite(r->grad_norm)) snprintf(norm, sizeof norm, "%.17g", r->grad_norm);
+    int bad = fprintf(m->f, "{\"step\": %d, \"loss\": %.17g, \"lr\": %.9g, \"grad_norm\": %s, "
                       "\"step_ms\": %.3f, \"tokens_per_s\": %.2f, \"mfu\": %.6f", r->step, r->loss, r->lr,
-                      r->grad_norm, r->step_ms, r->tokens_per_s, r->mfu) < 0;
+                      norm, r->step_ms, r->tokens_per_s, r->mfu) < 0;
+    if (r->fp16)
+        bad |= fprintf(m->f, ", \"loss_scale\": %.9g, \"skipped\": %d, \"skipped_steps\": %d", r->loss_scale,
+                       r->skipped, r->skipped_total) < 0;
     if (r->have_val) bad |= fprintf(m->f, ", \"val_loss\": %.17g", r->val_loss) < 0;
     if (r->tokens) bad |= fprintf(m->f, ", \"tokens\": %llu", r->tokens) < 0;
     if (r->obs) lms_obs_write_json(r->obs, m->f); /* data_ms, forward_ms, ... (docs/observability.md) */

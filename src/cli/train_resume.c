@@ -122,6 +122,12 @@ lms_status train_resume_opts(const train_opts *o, const train_ckpt_ctx *c, train
     LMS_CHECK(take_float(o, "eps", &out->eps, s->eps, NULL, ckp, lg));
     LMS_CHECK(take_float(o, "weight-decay", &out->weight_decay, s->weight_decay, NULL, ckp, lg));
     LMS_CHECK(take_float(o, "grad-clip", &out->grad_clip, s->grad_clip, NULL, ckp, lg));
+    LMS_CHECK(take_str(o, "dtype", &out->dtype, s->dtype, NULL, ckp, lg)); /* the master is fp32: any dtype resumes */
+    if (s->loss_scale_window > 0) { /* fp16's loss scaler settings: a new value applies from here on */
+        LMS_CHECK(take_float(o, "loss-scale", &out->loss_scale, s->static_loss_scale, NULL, ckp, lg));
+        LMS_CHECK(take_float(o, "min-loss-scale", &out->min_loss_scale, s->min_loss_scale, NULL, ckp, lg));
+        LMS_CHECK(take_int(o, "loss-scale-window", &out->loss_scale_window, s->loss_scale_window, NULL, ckp, lg));
+    }
     const lms_ckpt_run *r = &s->run;
     if (!r->present && !o->val_data && out->eval_interval == 0 && out->val_fraction > 0) {
         /* before run records, nothing was held out without validation: keep that split */

@@ -36,7 +36,7 @@ void lms_watchdog_begin(lms_watchdog *w, const char *op, const char *group, int 
 void lms_watchdog_end(lms_watchdog *w);
 
 /* ---- fault injection (LMSCALE_FAULT, a testing aid) ---- */
-typedef enum { LMS_FAULT_NONE = 0, LMS_FAULT_HANG, LMS_FAULT_EXIT, LMS_FAULT_KILL } lms_fault_kind;
+typedef enum { LMS_FAULT_NONE = 0, LMS_FAULT_HANG, LMS_FAULT_EXIT, LMS_FAULT_KILL, LMS_FAULT_INF, LMS_FAULT_NAN } lms_fault_kind;
 typedef struct {
     lms_fault_kind kind;
     int rank, step;

@@ -5,12 +5,13 @@
  * a getenv when unset. */
 #include "comm_impl.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define FORM "KIND:rank=R:step=S, KIND one of hang, exit, kill"
+#define FORM "KIND:rank=R:step=S, KIND one of hang, exit, kill, inf, nan"
 
 static int parse_int(const char *s, size_t n, int *out) {
     char buf[24], *end;
@@ -32,6 +33,8 @@ lms_status lms_fault_parse(const char *spec, lms_fault *f) {
     if (klen == 4 && strncmp(p, "hang", 4) == 0) f->kind = LMS_FAULT_HANG;
     else if (klen == 4 && strncmp(p, "exit", 4) == 0) f->kind = LMS_FAULT_EXIT;
     else if (klen == 4 && strncmp(p, "kill", 4) == 0) f->kind = LMS_FAULT_KILL;
+    else if (klen == 3 && strncmp(p, "inf", 3) == 0) f->kind = LMS_FAULT_INF;
+    else if (klen == 3 && strncmp(p, "nan", 3) == 0) f->kind = LMS_FAULT_NAN;
     else
         return lms_errorf(LMS_ERR_INVALID_ARG, "LMSCALE_FAULT='%s': unknown fault '%.*s' (expected " FORM
                           "; a testing aid, see docs/parallelism.md)", spec, (int)klen, p);
@@ -50,7 +53,9 @@ lms_status lms_fault_parse(const char *spec, lms_fault *f) {
     if (f->rank < 0 || f->step < 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "LMSCALE_FAULT='%s': give both rank=R and step=S (S >= 1), as in "
                           "'%s:rank=1:step=5'", spec, f->kind == LMS_FAULT_HANG ? "hang"
-                                                          : f->kind == LMS_FAULT_EXIT ? "exit" : "kill");
+                                                          : f->kind == LMS_FAULT_EXIT ? "exit"
+                                                          : f->kind == LMS_FAULT_KILL ? "kill"
+                                                          : f->kind == LMS_FAULT_INF ? "inf" : "nan");
     return LMS_OK;
 }
 
@@ -58,8 +63,9 @@ void lms_fault_point(int rank, int step) {
     const char *spec = lms_env("LMSCALE_FAULT");
     if (!spec) return;
     lms_fault f;
-    if (lms_fault_parse(spec, &f) != LMS_OK || f.kind == LMS_FAULT_NONE || f.rank != rank || f.step != step)
-        return; /* a malformed spec was refused when the world communicator was made */
+    if (lms_fault_parse(spec, &f) != LMS_OK || f.kind == LMS_FAULT_NONE || f.kind >= LMS_FAULT_INF ||
+        f.rank != rank || f.step != step)
+        return; /* a malformed spec was refused when the world communicator was made; inf/nan: the trainer's */
     const char *what = f.kind == LMS_FAULT_HANG ? "hangs (sleeps forever)"
                        : f.kind == LMS_FAULT_EXIT ? "exits with status 3"
                                                   : "kills itself (SIGKILL)";
@@ -72,6 +78,16 @@ void lms_fault_point(int rank, int step) {
         for (;;) pause();
     case LMS_FAULT_EXIT: _exit(3); /* as a crash: no MPI_Finalize, no cleanup */
     case LMS_FAULT_KILL: raise(SIGKILL); break;
-    case LMS_FAULT_NONE: break;
+    default: break;
     }
+}
+
+float lms_comm_fault_grad(int rank, int step) {
+    const char *spec = lms_env("LMSCALE_FAULT");
+    lms_fault f;
+    if (!spec || lms_fault_parse(spec, &f) != LMS_OK || f.rank != rank || f.step != step) return 0.0f;
+    if (f.kind != LMS_FAULT_INF && f.kind != LMS_FAULT_NAN) return 0.0f;
+    fprintf(stderr, "lmscale: fault injection (LMSCALE_FAULT=%s): rank %d puts %s into its gradients in step %d\n",
+            spec, rank, f.kind == LMS_FAULT_INF ? "inf" : "NaN", step);
+    return f.kind == LMS_FAULT_INF ? INFINITY : NAN;
 }

@@ -9,6 +9,77 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- mixed precision: the compute copy of the parameters ---- */
+
+/* The first parameter of unit u as the model's views point now. */
+static float *unit_params(lms_gpt *m, int u) {
+    for (int k = 0; k < m->num_tensors; k++) {
+        const lms_tensor_view *v = &m->tensors[k];
+        if (v->unit != u) continue;
+        char *base = v->layer >= 0 ? (char *)&m->p.h[v->layer] : (char *)&m->p;
+        return *(float **)(base + v->spec->slot);
+    }
+    return NULL;
+}
+
+/* ZeRO-3: each gathered unit rounded to the dtype where it was gathered */
+static lms_status lp_acquire(void *ctx, lms_gpt *m, int u, int use) {
+    lms_trainer *t = ctx;
+    LMS_CHECK(t->inner_hooks->acquire(t->inner_hooks->ctx, m, u, use));
+    if (use == LMS_USE_GRAD_ONLY) return LMS_OK;
+    size_t off, n;
+    lms_gpt_unit_range(&m->cfg, u, &off, &n);
+    lms_round_to(unit_params(m, u), n, lms_lowp_dtype(t->lowp));
+    return LMS_OK;
+}
+static lms_status lp_release(void *ctx, lms_gpt *m, int u, int use) {
+    lms_trainer *t = ctx;
+    return t->inner_hooks->release(t->inner_hooks->ctx, m, u, use);
+}
+
+static lms_status lowp_init(lms_trainer *t, const lms_trainer_opts *o, lms_backend *be, const lms_train_source *src) {
+    t->cbe = *be;
+    lms_loss_scaler_init(&t->scaler, 1.0f, 0, 1, 1.0f);
+    if (o->dtype == LMS_DT_F32) return LMS_OK;
+    if (o->dtype != LMS_DT_BF16 && o->dtype != LMS_DT_F16)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--dtype %s: choose fp32, bf16 or fp16", lms_dtype_name(o->dtype));
+    LMS_CHECK(lms_lowp_init(&t->lowp, be, o->dtype, &t->cbe));
+    if (t->m.params) {
+        LMS_CHECK(lms_alloc_checked((void **)&t->lp, t->m.num_params * sizeof(float), "the low-precision parameters"));
+    } else { /* ZeRO-3 */
+        t->inner_hooks = t->m.hooks;
+        t->lp_hooks = (lms_gpt_hooks){t, lp_acquire, lp_release};
+        t->m.hooks = &t->lp_hooks;
+    }
+    if (o->dtype == LMS_DT_F16) {
+        const int dynamic = !(o->loss_scale > 0);
+        lms_loss_scaler_init(&t->scaler, dynamic ? (o->initial_loss_scale > 0 ? o->initial_loss_scale : 65536.0f)
+                                                 : o->loss_scale,
+                             dynamic, o->loss_scale_window > 0 ? o->loss_scale_window : 1000,
+                             o->min_loss_scale > 0 ? o->min_loss_scale : 1.0f);
+        const lms_ckpt *ck = src->ck;
+        if (ck && strcmp(ck->state.dtype, "fp16") == 0 && ck->state.loss_scale > 0) { /* exact resume */
+            if (dynamic) t->scaler.scale = ck->state.loss_scale;
+            t->scaler.clean = ck->state.loss_scale_clean;
+            t->scaler.skipped = ck->state.skipped_steps;
+        }
+    }
+    return LMS_OK;
+}
+
+/* Before a step: the compute copy is the master rounded (not ZeRO-3). */
+static void lowp_refresh(lms_trainer *t) {
+    if (!t->lp) return;
+    memcpy(t->lp, t->m.params, t->m.num_params * sizeof(float));
+    lms_round_to(t->lp, t->m.num_params, lms_lowp_dtype(t->lowp));
+    lms_gpt_bind(&t->m.cfg, t->lp, &t->m.p);
+}
+
+lms_backend *lms_trainer_compute_backend(lms_trainer *t) {
+    lowp_refresh(t); /* the views may point at the master after a gather */
+    return &t->cbe;
+}
+
 lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms_gpt_config *cfg, lms_comm *world,
                             int dp, lms_backend *be, const lms_train_source *src) {
     lms_status st;
@@ -33,9 +104,10 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    if (tp > 1 && (pp > 1 || o->recompute)) {
+    if (tp > 1 && (pp > 1 || o->recompute || o->dtype != LMS_DT_F32)) {
+        const char *what = pp > 1 ? "--pp" : o->recompute ? "--recompute" : "--dtype bf16/fp16";
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", tp,
-                        pp > 1 ? "--pp" : "--recompute", pp > 1 ? "--pp" : "--recompute");
+                        what, what);
         goto fail;
     }
     LMS_TRY(lms_gpt_init_on(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
@@ -56,6 +128,11 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
                         "pipeline parallelism", o->zero, pp);
         goto fail;
     }
+    if (pp > 1 && o->dtype != LMS_DT_F32) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--dtype %s with --pp %d is not supported yet: use --dtype fp32 with "
+                        "pipeline parallelism", o->dtype == LMS_DT_BF16 ? "bf16" : "fp16", pp);
+        goto fail;
+    }
     if (pp > 1)
         LMS_TRY(lms_pipe_init(t, world)); /* the pipeline and its gradient strategy "pp" */
     else
@@ -63,6 +140,7 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     t->sync.world = world;
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));
+    LMS_TRY(lowp_init(t, o, be, src));
     const size_t n = (size_t)o->micro_batch * o->seq_len;
     t->x = malloc(sizeof(int32_t) * n);
     t->y = malloc(sizeof(int32_t) * n);
@@ -80,8 +158,11 @@ void lms_trainer_free(lms_trainer *t) {
     if (!t) return;
     free(t->x);
     free(t->y);
+    if (t->inner_hooks && t->m.hooks == &t->lp_hooks) t->m.hooks = t->inner_hooks;
     lms_grad_sync_free(&t->sync);
     lms_pipe_free(t->pipe);
+    lms_free(t->lp);
+    lms_lowp_free(t->lowp);
     lms_adamw_free(&t->opt);
     lms_gpt_acts_free(&t->acts);
     lms_gpt_free(&t->m);
@@ -94,7 +175,14 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
     lms_grad_sync *s = &t->sync;
     const lms_trainer_opts *o = &t->o;
     const int T = o->seq_len, M = o->micro_batch, G = o->global_batch;
-    const float dloss = 1.0f / ((float)G * T); /* of the global mean; summed over the DP group */
+    const int fp16 = t->o.dtype == LMS_DT_F16;
+    const float scale = t->scaler.scale;
+    /* of the global mean, summed over the DP group; fp16: times the loss scale */
+    const float dloss = fp16 ? scale / ((float)G * T) : 1.0f / ((float)G * T);
+    const float fault = t->lowp ? lms_comm_fault_grad(t->topo.rank, step + 1) : 0.0f;
+    r->loss_scale = fp16 ? scale : 1.0f;
+    r->skipped = 0;
+    lowp_refresh(t);
     LMS_CHECK(s->i->begin_step(s));
     double loss = 0;
     if (t->pipe) LMS_CHECK(lms_pipe_run(t, ld, step, &loss)); /* every micro-batch, through the stages */
@@ -106,14 +194,15 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
         PH_END(LMS_PHASE_DATA);
         float micro_loss;
         PH_BEGIN(LMS_PHASE_FORWARD);
-        LMS_CHECK(lms_gpt_forward(&t->m, t->be, &t->acts, t->x, t->y, M, T, &micro_loss));
+        LMS_CHECK(lms_gpt_forward(&t->m, &t->cbe, &t->acts, t->x, t->y, M, T, &micro_loss));
         PH_END(LMS_PHASE_FORWARD);
         loss += micro_loss;
         lms_grad_ready_fn ready;
         void *ctx;
         s->i->grad_ready(s, k == t->accum - 1, &ready, &ctx);
+        if (fault != 0 && k == t->accum - 1) lms_lowp_poison(t->lowp, fault);
         PH_BEGIN(LMS_PHASE_BACKWARD);
-        lms_status st = lms_gpt_backward(&t->m, t->be, &t->acts, t->x, t->y, dloss, ready, ctx);
+        lms_status st = lms_gpt_backward(&t->m, &t->cbe, &t->acts, t->x, t->y, dloss, ready, ctx);
         PH_END(LMS_PHASE_BACKWARD);
         if (st != LMS_OK) {
             if (ready) s->i->finish(s); /* waits for what was launched */
@@ -136,6 +225,18 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
     r->loss = loss;
     r->grad_norm = norm;
     r->lr = lms_schedule_lr(&o->sched, step);
+    if (fp16 && isfinite(loss)) { /* loss scaling: an overflow on any rank makes the global norm inf/NaN everywhere */
+        lms_status sst;
+        if (lms_loss_scaler_update(&t->scaler, isfinite(norm), &sst)) {
+            r->skipped = 1;
+            PH_END(LMS_PHASE_OPTIM);
+            return sst; /* skipped: the parameters, AdamW's moments and step count are untouched */
+        }
+        r->grad_norm = norm / scale;
+        LMS_CHECK(s->i->optimizer_step(s, &t->opt, r->lr, lms_clip_scale(r->grad_norm, o->grad_clip) / scale));
+        PH_END(LMS_PHASE_OPTIM);
+        return LMS_OK;
+    }
     if (!isfinite(loss) || !isfinite(norm))
         return lms_errorf(LMS_ERR_NUMERIC, "the %s became %s at step %d: lower --lr (now %g) or set --grad-clip (now %g)",
                           isfinite(loss) ? "gradient norm" : "loss",
@@ -155,7 +256,9 @@ lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_sta
 }
 
 lms_status lms_trainer_gather_model(lms_trainer *t) {
+    if (t->inner_hooks && t->m.hooks == &t->lp_hooks) t->m.hooks = t->inner_hooks; /* ZeRO-3 gathers the master */
     LMS_CHECK(t->sync.i->gather_model(&t->sync));
+    if (t->lp) lms_gpt_bind(&t->m.cfg, t->m.params, &t->m.p); /* the views on the master again */
     if (!t->m.tp) return LMS_OK;
     lms_gpt whole; /* the tp group's parts put together, on every rank of it */
     LMS_CHECK(lms_tp_gather_whole(&t->m, &whole));
