@@ -241,12 +241,8 @@ static lms_status check_agreement(const train_opts *o, const train_plan *p, cons
     snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g %d|%d %d %d %s|%zu %08x",
              p->cfg.L, p->cfg.NH, p->cfg.C, p->cfg.maxT, p->cfg.V, o->batch_size, p->micro, p->T, o->steps, o->lr,
              o->min_lr, o->warmup, (int)p->sched.kind, o->beta1, o->beta2, o->eps, o->weight_decay, o->grad_clip,
-<<<<<<< HEAD
              (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name,
-             p->topo.dp * 1000 + p->topo.tp * 10 + o->sequence_parallel, o->bucket_mb, o->zero,
-=======
-             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name, p->topo.dp, o->bucket_mb, o->zero + 4 * (int)p->dtype,
->>>>>>> main
+             p->topo.dp * 1000 + p->topo.tp * 10 + o->sequence_parallel, o->bucket_mb, o->zero + 4 * (int)p->dtype,
              p->pp, p->vpp, (int)p->pp_sched, o->pp_layers ? o->pp_layers : "-", data->n, lms_crc32(0, data->tokens, data->n * sizeof(int32_t)));
     int64_t h = (int64_t)(lms_hash_str(buf) >> 1), lo = 0, hi = 0;
     LMS_CHECK(p->world->i->allreduce(p->world, &h, &lo, 1, LMS_DT_I64, LMS_RED_MIN));
