@@ -150,7 +150,7 @@ static void test_config(void) {
     CHECK(lms_pad_vocab(64) == 64, "pad 64 -> %d", lms_pad_vocab(64));
     CHECK(lms_pad_vocab(65) == 128, "pad 65 -> %d", lms_pad_vocab(65));
 
-    lms_gpt_config ok = {2, 2, 64, 128, 257, 0};
+    lms_gpt_config ok = {2, 2, 64, 128, 257, 0, 0};
     CHECK(lms_gpt_config_validate(&ok) == LMS_OK, "valid config refused: %s", lms_last_error());
     CHECK(ok.Vp == 320, "validate sets Vp: %d", ok.Vp);
 
@@ -321,7 +321,7 @@ static lms_status load_variant(const char *path, const unsigned char *b, size_t 
 }
 
 static void test_model_file(void) {
-    lms_gpt_config cfg = {2, 2, 32, 16, 100, 0};
+    lms_gpt_config cfg = {2, 2, 32, 16, 100, 0, 0};
     CHECK(lms_gpt_config_validate(&cfg) == LMS_OK, "tiny config: %s", lms_last_error());
     lms_gpt m = {0}, r = {0};
     CHECK(lms_gpt_init(&m, &cfg, 1, 16, 0) == LMS_OK, "init: %s", lms_last_error());

@@ -22,7 +22,7 @@ static void make_batch(int32_t *x, int32_t *y, int V) {
 static void run(lms_comm *w, int accum, size_t bucket_bytes) {
     lms_backend be;
     lms_backend_init(&be, "cpu");
-    lms_gpt_config cfg = {2, 2, 32, T, 100, 0};
+    lms_gpt_config cfg = {2, 2, 32, T, 100, 0, 0};
     lms_gpt_config_validate(&cfg);
     int32_t x[G * T], y[G * T];
     make_batch(x, y, cfg.V);

@@ -194,7 +194,7 @@ static void model_pass(lms_backend *be, const lms_gpt_config *cfg, lms_dtype dt,
 }
 
 static void test_model(void) {
-    lms_gpt_config cfg = {2, 2, 64, 32, 100, 0};
+    lms_gpt_config cfg = {2, 2, 64, 32, 100, 0, 0};
     lms_gpt_config_validate(&cfg);
     lms_backend be;
     lms_backend_init(&be, "cpu");
@@ -232,7 +232,7 @@ enum { TT = 16, G = 8, NTOK = 4000 };
 static int32_t g_tok[NTOK];
 
 static lms_status trainer_new(lms_trainer *t, lms_comm *w, int zero, lms_dtype dt, float init, float min) {
-    lms_gpt_config cfg = {2, 2, 32, TT, 100, 0};
+    lms_gpt_config cfg = {2, 2, 32, TT, 100, 0, 0};
     lms_gpt_config_validate(&cfg);
     lms_trainer_opts o = {.zero = zero, .bucket_mb = 0.01f, .global_batch = G, .micro_batch = G / w->size / 2,
                           .seq_len = TT, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,

@@ -65,7 +65,7 @@ static int read_fixture(const char *path, fixture *f) {
 static void check_backend(const fixture *f, const char *name) {
     lms_backend be;
     CHECK(lms_backend_init(&be, name) == LMS_OK, "backend %s", name);
-    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0};
+    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0, 0};
     CHECK(lms_gpt_config_validate(&cfg) == LMS_OK && cfg.Vp == f->Vp, "config");
     lms_gpt m;
     CHECK(lms_gpt_init(&m, &cfg, f->B, f->T, 1) == LMS_OK, "init");
@@ -155,7 +155,7 @@ static void check_backend(const fixture *f, const char *name) {
 /* The model's memory comes from its backend's buffers, and each table entry
  * is an lms_tensor over them (name, shape, offset) */
 static void check_backend_buffers(void) {
-    lms_gpt_config c = {2, 2, 64, 32, 257, 0};
+    lms_gpt_config c = {2, 2, 64, 32, 257, 0, 0};
     lms_gpt_config_validate(&c);
     for (int k = 0; lms_backend_registered(k); k++) {
         lms_backend be = {lms_backend_registered(k), NULL};
@@ -187,7 +187,7 @@ static void check_backend_buffers(void) {
 }
 
 static void check_init(void) {
-    lms_gpt_config a = {2, 2, 64, 32, 257, 0}, b = {3, 2, 64, 32, 257, 0};
+    lms_gpt_config a = {2, 2, 64, 32, 257, 0, 0}, b = {3, 2, 64, 32, 257, 0, 0};
     lms_gpt_config_validate(&a);
     lms_gpt_config_validate(&b);
     lms_gpt ma, mb;
@@ -252,7 +252,7 @@ static void check_init(void) {
 /* The tensor table's layout is GPT-2's (docs/model.md), written out here
  * independently: names, shapes, order, decay, and units. */
 static void check_table_layout(void) {
-    lms_gpt_config c = {2, 4, 64, 32, 257, 0};
+    lms_gpt_config c = {2, 4, 64, 32, 257, 0, 0};
     lms_gpt_config_validate(&c);
     lms_tensor_view *v;
     int n;
@@ -324,7 +324,7 @@ static int expect_held(const lms_gpt_config *c, const char *name, int64_t row, i
  * initialisation equals that part of the one-process initialisation. */
 static void check_tp_shards(void) {
     for (int tp = 1; tp <= 4; tp *= 2) {
-        lms_gpt_config c = {2, 4, 64, 32, 257, 0};
+        lms_gpt_config c = {2, 4, 64, 32, 257, 0, 0};
         lms_gpt_config_validate(&c);
         CHECK(lms_gpt_config_tp(&c, tp) == LMS_OK, "config for tp %d", tp);
         CHECK(c.Vp % (64 * tp) == 0 && c.Vp >= c.V && c.Vp - c.V < 64 * tp, "tp %d: Vp %d", tp, c.Vp);
@@ -392,7 +392,7 @@ static void check_tp_shards(void) {
         lms_gpt_free(&m);
     }
     /* what does not divide is a clear error */
-    lms_gpt_config c = {1, 6, 48, 16, 257, 0};
+    lms_gpt_config c = {1, 6, 48, 16, 257, 0, 0};
     lms_gpt_config_validate(&c);
     lms_gpt m;
     lms_gpt_init(&m, &c, 1, 4, 0);
@@ -417,7 +417,7 @@ static void check_tp_shards(void) {
 static void check_pieces(const fixture *f) {
     lms_backend be;
     lms_backend_init(&be, "cpu");
-    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0};
+    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0, 0};
     lms_gpt_config_validate(&cfg);
     const int B = f->B, T = f->T, N = B * T, C = cfg.C, half = B / 2 > 0 ? B / 2 : 1;
     lms_gpt m;
@@ -498,7 +498,7 @@ static void check_pieces(const fixture *f) {
 static void check_determinism(const fixture *f) {
     lms_backend be;
     lms_backend_init(&be, "cpu");
-    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0};
+    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0, 0};
     lms_gpt_config_validate(&cfg);
     float *res[2];
     for (int r = 0; r < 2; r++) {

@@ -63,7 +63,7 @@ static void one_pass(lms_backend *be, const lms_gpt_config *cfg, lms_recompute r
 }
 
 static void test_model_bitwise(void) {
-    lms_gpt_config cfg = {3, 2, 32, 16, 100, 0};
+    lms_gpt_config cfg = {3, 2, 32, 16, 100, 0, 0};
     lms_gpt_config_validate(&cfg);
     size_t np;
     lms_tensor_view *views;
@@ -96,7 +96,7 @@ enum { TT = 16, G = 8, NTOK = 4000, S = 3 };
 
 static void train(lms_comm *w, lms_backend *be, const lms_loader *ld, int zero, lms_recompute rc, double *loss,
                   double *norm, float **params, size_t *np) {
-    lms_gpt_config cfg = {3, 2, 32, TT, 100, 0};
+    lms_gpt_config cfg = {3, 2, 32, TT, 100, 0, 0};
     lms_gpt_config_validate(&cfg);
     lms_trainer_opts o = {.zero = zero, .bucket_mb = 0.01f, .global_batch = G, .micro_batch = G / w->size / 2,
                           .seq_len = TT, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f,
@@ -208,7 +208,7 @@ static void test_memory(void) {
     for (int k = 0; k < 3; k++) {
         double mem[2];
         for (int j = 0; j < 2; j++) {
-            lms_gpt_config cfg = {j ? L1 : L0, 4, 64, T, 257, 0};
+            lms_gpt_config cfg = {j ? L1 : L0, 4, 64, T, 257, 0, 0};
             lms_gpt_config_validate(&cfg);
             mem[j] = measure_child(&cfg, MODES[k], B, T);
             CHECK(mem[j] > 0, "memory measurement (recompute %s, L=%d) failed", lms_recompute_name(MODES[k]),

@@ -19,7 +19,7 @@ static lms_trainer_opts opts(int zero, int micro) {
     return o;
 }
 
-static const lms_gpt_config CFG = {2, 2, 32, T, 100, 0};
+static const lms_gpt_config CFG = {2, 2, 32, T, 100, 0, 0};
 
 /* The step by hand, in one process over the whole global batch in
  * micro-batches of `micro`: returns losses and norms of `steps` steps. */

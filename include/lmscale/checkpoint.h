@@ -166,6 +166,11 @@ typedef struct {
     int64_t shape[LMS_CKPT_MAX_DIMS];
     uint64_t start, count;
     const float *data;
+    /* chunk 1: the piece is instead the N-D box [off[d], off[d]+size[d])
+     * (data row-major in the box's shape; count = its elements), e.g. a
+     * tensor-parallel rank's part (lms_tp_pieces, parallel.h) */
+    int chunk;
+    int64_t off[LMS_CKPT_MAX_DIMS], size[LMS_CKPT_MAX_DIMS];
 } lms_ckpt_piece;
 /* Every rank of c (NULL: one process) writes its pieces to its own shard;
  * rank 0 writes the index and commits <root>/step-<st->step> atomically,

@@ -22,7 +22,10 @@ typedef struct {
     int C;    /* channels (hidden size) */
     int maxT; /* maximum sequence length (rows of wpe) */
     int V;    /* vocabulary size */
-    int Vp;   /* V padded up to a multiple of 64 */
+    int Vp;   /* V padded up to a multiple of 64 (of 64·tp under tensor parallelism) */
+    int tp;   /* 0 or 1: the whole model; N > 1: one tensor-parallel rank's part of it, where
+               * every split tensor (lms_split) has 1/N of its rows or columns: the layout,
+               * the views, the units and the pieces are then the rank's (lms_gpt_tp) */
 } lms_gpt_config;
 
 /* V rounded up to a multiple of 64. */
@@ -34,8 +37,8 @@ int lms_pad_vocab(int V);
 lms_status lms_gpt_preset(lms_gpt_config *cfg, const char *name);
 /* The preset names, comma separated, for help and error text. */
 const char *lms_gpt_preset_names(void);
-/* Checks every dimension (positive, NH divides C, ...) and sets Vp. Errors
- * name the flag to change. */
+/* Checks every dimension (positive, NH divides C, ...), sets Vp and tp = 0
+ * (the whole model). Errors name the flag to change. */
 lms_status lms_gpt_config_validate(lms_gpt_config *cfg);
 /* For tensor parallelism over tp ranks (after _validate): checks that tp
  * divides the heads and pads the vocabulary so that it divides
@@ -151,7 +154,39 @@ typedef struct {
     lms_gpt_tensors p, g;     /* views into params and grads */
     int cap_B, cap_T;         /* the micro-batch size the caller set the model up for */
     const struct lms_gpt_hooks *hooks; /* NULL, or ZeRO's per-unit gather/scatter (below) */
+    struct lms_gpt_tp *tp;    /* NULL, or this rank's tensor-parallel group (cfg.tp > 1; below) */
 } lms_gpt;
+
+/* ---- tensor parallelism (Megatron-LM; src/model/gpt_tp.c, docs/parallelism.md) ----
+ * A model made with cfg.tp = N holds one tp rank's part: QKV and MLP fc
+ * column-parallel, the attention and MLP output projections row-parallel
+ * (their biases whole, added once after the all-reduce), wte split over
+ * the padded vocabulary; LayerNorms, wpe and row-parallel biases are
+ * replicated. With m->tp set, the pieces run the split computation: the
+ * conjugate operators f (identity forward, all-reduce backward) and g
+ * (all-reduce forward, identity backward) around each block half, the
+ * masked embedding lookup + all-reduce, and the vocabulary-parallel
+ * cross-entropy (a local max and sum-exp, all-reduced; the logits are
+ * never gathered: head.logits holds this rank's Vp/N columns). */
+struct lms_comm;
+typedef struct lms_gpt_tp {
+    struct lms_comm *comm; /* the tp group; not owned */
+    int size, rank;
+    int seq_parallel;      /* Megatron sequence parallelism (--sequence-parallel) */
+    uint64_t bytes;        /* bytes of the buffers of this rank's tp collectives so far */
+    void *work;            /* sequence parallelism's gather buffer; owned (lms_gpt_tp_free_work) */
+} lms_gpt_tp;
+void lms_gpt_tp_free_work(lms_gpt_tp *tp);
+/* The config of tp rank's part of the model: cfg (validated) with the
+ * vocabulary padded to 64·tp and cfg.tp = tp. Errors name --tp. */
+lms_status lms_gpt_config_local(const lms_gpt_config *cfg, int tp, lms_gpt_config *local);
+/* The whole model's config of a part's (cfg.tp = 0; Vp as the part pads it). */
+lms_gpt_config lms_gpt_config_whole(const lms_gpt_config *local);
+/* Initialises dst (laid out as m's local tensors) with exactly the values
+ * the one-process model has there, for tp rank m->tp->rank. */
+lms_status lms_gpt_init_params_tp(const lms_gpt *m, uint64_t seed, float *dst);
+/* The shard of local view v (of m) in the whole tensor (of lms_gpt_config_whole). */
+lms_status lms_gpt_local_shard(const lms_gpt *m, const lms_tensor_view *v, lms_tp_shard *s);
 
 /* ---- activations: one caller-owned set per micro-batch ----
  * N = B·T rows. The residual stream between the pieces is stream[0..L]:

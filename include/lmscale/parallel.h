@@ -5,6 +5,7 @@
 #ifndef LMSCALE_PARALLEL_H
 #define LMSCALE_PARALLEL_H
 
+#include "lmscale/checkpoint.h"
 #include "lmscale/comm.h"
 #include "lmscale/model.h"
 #include "lmscale/optim.h"
@@ -95,6 +96,7 @@ typedef struct {
     float *p;         /* parameters: into the full buffer (stage 1, 2) or the shard (3) */
     size_t soff, n;   /* gradient / moments offset in the shard, floats */
     int decay;
+    double norm_w;    /* weight in the global norm (lms_tp_norm_weight) */
 } lms_zero_view;
 
 /* Bytes this rank holds, persistent and in working buffers. */
@@ -165,6 +167,38 @@ lms_status lms_zero_grad_norm(lms_zero *z, lms_backend *be, double *norm);
  * all-gather that gives every rank the new parameters. */
 lms_status lms_zero_step(lms_zero *z, lms_adamw *opt, lms_backend *be, float lr, float grad_scale);
 
+/* ---- tensor parallelism: a tp rank's tensors and whole-tensor files ----
+ * (src/parallel/tp.c; the split computation is the model's: lms_gpt_tp).
+ * Checkpoints and Hugging Face files hold whole tensors, wte with
+ * lms_pad_vocab(V) rows; a tp rank's part of a tensor is one box (three
+ * for the fused QKV) of it, its padded vocabulary rows beyond the file's
+ * zero. */
+/* dst (v's local shape) = rank m->tp->rank's part of the whole tensor
+ * `whole` (rows × the tensor's columns; rows may be fewer than the model's
+ * padded vocabulary: the rest are 0). */
+lms_status lms_tp_extract(const lms_gpt *m, const lms_tensor_view *v, const float *whole, int64_t rows, float *dst);
+/* dst = this rank's part of checkpoint tensor group+v->name (host memory). */
+lms_status lms_tp_read(const lms_ckpt *ck, const char *group, const lms_gpt *m, const lms_tensor_view *v,
+                       float *dst);
+/* Parameters (host m->params) and, with opt, AdamW's moments (laid out as
+ * m's tensors) and step, from a checkpoint of any layout. */
+lms_status lms_tp_load_train(const lms_ckpt *ck, lms_gpt *m, lms_adamw *opt);
+/* m's local parameters (into dst) from Hugging Face GPT-2 weights in dir. */
+lms_status lms_tp_load_hf(const char *dir, const lms_gpt *m, float *dst);
+/* The checkpoint pieces (chunks of the whole tensor group+v->name) that
+ * hold elements [start, start+count) of local tensor v, whose values are
+ * data[0..count): at most 3·3 boxes, written to out (cap entries); returns
+ * how many, or -1 when cap is too small. */
+int lms_tp_pieces(const lms_gpt *m, const lms_tensor_view *v, const char *group, size_t start, size_t count,
+                  const float *data, lms_ckpt_piece *out, int cap);
+/* *whole (a new model without gradients, lms_pad_vocab(V) vocabulary rows,
+ * the micro-batch capacity of m) = the whole model, from the parts of
+ * every rank of m's tp group (collective over it). */
+lms_status lms_tp_gather_whole(const lms_gpt *m, lms_gpt *whole);
+/* The weight of v's squared gradient in the global norm on one rank: 1 for
+ * a split tensor, 1/tp for a replicated one (every tp rank holds the same
+ * values: summed over the group it counts once). */
+double lms_tp_norm_weight(const lms_gpt *m, const lms_tensor_view *v);
 
 /* ---- pipeline schedules (src/parallel/pipeline.c) ----
  * Stage s of p runs v model chunks (v > 1: interleaved 1F1B); chunk c of

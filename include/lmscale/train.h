@@ -70,6 +70,7 @@ struct lms_grad_sync {
     lms_gpt *m;        /* not owned */
     lms_backend *be;   /* not owned */
     lms_comm *dp;      /* the data-parallel group; not owned */
+    lms_comm *world;   /* every rank (checkpoints under tensor parallelism); not owned */
     size_t optim_n;    /* floats of AdamW state on this rank */
     int forward_collective; /* 1: forward needs every DP rank (parameters are gathered) */
     lms_zero_mem mem;  /* bytes held on this rank, persistent and working */
@@ -88,6 +89,8 @@ void lms_grad_sync_free(lms_grad_sync *s);
 
 /* ---- the trainer ---- */
 typedef struct {
+    int tp;             /* tensor-parallel degree (0 or 1: none) */
+    int seq_parallel;   /* Megatron sequence parallelism (with tp > 1) */
     int zero;           /* ZeRO stage, 0 = off */
     float bucket_mb;    /* DP all-reduce bucket size */
     int global_batch;   /* sequences per step, over all DP ranks */
@@ -125,7 +128,9 @@ typedef struct {
     lms_topology topo;  /* from the world and (dp, tp, pp) */
     lms_groups groups;  /* owned */
     lms_comm *dp;       /* the data-parallel group (groups.dp, or the world when it spans it); not owned */
-    lms_gpt m;          /* owned */
+    lms_gpt m;          /* owned; under tensor parallelism this rank's part (m.cfg.tp) */
+    lms_gpt_config cfg; /* the whole model's config (checkpoints, FLOPs) */
+    lms_gpt_tp tpx;     /* m.tp when tp > 1 */
     lms_gpt_acts acts;  /* owned: one micro-batch's activations (also for validation) */
     lms_adamw opt;      /* owned */
     lms_grad_sync sync; /* owned */
@@ -159,8 +164,9 @@ typedef struct {
 
 /* Builds the topology (dp, tp, pp over world), the process groups, the
  * model for cfg, the gradient strategy and AdamW, and restores the starting
- * state from src. tp must be 1 for now; pp > 1 (o->pp) runs the pipeline
- * engine (docs/parallelism.md), whose gradient strategy is "pp". */
+ * state from src. o->tp > 1 splits the model over the tp group (lms_gpt_tp);
+ * pp > 1 (o->pp) runs the pipeline engine (docs/parallelism.md), whose
+ * gradient strategy is "pp" (tp and pp together are not supported yet). */
 lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms_gpt_config *cfg, lms_comm *world,
                             int dp, lms_backend *be, const lms_train_source *src);
 void lms_trainer_free(lms_trainer *t);

@@ -123,7 +123,8 @@ lms_status lms_ckpt_save_pieces(const char *root, const lms_ckpt_state *state, l
     lms_progress_begin(&prog, "checkpoint save", mb, "MB", rank == 0);
     for (int i = 0; i < npieces && st == LMS_OK; i++) {
         const lms_ckpt_piece *p = &pieces[i];
-        st = lms_ckpt_shard_put(&sh, p->name, p->ndim, p->shape, p->start, p->data, p->count);
+        st = p->chunk ? lms_ckpt_shard_put_chunk(&sh, p->name, p->ndim, p->shape, p->off, p->size, p->data)
+                      : lms_ckpt_shard_put(&sh, p->name, p->ndim, p->shape, p->start, p->data, p->count);
         done += (double)p->count * sizeof(float) / 1e6;
         lms_progress_update(&prog, done);
     }

@@ -127,6 +127,8 @@ typedef struct {
     int model_flags_given; /* --model or a dimension flag was on the command line */
     /* data parallelism (docs/parallelism.md) */
     int dp;             /* 0: the world size */
+    int tp;             /* tensor-parallel degree (0 or 1: none) */
+    int sequence_parallel; /* --sequence-parallel (with --tp > 1) */
     const char *comm;   /* auto, single, mpi */
     float bucket_mb;    /* gradient all-reduce bucket size */
     int zero;           /* ZeRO stage 0 (off), 1, 2, 3 */

@@ -113,9 +113,19 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     if (o->vpp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--virtual-stages %d must be at least 1", o->vpp);
     p->pp = o->pp > 1 ? o->pp : 1;
     p->vpp = o->vpp > 1 ? o->vpp : 1;
-    lms_layout lo = {.world = p->world ? p->world->size : 1, .dp = p->topo.dp > 0 ? p->topo.dp : 1, .tp = 1,
-                     .pp = p->pp, .vpp = p->vpp, .seq_len = o->seq_len, .global_batch = o->batch_size,
-                     .micro_batch = o->micro_batch_size, .zero = o->zero, .pp_uneven = o->pp_layers != NULL};
+    lms_layout lo = {.world = p->world ? p->world->size : 1, .dp = p->topo.dp > 0 ? p->topo.dp : 1,
+                     .tp = o->tp > 1 ? o->tp : 1, .pp = p->pp, .vpp = p->vpp, .seq_len = o->seq_len,
+                     .global_batch = o->batch_size, .micro_batch = o->micro_batch_size, .zero = o->zero,
+                     .pp_uneven = o->pp_layers != NULL, .seq_parallel = o->sequence_parallel};
+    if (o->tp > p->cfg.NH)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d is more than the %d attention heads: each tensor-parallel "
+                          "rank computes whole heads (lower --tp to a divisor of %d)", o->tp, p->cfg.NH, p->cfg.NH);
+    if (o->sequence_parallel && o->tp <= 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the sequence over the tensor-parallel "
+                          "group: give --tp 2 or more, or drop --sequence-parallel");
+    if (o->tp > 1 && p->pp > 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with --pp %d is not supported yet: use one of them",
+                          o->tp, p->pp);
     LMS_CHECK(lms_layout_check(&lo, &p->cfg));
     /* the pipeline's own checks, before any compute (src/parallel/pipeline.c) */
     lms_pp_schedule asked;
@@ -212,9 +222,15 @@ static lms_status dp_setup(const train_opts *o, train_plan *p, lms_ctx *ctx) {
     ctx->world = p->world->size;
     ctx->log.rank = ctx->rank;
     if (o->dp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--dp %d must be at least 1", o->dp);
+    if (o->tp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d must be at least 1", o->tp);
     if (o->pp < 0) return lms_errorf(LMS_ERR_INVALID_ARG, "--pp %d must be at least 1", o->pp);
-    const int pp = o->pp > 1 ? o->pp : 1, n = p->world->size;
-    return lms_topology_init(&p->topo, n, p->world->rank, o->dp ? o->dp : n / pp > 0 ? n / pp : 1, 1, pp);
+    const int tp = o->tp > 1 ? o->tp : 1, pp = o->pp > 1 ? o->pp : 1, world = p->world->size;
+    if (!o->dp && tp > 1 && world % (tp * pp) != 0)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "the job has %d processes, not a multiple of --tp %d x --pp %d (world "
+                          "= dp x tp x pp): launch a multiple of %d processes (e.g. mpirun -np %d) or change --tp/--pp",
+                          world, tp, pp, tp * pp, (world / (tp * pp) + 1) * tp * pp);
+    const int dp = o->dp ? o->dp : world / (tp * pp) > 0 ? world / (tp * pp) : 1;
+    return lms_topology_init(&p->topo, world, p->world->rank, dp, tp, pp);
 }
 
 /* Every rank must run the same configuration on the same data: compare a
@@ -225,7 +241,8 @@ static lms_status check_agreement(const train_opts *o, const train_plan *p, cons
     snprintf(buf, sizeof buf, "%d %d %d %d %d|%d %d %d %d|%.9g %.9g %d %d|%.9g %.9g %.9g %.9g %.9g|%llu %d %d|%s|%d %.9g %d|%d %d %d %s|%zu %08x",
              p->cfg.L, p->cfg.NH, p->cfg.C, p->cfg.maxT, p->cfg.V, o->batch_size, p->micro, p->T, o->steps, o->lr,
              o->min_lr, o->warmup, (int)p->sched.kind, o->beta1, o->beta2, o->eps, o->weight_decay, o->grad_clip,
-             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name, p->topo.dp, o->bucket_mb, o->zero + 4 * (int)p->dtype,
+             (unsigned long long)o->seed, (int)p->order, o->eval_interval, p->be.i->name,
+             p->topo.dp * 1000 + p->topo.tp * 10 + o->sequence_parallel, o->bucket_mb, o->zero + 4 * (int)p->dtype,
              p->pp, p->vpp, (int)p->pp_sched, o->pp_layers ? o->pp_layers : "-", data->n, lms_crc32(0, data->tokens, data->n * sizeof(int32_t)));
     int64_t h = (int64_t)(lms_hash_str(buf) >> 1), lo = 0, hi = 0;
     LMS_CHECK(p->world->i->allreduce(p->world, &h, &lo, 1, LMS_DT_I64, LMS_RED_MIN));
@@ -317,7 +334,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     }
 
     /* model, optimizer and gradient synchronisation (src/train) */
-    lms_trainer_opts to = {.zero = o->zero, .bucket_mb = o->bucket_mb, .global_batch = o->batch_size,
+    lms_trainer_opts to = {.tp = p.topo.tp, .seq_parallel = o->sequence_parallel, .zero = o->zero, .bucket_mb = o->bucket_mb, .global_batch = o->batch_size,
                            .micro_batch = p.micro, .seq_len = p.T, .sched = p.sched, .beta1 = o->beta1,
                            .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->weight_decay,
                            .grad_clip = o->grad_clip, .recompute = p.recompute, .pp = p.pp, .vpp = p.vpp,
@@ -370,6 +387,11 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s), %s | per rank: params %.1f MB, grads %.1f MB, "
                 "optimizer %.1f MB (plain DP: %.1f MB in all)", tr.dp->size, p.world->i->name, tr.sync.how,
                 state_mb[0], state_mb[1], state_mb[2], m->num_params * 16.0 / MB);
+    if (tr.topo.tp > 1)
+        lms_log(lg, LMS_LOG_INFO, "tensor parallel: %d ranks per group%s, vocabulary padded to %d (%d rows per "
+                "rank) | this rank: %.2fM parameters, params %.1f MB, grads %.1f MB, optimizer %.1f MB",
+                tr.topo.tp, o->sequence_parallel ? ", sequence parallel" : "", m->cfg.Vp, m->cfg.Vp / tr.topo.tp,
+                (double)m->num_params / 1e6, state_mb[0], state_mb[1], state_mb[2]);
     lms_log(lg, LMS_LOG_INFO, "optim: AdamW lr %g -> %g (%s, warm-up %d) betas (%g, %g) eps %g wd %g "
             "clip %g | backend %s (BLAS %s), %d threads | peak %.1f GFLOP/s (%s)", o->lr, o->min_lr,
             lms_schedule_name(p.sched.kind), o->warmup, o->beta1, o->beta2, o->eps, o->weight_decay,
@@ -553,6 +575,8 @@ int cmd_train(int argc, char **argv) {
         {"dp", CLI_INT, &o.dp, "N", "data-parallel ranks (0 = all processes of the job; launch with mpirun/srun)"},
         {"comm", CLI_STR, &o.comm, "NAME", "communicator: auto (MPI when launched by mpirun/srun), single, mpi"},
         {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "gradient all-reduce bucket size"},
+        {"tp", CLI_INT, &o.tp, "N", "tensor-parallel ranks: each block and the vocabulary split over N consecutive ranks (world = dp x tp)"},
+        {"sequence-parallel", CLI_BOOL, &o.sequence_parallel, NULL, "with --tp: shard LayerNorm, residual and embedding rows over the tp group"},
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
         {"pp", CLI_INT, &o.pp, "N", "pipeline stages (the job is dp x pp processes)"},
         {"pp-layers", CLI_STR, &o.pp_layers, "A,B,..", "layers per pipeline stage (default: an even split)"},

@@ -132,7 +132,7 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     if (!final && !(o->save_every > 0 && steps_done % o->save_every == 0)) return LMS_OK;
     lms_ckpt_state st;
     const lms_adamw *opt = &tr->opt;
-    lms_ckpt_state_init(&st, &tr->m.cfg);
+    lms_ckpt_state_init(&st, &tr->cfg); /* the whole model's, whatever the tp */
     st.step = steps_done;
     st.seed = seed;
     st.data_window = (uint64_t)steps_done * (uint64_t)G;
@@ -162,7 +162,7 @@ lms_status train_ckpt_maybe_save(const train_opts *o, train_ckpt_ctx *c, int ste
     char *path = NULL;
     LMS_CHECK(lms_trainer_save(tr, o->save_dir, &st, o->keep_last, &path));
     /* a copy of the tokenizer inside the checkpoint (resume and export read it first); DP rank 0 writes it */
-    lms_status ts = path && tr->dp->rank == 0 ? cli_tokid_copy_to(&c->tok_id, path) : LMS_OK;
+    lms_status ts = path && tr->topo.rank == 0 ? cli_tokid_copy_to(&c->tok_id, path) : LMS_OK;
     if (ts != LMS_OK) {
         free(path);
         return lms_error_context(ts, "copying the tokenizer into the checkpoint");

@@ -38,6 +38,7 @@ lms_status lms_gpt_preset(lms_gpt_config *cfg, const char *name) {
             cfg->maxT = p->maxT;
             cfg->V = p->V;
             cfg->Vp = lms_pad_vocab(p->V);
+            cfg->tp = 0;
             return LMS_OK;
         }
     }
@@ -61,6 +62,7 @@ lms_status lms_gpt_config_validate(lms_gpt_config *cfg) {
     if (cfg->V < 2 || cfg->V > (1 << 24))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--vocab-size %d is out of range (2..16777216)", cfg->V);
     cfg->Vp = lms_pad_vocab(cfg->V);
+    cfg->tp = 0; /* a whole model (lms_gpt_config_local makes a tp rank's part) */
     return LMS_OK;
 }
 

@@ -6,6 +6,7 @@
  * acquires/releases the parameter units it reads through m->hooks (ZeRO-3
  * gathers them; ZeRO-2/3 reduce-scatter their gradients on release). */
 #include "lmscale/model.h"
+#include "model_tp.h"
 
 #include <math.h>
 
@@ -23,6 +24,7 @@
 
 lms_status lms_gpt_embed_forward(lms_gpt *m, lms_backend *be, const int32_t *tokens, int B, int T, int pos0,
                                  float *out) {
+    if (m->tp) return lms_gpt_tp_embed_forward(m, be, tokens, B, T, pos0, out);
     const int C = m->cfg.C;
     LMS_ASSERT(pos0 >= 0 && pos0 + T <= m->cfg.maxT);
     ACQUIRE(0, LMS_USE_FORWARD);
@@ -33,6 +35,7 @@ lms_status lms_gpt_embed_forward(lms_gpt *m, lms_backend *be, const int32_t *tok
 
 lms_status lms_gpt_embed_backward(lms_gpt *m, lms_backend *be, const int32_t *tokens, int B, int T,
                                   const float *dx) {
+    if (m->tp) return lms_gpt_tp_embed_backward(m, be, tokens, B, T, dx);
     ACQUIRE(0, LMS_USE_GRAD_ONLY);
     LMS_CHECK(be->i->encoder_bwd(be, m->g.wte, m->g.wpe, dx, tokens, B, T, m->cfg.C));
     RELEASE(0, LMS_USE_GRAD_ONLY);
@@ -55,6 +58,7 @@ static lms_status attend_cached(lms_backend *be, const lms_gpt_config *c, int l,
 
 lms_status lms_gpt_block_forward(lms_gpt *m, lms_backend *be, int l, const float *in, lms_gpt_layer_acts *a,
                                  float *out, int B, int T, lms_kv_cache *kv) {
+    if (m->tp) return lms_gpt_tp_block_forward(m, be, l, in, a, out, B, T, kv);
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     const int C = c->C, N = B * T;
@@ -81,6 +85,7 @@ lms_status lms_gpt_block_forward(lms_gpt *m, lms_backend *be, int l, const float
 
 lms_status lms_gpt_block_backward(lms_gpt *m, lms_backend *be, int l, const float *in,
                                   const lms_gpt_layer_acts *a, float *dx, lms_gpt_grad_acts *g, int B, int T) {
+    if (m->tp) return lms_gpt_tp_block_backward(m, be, l, in, a, dx, g, B, T);
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     const int C = c->C, N = B * T;
@@ -112,6 +117,7 @@ lms_status lms_gpt_block_backward(lms_gpt *m, lms_backend *be, int l, const floa
 
 lms_status lms_gpt_head_forward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
                                 const int32_t *targets, int B, int T, float *loss) {
+    if (m->tp) return lms_gpt_tp_head_forward(m, be, in, h, targets, B, T, loss);
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     const int N = B * T;
@@ -133,6 +139,7 @@ lms_status lms_gpt_head_forward(lms_gpt *m, lms_backend *be, const float *in, lm
 lms_status lms_gpt_head_backward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
                                  const int32_t *targets, float dloss, float *dx, lms_gpt_grad_acts *g, int B,
                                  int T) {
+    if (m->tp) return lms_gpt_tp_head_backward(m, be, in, h, targets, dloss, dx, g, B, T);
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
     const int C = c->C, N = B * T;

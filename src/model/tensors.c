@@ -64,8 +64,17 @@ int64_t lms_gpt_dim(const lms_gpt_config *c, lms_dim d) {
     return 0;
 }
 
+/* Dimension k of a tensor as this config holds it: split tensors have 1/tp
+ * of their split dimension in a tensor-parallel part (cfg.tp > 1). */
+static int64_t spec_dim(const lms_gpt_config *c, const lms_gpt_tensor_spec *s, int k) {
+    const int64_t n = lms_gpt_dim(c, s->dims[k]);
+    const int split_dim = s->split == LMS_SPLIT_ROW ? 1 : 0;
+    if (c->tp > 1 && s->split != LMS_SPLIT_NONE && k == split_dim) return n / c->tp;
+    return n;
+}
+
 static size_t spec_numel(const lms_gpt_config *c, const lms_gpt_tensor_spec *s) {
-    return (size_t)lms_gpt_dim(c, s->dims[0]) * (size_t)lms_gpt_dim(c, s->dims[1]);
+    return (size_t)spec_dim(c, s, 0) * (size_t)spec_dim(c, s, 1);
 }
 
 /* floats of one unit of the given scope */
@@ -94,11 +103,12 @@ static void place(const lms_gpt_config *c, const lms_gpt_tensor_spec *s, int lay
     t->unit = unit;
     t->offset = off;
     t->ndim = s->dims[1] == LMS_DIM_1 ? 1 : 2;
-    t->shape[0] = (int)lms_gpt_dim(c, s->dims[0]);
-    t->shape[1] = (int)lms_gpt_dim(c, s->dims[1]);
+    t->shape[0] = (int)spec_dim(c, s, 0);
+    t->shape[1] = (int)spec_dim(c, s, 1);
     t->numel = spec_numel(c, s);
     t->decay = s->decay;
-    t->valid_rows = s->dims[0] == LMS_DIM_VP ? c->V : t->shape[0];
+    /* a part's valid rows depend on its rank: lms_gpt_init_params_tp */
+    t->valid_rows = s->dims[0] == LMS_DIM_VP && c->tp <= 1 ? c->V : t->shape[0];
     switch (s->init) {
     case LMS_INIT_NORMAL: t->init_std = 0.02f; break;
     case LMS_INIT_NORMAL_RESID: t->init_std = 0.02f / sqrtf(2.0f * (float)c->L); break;

@@ -30,6 +30,7 @@ static int build_views(lms_zero *z, lms_zero_view *views) {
                 v->soff = un->shard_off + (a - lo);
                 v->n = b - a;
                 v->decay = t->decay;
+                v->norm_w = lms_tp_norm_weight(m, t);
                 v->p = z->stage == 3 ? z->master + v->soff : m->params + a;
             }
             nv++;
@@ -264,7 +265,16 @@ lms_status lms_zero_finish_grads(lms_zero *z) {
 
 lms_status lms_zero_grad_norm(lms_zero *z, lms_backend *be, double *norm) {
     double s = 0, tot = 0;
-    LMS_CHECK(be->i->sumsq(be, z->grad, z->shard_n, &s));
+    if (!z->m->tp) {
+        LMS_CHECK(be->i->sumsq(be, z->grad, z->shard_n, &s));
+    } else { /* replicated tensors count once over the tp group */
+        for (int i = 0; i < z->nviews; i++) {
+            double x = 0;
+            LMS_CHECK(be->i->sumsq(be, z->grad + z->views[i].soff, z->views[i].n, &x));
+            s += z->views[i].norm_w * x;
+        }
+        LMS_CHECK(z->m->tp->comm->i->allreduce(z->m->tp->comm, &s, &s, 1, LMS_DT_F64, LMS_RED_SUM));
+    }
     LMS_CHECK(z->comm->i->allreduce(z->comm, &s, &tot, 1, LMS_DT_F64, LMS_RED_SUM));
     *norm = sqrt(tot);
     return LMS_OK;

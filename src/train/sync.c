@@ -19,6 +19,11 @@ unsigned lms_grad_sync_model_flags(int dp_size, int zero) {
 
 lms_status lms_grad_sync_full_restore(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt) {
     lms_gpt *m = s->m;
+    if (m->tp) { /* this tp rank's part of whole tensors */
+        if (src->ck) return lms_tp_load_train(src->ck, m, opt);
+        if (src->hf_dir) return lms_tp_load_hf(src->hf_dir, m, m->params);
+        return lms_gpt_init_params_tp(m, src->seed, m->params);
+    }
     if (src->ck) return lms_ckpt_load_train(src->ck, m, opt);
     if (src->hf_dir) return lms_hf_load_params(src->hf_dir, &m->cfg, m->params);
     lms_gpt_init_params(m, src->seed);
@@ -36,7 +41,17 @@ static lms_status none_finish(lms_grad_sync *s) { return LMS_OK; }
 
 static lms_status full_norm(lms_grad_sync *s, double *norm) {
     double ss = 0;
-    LMS_CHECK(s->be->i->sumsq(s->be, s->m->grads, s->m->num_params, &ss));
+    const lms_gpt *m = s->m;
+    if (!m->tp) {
+        LMS_CHECK(s->be->i->sumsq(s->be, m->grads, m->num_params, &ss));
+    } else { /* split tensors summed over the tp group, replicated ones counted once */
+        for (int i = 0; i < m->num_tensors; i++) {
+            double x = 0;
+            LMS_CHECK(s->be->i->sumsq(s->be, m->grads + m->tensors[i].offset, m->tensors[i].numel, &x));
+            ss += lms_tp_norm_weight(m, &m->tensors[i]) * x;
+        }
+        LMS_CHECK(m->tp->comm->i->allreduce(m->tp->comm, &ss, &ss, 1, LMS_DT_F64, LMS_RED_SUM));
+    }
     *norm = sqrt(ss);
     return LMS_OK;
 }
@@ -51,6 +66,7 @@ static lms_status full_save(lms_grad_sync *s, const char *root, const lms_ckpt_s
                             int keep_last, char **path) {
     *path = NULL;
     if (s->dp->rank != 0) return LMS_OK;
+    if (s->m->tp) return lms_grad_sync_save_tp(s, root, st, opt, keep_last, path); /* the tp group writes */
     return lms_ckpt_save_train(root, st, s->m, opt, keep_last, path);
 }
 

@@ -17,7 +17,10 @@ static lms_status read_parts(const lms_ckpt *ck, const lms_zero *z, const lms_te
                              float *buf, float *dst) {
     char nm[128];
     snprintf(nm, sizeof nm, "%s%s", group, v->name);
-    LMS_CHECK(lms_ckpt_read_tensor(ck, nm, buf, v->numel));
+    if (z->m->tp)
+        LMS_CHECK(lms_tp_read(ck, group, z->m, v, buf)); /* this tp rank's part */
+    else
+        LMS_CHECK(lms_ckpt_read_tensor(ck, nm, buf, v->numel));
     for (int u = 0; u < z->nunits; u++) {
         size_t a, b;
         if (lms_zero_overlap(z, u, v, &a, &b))
@@ -31,14 +34,17 @@ static lms_status read_parts(const lms_ckpt *ck, const lms_zero *z, const lms_te
 static lms_status zero_restore(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt) {
     lms_zero *z = Z(s);
     lms_gpt *m = z->m;
-    if (!src->ck && !src->hf_dir) {
+    if (!src->ck && !src->hf_dir && !m->tp) {
         if (z->stage == 3)
             lms_zero_init_params(z, src->seed);
         else
             lms_gpt_init_params(m, src->seed);
         return LMS_OK;
     }
-    if (!src->ck && z->stage < 3) return lms_hf_load_params(src->hf_dir, &m->cfg, m->params);
+    if (!src->ck && z->stage < 3) /* tp: this rank's part */
+        return !m->tp ? lms_hf_load_params(src->hf_dir, &m->cfg, m->params)
+               : src->hf_dir ? lms_tp_load_hf(src->hf_dir, m, m->params)
+                             : lms_gpt_init_params_tp(m, src->seed, m->params);
     lms_status st = LMS_OK;
     float *buf = NULL;
     size_t cap = !src->ck ? m->num_params : 0; /* --init: the whole model, then its parts */
@@ -46,12 +52,18 @@ static lms_status zero_restore(lms_grad_sync *s, const lms_train_source *src, lm
         if (m->tensors[i].numel > cap) cap = m->tensors[i].numel;
     LMS_TRY(lms_alloc_checked((void **)&buf, sizeof(float) * cap, "checkpoint loading"));
     if (!src->ck) {
-        LMS_TRY(lms_hf_load_params(src->hf_dir, &m->cfg, buf));
+        if (!m->tp)
+            LMS_TRY(lms_hf_load_params(src->hf_dir, &m->cfg, buf));
+        else if (src->hf_dir)
+            LMS_TRY(lms_tp_load_hf(src->hf_dir, m, buf));
+        else
+            LMS_TRY(lms_gpt_init_params_tp(m, src->seed, buf));
         LMS_TRY(lms_zero_shard_from_full(z, buf, z->master));
         goto fail; /* done */
     }
     const lms_ckpt *ck = src->ck;
-    if (z->stage < 3) LMS_TRY(lms_ckpt_load_train(ck, m, NULL)); /* the whole model; checks shapes */
+    if (z->stage < 3) /* the whole model (or this tp rank's part); checks shapes */
+        LMS_TRY(m->tp ? lms_tp_load_train(ck, m, NULL) : lms_ckpt_load_train(ck, m, NULL));
     for (int i = 0; i < m->num_tensors; i++) {
         const lms_tensor_view *v = &m->tensors[i];
         if (z->stage == 3) LMS_TRY(read_parts(ck, z, v, "model.", buf, z->master));
@@ -85,6 +97,44 @@ static lms_status zero_step(lms_grad_sync *s, lms_adamw *opt, float lr, float gr
     return lms_zero_step(Z(s), opt, s->be, lr, grad_scale);
 }
 
+/* Under tensor parallelism: the same parts as chunks of the whole tensors
+ * (a replicated tensor's by tp rank 0 only); every rank of the job writes. */
+static lms_status zero_save_tp(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
+                               int keep_last, char **path) {
+    const lms_zero *z = Z(s);
+    const lms_gpt *m = z->m;
+    lms_ckpt_piece *pc = NULL;
+    int n = 0, cap = 0;
+    lms_status r = LMS_OK;
+    static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
+    for (int g = 0; g < 3 && r == LMS_OK; g++) {
+        if (g == 0 && z->stage < 3) { /* whole (tp-local) parameters on every dp rank: dp rank 0 writes */
+            for (int i = 0; z->rank == 0 && i < m->num_tensors && r == LMS_OK; i++) {
+                const lms_tensor_view *v = &m->tensors[i];
+                if (v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) continue;
+                r = lms_sync_tp_add(m, v, groups[g], 0, v->numel, m->params + v->offset, &pc, &n, &cap);
+            }
+            continue;
+        }
+        const float *src = g == 0 ? z->master : g == 1 ? opt->m : opt->v;
+        for (int u = 0; u < z->nunits && r == LMS_OK; u++) {
+            const size_t lo = lms_zero_part_lo(z, u);
+            for (int i = 0; i < m->num_tensors && r == LMS_OK; i++) {
+                const lms_tensor_view *v = &m->tensors[i];
+                size_t a, b;
+                if (!lms_zero_overlap(z, u, v, &a, &b)) continue;
+                if (v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) continue;
+                r = lms_sync_tp_add(m, v, groups[g], a - v->offset, b - a, src + z->units[u].shard_off + (a - lo),
+                                    &pc, &n, &cap);
+            }
+        }
+    }
+    if (r == LMS_OK) r = lms_ckpt_save_pieces(root, st, s->world, pc, n, keep_last, path);
+    free(pc);
+    if (r == LMS_OK && !*path && !(*path = strdup(root))) r = lms_errorf(LMS_ERR_OOM, "out of memory");
+    return r;
+}
+
 /* This rank's parts of the optimizer state (and of the parameters at
  * stage 3; rank 0 writes the whole parameters at stages 1 and 2). */
 static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
@@ -92,6 +142,7 @@ static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_s
     const lms_zero *z = Z(s);
     const lms_gpt *m = z->m;
     *path = NULL;
+    if (m->tp) return zero_save_tp(s, root, st, opt, keep_last, path);
     int cap = (z->nviews + m->num_tensors) * 3, n = 0;
     lms_ckpt_piece *pc = calloc((size_t)cap, sizeof *pc);
     if (!pc) return lms_errorf(LMS_ERR_OOM, "out of memory");

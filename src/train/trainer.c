@@ -86,8 +86,11 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     memset(t, 0, sizeof *t);
     t->o = *o;
     t->be = be;
-    const int pp = o->pp > 1 ? o->pp : 1;
-    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, 1, pp));
+    const int tp = o->tp > 1 ? o->tp : 1, pp = o->pp > 1 ? o->pp : 1;
+    LMS_CHECK(lms_topology_init(&t->topo, world->size, world->rank, dp, tp, pp));
+    lms_gpt_config lcfg; /* this rank's part of the model (the whole at tp 1) */
+    LMS_CHECK(lms_gpt_config_local(cfg, tp, &lcfg));
+    t->cfg = *cfg;
     LMS_TRY(lms_groups_init(&t->groups, world, &t->topo));
     /* The DP group spans the world at tp = pp = 1: then the world itself
      * carries its collectives (one communicator fewer; watchdog messages
@@ -101,9 +104,25 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    LMS_TRY(lms_gpt_init_on(&t->m, cfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
+    if (tp > 1 && (pp > 1 || o->recompute || o->dtype != LMS_DT_F32)) {
+        const char *what = pp > 1 ? "--pp" : o->recompute ? "--recompute" : "--dtype bf16/fp16";
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", tp,
+                        what, what);
+        goto fail;
+    }
+    LMS_TRY(lms_gpt_init_on(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
                             be));
-    LMS_TRY(lms_gpt_acts_init_on(&t->acts, cfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
+    if (tp > 1) {
+        if (o->seq_parallel && (o->micro_batch * o->seq_len) % tp) {
+            st = lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the %d positions over --tp %d: choose "
+                            "a --seq-len divisible by %d", o->seq_len, tp, tp);
+            goto fail;
+        }
+        t->tpx = (lms_gpt_tp){.comm = t->groups.tp, .size = tp, .rank = t->topo.tp_rank,
+                              .seq_parallel = o->seq_parallel};
+        t->m.tp = &t->tpx;
+    }
+    LMS_TRY(lms_gpt_acts_init_on(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
     if (pp > 1 && o->zero) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
                         "pipeline parallelism", o->zero, pp);
@@ -118,6 +137,7 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
         LMS_TRY(lms_pipe_init(t, world)); /* the pipeline and its gradient strategy "pp" */
     else
         LMS_TRY(lms_grad_sync_init(&t->sync, o->zero, t->dp, &t->m, be, (size_t)(o->bucket_mb * 1048576.0f)));
+    t->sync.world = world;
     LMS_TRY(lms_adamw_init(&t->opt, t->sync.optim_n, o->beta1, o->beta2, o->eps, o->weight_decay));
     LMS_TRY(t->sync.i->restore(&t->sync, src, &t->opt));
     LMS_TRY(lowp_init(t, o, be, src));
@@ -146,6 +166,7 @@ void lms_trainer_free(lms_trainer *t) {
     lms_adamw_free(&t->opt);
     lms_gpt_acts_free(&t->acts);
     lms_gpt_free(&t->m);
+    lms_gpt_tp_free_work(&t->tpx);
     lms_groups_free(&t->groups);
     memset(t, 0, sizeof *t);
 }
@@ -226,7 +247,9 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
     return LMS_OK;
 }
 
-int lms_trainer_forward_is_collective(const lms_trainer *t) { return t->sync.forward_collective; }
+int lms_trainer_forward_is_collective(const lms_trainer *t) {
+    return t->sync.forward_collective || t->topo.tp > 1; /* tp: every forward uses the tp group */
+}
 
 lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_state *st, int keep_last, char **path) {
     return t->sync.i->save(&t->sync, root, st, &t->opt, keep_last, path);
@@ -236,5 +259,10 @@ lms_status lms_trainer_gather_model(lms_trainer *t) {
     if (t->inner_hooks && t->m.hooks == &t->lp_hooks) t->m.hooks = t->inner_hooks; /* ZeRO-3 gathers the master */
     LMS_CHECK(t->sync.i->gather_model(&t->sync));
     if (t->lp) lms_gpt_bind(&t->m.cfg, t->m.params, &t->m.p); /* the views on the master again */
+    if (!t->m.tp) return LMS_OK;
+    lms_gpt whole; /* the tp group's parts put together, on every rank of it */
+    LMS_CHECK(lms_tp_gather_whole(&t->m, &whole));
+    lms_gpt_free(&t->m);
+    t->m = whole;
     return LMS_OK;
 }
