@@ -90,6 +90,24 @@ lms_status lms_tp_load_hf(const char *dir, const lms_gpt *m, float *dst) {
     return st;
 }
 
+/* one checkpoint piece: rows x ncols of the whole tensor from (row, col);
+ * a 1-D tensor has no column dimension */
+static void put_piece(lms_ckpt_piece *p, const char *group, const lms_tensor_view *v, int64_t frows, int64_t cols,
+                      int64_t row, int64_t col, int64_t rows, int64_t ncols, const float *src) {
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "%s%s", group, v->name);
+    p->ndim = v->ndim;
+    p->shape[0] = frows;
+    p->shape[1] = v->ndim == 2 ? cols : 0;
+    p->chunk = 1;
+    p->off[0] = row;
+    p->off[1] = v->ndim == 2 ? col : 0;
+    p->size[0] = rows;
+    p->size[1] = v->ndim == 2 ? ncols : 0;
+    p->count = (uint64_t)(rows * ncols);
+    p->data = src;
+}
+
 int lms_tp_pieces(const lms_gpt *m, const lms_tensor_view *v, const char *group, size_t start, size_t count,
                   const float *data, lms_ckpt_piece *out, int cap) {
     lms_tp_shard s;
@@ -125,36 +143,14 @@ int lms_tp_pieces(const lms_gpt *m, const lms_tensor_view *v, const char *group,
             if (chi - clo != lcols && grows > 1) { /* a column-split box of several rows: one piece per row */
                 for (int64_t q = 0; q < grows; q++) {
                     if (n >= cap) return -1;
-                    lms_ckpt_piece *p = &out[n++];
-                    memset(p, 0, sizeof *p);
-                    snprintf(p->name, sizeof p->name, "%s%s", group, v->name);
-                    p->ndim = v->ndim;
-                    p->shape[0] = frows;
-                    p->shape[1] = v->ndim == 2 ? cols : 0;
-                    p->chunk = 1;
-                    p->off[0] = g0 + q;
-                    p->off[1] = ch->global[1] + (clo - ch->local[1]);
-                    p->size[0] = 1;
-                    p->size[1] = chi - clo;
-                    p->count = (uint64_t)(chi - clo);
-                    p->data = data + ((rlo + q) * lcols + clo - (int64_t)start);
+                    put_piece(&out[n++], group, v, frows, cols, g0 + q, ch->global[1] + (clo - ch->local[1]), 1,
+                              chi - clo, data + ((rlo + q) * lcols + clo - (int64_t)start));
                 }
                 continue;
             }
             if (n >= cap) return -1;
-            lms_ckpt_piece *p = &out[n++];
-            memset(p, 0, sizeof *p);
-            snprintf(p->name, sizeof p->name, "%s%s", group, v->name);
-            p->ndim = v->ndim;
-            p->shape[0] = frows;
-            p->shape[1] = v->ndim == 2 ? cols : 0;
-            p->chunk = 1;
-            p->off[0] = g0;
-            p->off[1] = v->ndim == 2 ? ch->global[1] + (clo - ch->local[1]) : 0;
-            p->size[0] = grows;
-            p->size[1] = v->ndim == 2 ? chi - clo : 0;
-            p->count = (uint64_t)(grows * (chi - clo));
-            p->data = data + (rlo * lcols + clo - (int64_t)start);
+            put_piece(&out[n++], group, v, frows, cols, g0, ch->global[1] + (clo - ch->local[1]), grows, chi - clo,
+                      data + (rlo * lcols + clo - (int64_t)start));
         }
         a = r * lcols + (nr == 1 ? c1 : nr * lcols);
     }
