@@ -123,9 +123,6 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     if (o->sequence_parallel && o->tp <= 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the sequence over the tensor-parallel "
                           "group: give --tp 2 or more, or drop --sequence-parallel");
-    if (o->tp > 1 && p->pp > 1)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with --pp %d is not supported yet: use one of them",
-                          o->tp, p->pp);
     LMS_CHECK(lms_layout_check(&lo, &p->cfg));
     /* the pipeline's own checks, before any compute (src/parallel/pipeline.c) */
     lms_pp_schedule asked;
@@ -380,8 +377,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
             (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
     if (tr.pipe)
-        lms_log(lg, LMS_LOG_INFO, "pipeline parallel: pp %d x dp %d (%s): %s | per rank: params %.1f MB, grads "
-                "%.1f MB, optimizer %.1f MB", p.pp, p.topo.dp, p.world->i->name, tr.sync.how, state_mb[0],
+        lms_log(lg, LMS_LOG_INFO, "pipeline parallel: pp %d x dp %d x tp %d (%s): %s | per rank: params %.1f MB, grads "
+                "%.1f MB, optimizer %.1f MB", p.pp, p.topo.dp, p.topo.tp, p.world->i->name, tr.sync.how, state_mb[0],
                 state_mb[1], state_mb[2]);
     else if (strcmp(tr.sync.i->name, "none") != 0)
         lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s), %s | per rank: params %.1f MB, grads %.1f MB, "
@@ -427,7 +424,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         /* a forward that gathers parameters (ZeRO-3) needs every rank */
         const int eval_due = have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
         /* pipeline stages hold their own layers: the whole model to every rank first */
-        if (eval_due && tr.pipe) LMS_TRY(lms_trainer_gather_model(&tr));
+        if (eval_due && tr.pipe) LMS_TRY(lms_trainer_gather_stages(&tr));
         int do_eval = (rank0 || lms_trainer_forward_is_collective(&tr)) && eval_due;
         double vloss = NAN;
         if (do_eval) {

@@ -14,7 +14,7 @@ typedef struct lms_pipe {
     lms_pp_schedule sched;
     int *first;              /* p·v + 1: the layers of each virtual stage */
     lms_pp_op *ops;          /* 2·m·v: this stage's order */
-    size_t NC;               /* floats of one activation (micro-batch · T · C) */
+    size_t NC;               /* floats of one activation (micro-batch · T · C; / tp when sequence parallel) */
     /* per (micro-batch, chunk) i = mb·v + c, for the whole step */
     float **fin;             /* activation received from the previous virtual stage */
     float **fout;            /* activation sent to the next one */

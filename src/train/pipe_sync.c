@@ -6,12 +6,16 @@
  *            completed; then the two copies of wte's gradient are summed
  *            over the embedding group (Megatron's), so both stay equal;
  *   norm     the sum of squares of every stage's own tensors (the wte copy
- *            once), all-reduced over the pipeline group;
+ *            once; under tensor parallelism a replicated tensor's 1/tp on
+ *            each tp rank, summed over the tp group), all-reduced over the
+ *            pipeline group;
  *   step     AdamW on the stage's tensors (and the wte copy);
  *   gather   each unit broadcast from its stage over the pipeline group,
  *            so every rank holds the whole model (validation, --save-model);
- *   save     gather parameters and AdamW moments, then world rank 0 writes
- *            the checkpoint, in global names: it loads at any layout. */
+ *   save     gather parameters and AdamW moments, then world rank 0 (under
+ *            tensor parallelism its tp group, each rank its parts as chunks
+ *            of the whole tensors) writes the checkpoint, in global names:
+ *            it loads at any layout. */
 #include "pipe_impl.h"
 
 #include <math.h>
@@ -68,8 +72,9 @@ static lms_status pp_norm(lms_grad_sync *s, double *norm) {
     for (int i = 0; i < p->nnorm; i++) {
         double x = 0;
         LMS_CHECK(s->be->i->sumsq(s->be, s->m->grads + p->own[i].offset, p->own[i].numel, &x));
-        ss += x;
+        ss += lms_tp_norm_weight(s->m, &p->own[i]) * x; /* replicated over tp: 1/tp on each */
     }
+    if (s->m->tp) LMS_CHECK(s->m->tp->comm->i->allreduce(s->m->tp->comm, &ss, &ss, 1, LMS_DT_F64, LMS_RED_SUM));
     LMS_CHECK(p->pp->i->allreduce(p->pp, &ss, &all, 1, LMS_DT_F64, LMS_RED_SUM));
     *norm = sqrt(all);
     return LMS_OK;
@@ -102,7 +107,9 @@ static lms_status pp_save(lms_grad_sync *s, const char *root, const lms_ckpt_sta
      * the checkpoint: no stage reads them */
     LMS_CHECK(bcast_units(p, opt->m));
     LMS_CHECK(bcast_units(p, opt->v));
-    if (p->world_rank != 0) return LMS_OK;
+    if (p->t->topo.dp_rank != 0 || p->s != 0) return LMS_OK;
+    /* tensor parallelism: the tp group of world rank 0 writes its parts as chunks of whole tensors */
+    if (s->m->tp) return lms_grad_sync_save_tp(s, root, st, opt, keep_last, path);
     return lms_ckpt_save_train(root, st, s->m, opt, keep_last, path);
 }
 
