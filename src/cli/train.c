@@ -137,9 +137,6 @@ static lms_status validate(const train_opts *o, train_plan *p) {
         LMS_CHECK(lms_pp_split_layers(p->cfg.L, p->pp, p->vpp, p->pp_layers, n, first));
         p->pp_given = p->pp_layers;
     }
-    if (p->pp > 1 && o->zero)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
-                          "pipeline parallelism", o->zero, p->pp);
     p->T = lo.seq_len;
     p->micro = lo.micro_batch;
     p->local_batch = o->batch_size / lo.dp;
@@ -189,6 +186,11 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     lms_precision prec;
     LMS_CHECK(lms_precision_parse(o->dtype, &prec));
     p->dtype = prec == LMS_PREC_BF16 ? LMS_DT_BF16 : prec == LMS_PREC_FP16 ? LMS_DT_F16 : LMS_DT_F32;
+    if (o->tp > 1 && (p->recompute != LMS_RECOMPUTE_NONE || p->dtype != LMS_DT_F32)) { /* as the trainer, earlier */
+        const char *what = p->recompute != LMS_RECOMPUTE_NONE ? "--recompute" : "--dtype bf16/fp16";
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", o->tp,
+                          what, what);
+    }
     if (!(o->loss_scale >= 0) || !isfinite(o->loss_scale))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--loss-scale %g must be positive (a static scale) or 0 (dynamic)",
                           o->loss_scale);

@@ -36,6 +36,7 @@ typedef struct lms_pipe {
     int *bdone;              /* per chunk: backwards done this step */
     lms_comm_req **dreq;     /* data-parallel all-reduces of final unit gradients */
     int ndreq, capdreq;
+    lms_grad_sync zs;        /* --zero 1: ZeRO-1 over this stage's units (and the wte copy); else zs.i NULL */
     lms_status derr;
     double t_compute, t_total;
     lms_pp_stats stats;

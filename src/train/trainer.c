@@ -123,9 +123,9 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
         t->m.tp = &t->tpx;
     }
     LMS_TRY(lms_gpt_acts_init_on(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
-    if (pp > 1 && o->zero) {
-        st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
-                        "pipeline parallelism", o->zero, pp);
+    if (pp > 1 && o->zero > 1) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported: use --zero 1 (the "
+                        "distributed optimizer) with pipeline parallelism", o->zero, pp);
         goto fail;
     }
     if (pp > 1 && o->dtype != LMS_DT_F32) {
