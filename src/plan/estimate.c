@@ -19,7 +19,9 @@ double lms_train_days(double tokens, double params, double n, double flops_per_s
     return (full_recompute ? 8.0 : 6.0) * tokens * params / (n * flops_per_s) / 86400.0;
 }
 
-/* ---- lmscale's own buffers (tp = pp = 1, fp32; activations as --recompute keeps them) ---- */
+/* ---- lmscale's own buffers (pp = 1; any tp, dtype and recompute) ----
+ * cfg is one tensor-parallel rank's part of the model (lms_gpt_config_local):
+ * its flat buffers, units and activations are the rank's. */
 static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
     const int dp = lo->dp, nu = lms_gpt_num_units(cfg);
     const double f = 4.0;
@@ -34,7 +36,7 @@ static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_e
         if (part * (size_t)dp > max_padded) max_padded = part * (size_t)dp;
         if (n % (size_t)dp) uneven = 1;
     }
-    e->params = e->params_rank = (double)N;
+    e->params_rank = (double)N;
     if (lo->zero == 0) {
         e->weights = e->grads = f * N;
         e->optim = 2 * f * N;
@@ -50,14 +52,23 @@ static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_e
     e->grads_work = f * nwork * max_padded + (z >= 2 ? 2 * f * (max_padded / (size_t)dp) : 0);
 }
 
-static void lmscale_memory(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+static void lmscale_memory(const lms_gpt_config *whole, const lms_layout *lo, const lms_estimate_opts *o,
                            lms_estimate *e) {
+    lms_gpt_config local, *cfg = &local;
+    if (lms_gpt_config_local(whole, lo->tp, &local) != LMS_OK) local = *whole; /* lms_layout_check said why */
     lmscale_state(cfg, lo, e);
+    size_t N = 0, off, n;
+    for (int u = 0; u < lms_gpt_num_units(whole); u++) lms_gpt_unit_range(whole, u, &off, &n), N += n;
+    e->params = (double)N;
     const double BT = (double)lo->micro_batch * lo->seq_len;
     e->acts = 4.0 * (double)lms_gpt_act_floats_rc(cfg, lo->micro_batch, lo->seq_len, lo->recompute);
     e->inflight = 1;
     /* the model's copies of tokens and targets, and train's x and y (int32) */
     e->buffers = 4 * 4.0 * BT + 4.0 * (o ? o->data_tokens : 0);
+    /* bf16/fp16: the master rounded for compute, an fp32 copy of the rank's parameters holding 16-bit
+     * values (src/train/trainer.c; not in train's param_mb, which is the master); ZeRO-3 rounds each
+     * gathered unit in place instead */
+    if (lo->prec != LMS_PREC_FP32 && lo->zero != 3) e->buffers += 4.0 * e->params_rank;
     /* Open MPI's non-blocking collectives stage their data (measured,
      * docs/estimate.md): ZeRO-1, whose reduce-scatters of every unit are in
      * flight together, about 2(dp-1)/dp of the gradient buffer. Plain DP
@@ -156,13 +167,15 @@ static void flops(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate 
 lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
                             lms_estimate *e) {
     memset(e, 0, sizeof *e);
-    const int runnable = lo->tp == 1 && lo->pp == 1 && lo->prec == LMS_PREC_FP32;
+    /* lmscale's own model covers pp = 1; auto picks it for its fp32 layouts without tp (a tp or
+     * 16-bit layout is most often a GPU plan, which the Megatron-style model describes) */
+    const int runnable = lo->pp == 1;
     lms_impl impl = o ? o->impl : LMS_IMPL_AUTO;
-    if (impl == LMS_IMPL_AUTO) impl = runnable ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
+    if (impl == LMS_IMPL_AUTO)
+        impl = runnable && lo->tp == 1 && lo->prec == LMS_PREC_FP32 ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
     if (impl == LMS_IMPL_LMSCALE && !runnable)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale models what lmscale runs today: --tp 1 --pp 1 "
-                          "--dtype fp32 (got --tp %d --pp %d --dtype %s); use --impl megatron for the others",
-                          lo->tp, lo->pp, lms_precision_name(lo->prec));
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale models lmscale's own buffers at --pp 1 (got --pp "
+                          "%d); use --impl megatron for pipeline layouts", lo->pp);
     e->impl = impl;
     if (impl == LMS_IMPL_LMSCALE)
         lmscale_memory(cfg, lo, o, e);
