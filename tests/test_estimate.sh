@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lmscale estimate against lmscale's own measurements: for a handful of the
 # layouts runnable here (1 process with each recompute mode and bf16; dp 2/4 x
-# ZeRO 0-3, tp 2 in fp32 and fp16, dp 2 x tp 2 with ZeRO 1 under mpirun), the per-rank state bytes that `estimate` predicts equal those
+# ZeRO 0-3, tp 2 in fp32 and fp16, dp 2 x tp 2 with ZeRO 1, pp 2 with 1F1B,
+# GPipe and interleaving, dp 2 x pp 2 under mpirun), the per-rank state bytes that `estimate` predicts equal those
 # `train --metrics` reports (param_mb, grad_mb, optim_mb, to the printed 0.001 MB), and the
 # predicted peak memory is within 10 % of the measured peak RSS on a model
 # whose activations dominate (docs/estimate.md); in a sanitizer build
@@ -90,6 +91,12 @@ if command -v "${LMS_MPIRUN:-mpirun}" >/dev/null; then
         check tp2 2 0 "$OV2" --tp 2
         check tp2-fp16 2 0 "$OV2" --tp 2 --dtype fp16
         check dp2tp2-z1 4 1 "$OV2" --tp 2
+        # pipeline parallelism: the stage that holds the most (the first under 1F1B): its activation
+        # sets as the schedule keeps them, the boundary buffers
+        check pp2-1f1b 2 0 "$OV2" --pp 2 --micro-batch-size 4
+        check pp2-gpipe 2 0 "$OV2" --pp 2 --micro-batch-size 4 --pp-schedule gpipe
+        check pp2-v2 2 0 "$OV2" --pp 2 --virtual-stages 2 --micro-batch-size 2
+        check dp2pp2 4 0 "$OV2" --pp 2 --micro-batch-size 2
     fi
 else
     skip "the dp 2/4 x ZeRO layouts" "apt-get install openmpi-bin libopenmpi-dev, then rebuild"

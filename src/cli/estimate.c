@@ -2,6 +2,7 @@
  * train for one layout (docs/estimate.md). */
 #include "cli.h"
 #include "lmscale/json.h"
+#include "lmscale/parallel.h"
 #include "lmscale/plan.h"
 
 #include <math.h>
@@ -35,6 +36,12 @@ lms_status cli_layout_resolve(const cli_layout_opts *o, lms_gpt_config *cfg, lms
     lo->seq_parallel = o->seq_parallel;
     LMS_CHECK(lms_precision_parse(o->dtype, &lo->prec));
     LMS_CHECK(lms_recompute_parse(o->recompute, &lo->recompute));
+    if (o->pp_schedule) { /* the pipeline's schedule, checked as train checks it */
+        lms_pp_schedule asked, sched;
+        LMS_CHECK(lms_pp_schedule_parse(o->pp_schedule, &asked));
+        LMS_CHECK(lms_pp_schedule_resolve(asked, o->vpp > 1 ? o->vpp : 1, &sched));
+        lo->pp_gpipe = sched == LMS_PP_GPIPE;
+    }
     return lms_layout_check(lo, cfg);
 }
 

@@ -2,8 +2,10 @@
  * in docs/estimate.md). Two memory models: lmscale's own fp32 buffers
  * (exact, as src/parallel/zero.c and src/model/gpt.c allocate them) and a
  * Megatron-style mixed-precision GPU implementation (Korthikanti et al.). */
+#include "lmscale/parallel.h"
 #include "lmscale/plan.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Measured fixed overhead of one lmscale process (binary, libc, OpenMP and
@@ -19,7 +21,7 @@ double lms_train_days(double tokens, double params, double n, double flops_per_s
     return (full_recompute ? 8.0 : 6.0) * tokens * params / (n * flops_per_s) / 86400.0;
 }
 
-/* ---- lmscale's own buffers (pp = 1; any tp, dtype and recompute) ----
+/* ---- lmscale's own buffers (any tp, pp, dtype and recompute) ----
  * cfg is one tensor-parallel rank's part of the model (lms_gpt_config_local):
  * its flat buffers, units and activations are the rank's. */
 static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
@@ -52,6 +54,53 @@ static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_e
     e->grads_work = f * nwork * max_padded + (z >= 2 ? 2 * f * (max_padded / (size_t)dp) : 0);
 }
 
+/* The most micro-batches whose activations stage s holds at once under the
+ * schedule: the engine's own operation order (lms_pp_schedule_ops), forward
+ * takes an activation set, backward returns it. */
+static int peak_sets(lms_pp_schedule sched, int p, int s, int m, int v) {
+    lms_pp_op *ops = malloc(sizeof *ops * (size_t)(2 * m * v));
+    int in = 0, peak = 0;
+    if (ops && lms_pp_schedule_ops(sched, p, s, m, v, ops) == LMS_OK)
+        for (int k = 0; k < 2 * m * v; k++) {
+            in += ops[k].backward ? -1 : 1;
+            if (in > peak) peak = in;
+        }
+    free(ops);
+    return peak;
+}
+
+/* Pipeline parallelism (src/train/pipe.c, pipe_sync.c), on the stage that
+ * needs the most: every stage holds the whole flat buffers (it updates its
+ * own units) and the trainer's one-micro-batch activation buffer, plus the
+ * pool's activation sets (each the layout of a chunk of the most layers,
+ * allocated as the schedule first needs them), a receive, send and
+ * gradient buffer of b·s·h floats per (micro-batch, chunk) that crosses a
+ * stage boundary, and the step's tokens. */
+static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
+    const int p = lo->pp, v = lo->vpp > 1 ? lo->vpp : 1, m = lo->accum, nv = p * v;
+    lms_pp_schedule sched = v > 1 ? LMS_PP_INTERLEAVED : lo->pp_gpipe ? LMS_PP_GPIPE : LMS_PP_1F1B;
+    lms_gpt_config sub = *cfg;
+    sub.L = (cfg->L + nv - 1) / nv; /* the even split's largest chunk */
+    const double set = 4.0 * (double)lms_gpt_act_floats_rc(&sub, lo->micro_batch, lo->seq_len, lo->recompute);
+    const double NC = (double)lo->micro_batch * lo->seq_len * cfg->C;
+    const double sp = lo->seq_parallel && lo->tp > 1 ? lo->tp : 1; /* sequence parallel: 1/tp of each crosses */
+    double best = -1;
+    int nbest = 0;
+    for (int s = 0; s < p; s++) {
+        int nbuf = 0;
+        for (int c = 0; c < v; c++) {
+            const int j = c * p + s;
+            nbuf += (j > 0) + (j < nv - 1) + 1;
+        }
+        const int sets = peak_sets(sched, p, s, m, v);
+        const double bytes = sets * set + (double)m * nbuf * 4.0 * NC / sp;
+        if (bytes > best) best = bytes, e->inflight = sets, e->acts_layer = set, nbest = nbuf;
+    }
+    e->grads_work = 0; /* the data-parallel all-reduce of each unit is in place (no receive buffer) */
+    e->acts += e->inflight * e->acts_layer;
+    e->buffers += 2 * 4.0 * m * lo->micro_batch * lo->seq_len + (double)m * nbest * 4.0 * NC / sp;
+}
+
 static void lmscale_memory(const lms_gpt_config *whole, const lms_layout *lo, const lms_estimate_opts *o,
                            lms_estimate *e) {
     lms_gpt_config local, *cfg = &local;
@@ -80,6 +129,7 @@ static void lmscale_memory(const lms_gpt_config *whole, const lms_layout *lo, co
     }
     e->overhead = o && o->overhead_bytes >= 0 ? o->overhead_bytes
                                               : (lo->world > 1 ? LMS_OVERHEAD_MPI : LMS_OVERHEAD_SINGLE);
+    if (lo->pp > 1) pipeline_memory(cfg, lo, e);
 }
 
 /* ---- a Megatron-style implementation ---- */
@@ -132,8 +182,8 @@ static void megatron_memory(const lms_gpt_config *cfg, const lms_layout *lo, con
     const double sp = lo->seq_parallel && lo->tp > 1 ? t : 1.0;
     const double Lr = (double)cfg->L / lo->pp;
     /* 1F1B: the first stage holds the activations of min(pp, accum)
-     * micro-batches; interleaving adds (pp-1)/(pp·v) of them */
-    int inflight = lo->accum < lo->pp ? lo->accum : lo->pp;
+     * micro-batches (GPipe: accum); interleaving adds (pp-1)/(pp·v) of them */
+    int inflight = lo->pp_gpipe || lo->accum < lo->pp ? lo->accum : lo->pp; /* GPipe: every micro-batch */
     double scale = inflight;
     if (lo->vpp > 1) scale *= 1.0 + (lo->pp - 1.0) / ((double)lo->pp * lo->vpp);
     e->inflight = inflight;
@@ -167,15 +217,16 @@ static void flops(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate 
 lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
                             lms_estimate *e) {
     memset(e, 0, sizeof *e);
-    /* lmscale's own model covers pp = 1; auto picks it for its fp32 layouts without tp (a tp or
-     * 16-bit layout is most often a GPU plan, which the Megatron-style model describes) */
-    const int runnable = lo->pp == 1;
+    /* lmscale's own model covers every layout but ZeRO with pp; auto picks it for its fp32 layouts
+     * without tp or pp (a tp, pp or 16-bit layout is most often a GPU plan, which the
+     * Megatron-style model describes) */
+    const int runnable = lo->pp == 1 || lo->zero == 0;
     lms_impl impl = o ? o->impl : LMS_IMPL_AUTO;
     if (impl == LMS_IMPL_AUTO)
-        impl = runnable && lo->tp == 1 && lo->prec == LMS_PREC_FP32 ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
+        impl = lo->pp == 1 && lo->tp == 1 && lo->prec == LMS_PREC_FP32 ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
     if (impl == LMS_IMPL_LMSCALE && !runnable)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale models lmscale's own buffers at --pp 1 (got --pp "
-                          "%d); use --impl megatron for pipeline layouts", lo->pp);
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale does not model --zero %d with --pp %d yet; use "
+                          "--impl megatron, or --zero 0", lo->zero, lo->pp);
     e->impl = impl;
     if (impl == LMS_IMPL_LMSCALE)
         lmscale_memory(cfg, lo, o, e);
