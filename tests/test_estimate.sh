@@ -2,7 +2,7 @@
 # lmscale estimate against lmscale's own measurements: for a handful of the
 # layouts runnable here (1 process with each recompute mode and bf16; dp 2/4 x
 # ZeRO 0-3, tp 2 in fp32 and fp16, dp 2 x tp 2 with ZeRO 1, pp 2 with 1F1B,
-# GPipe and interleaving, dp 2 x pp 2 under mpirun), the per-rank state bytes that `estimate` predicts equal those
+# GPipe and interleaving, dp 2 x pp 2 with ZeRO 0 and 1, tp 2 x pp 2 under mpirun), the per-rank state bytes that `estimate` predicts equal those
 # `train --metrics` reports (param_mb, grad_mb, optim_mb, to the printed 0.001 MB), and the
 # predicted peak memory is within 10 % of the measured peak RSS on a model
 # whose activations dominate (docs/estimate.md); in a sanitizer build
@@ -97,6 +97,8 @@ if command -v "${LMS_MPIRUN:-mpirun}" >/dev/null; then
         check pp2-gpipe 2 0 "$OV2" --pp 2 --micro-batch-size 4 --pp-schedule gpipe
         check pp2-v2 2 0 "$OV2" --pp 2 --virtual-stages 2 --micro-batch-size 2
         check dp2pp2 4 0 "$OV2" --pp 2 --micro-batch-size 2
+        check dp2pp2-z1 4 1 "$OV2" --pp 2 --micro-batch-size 2
+        check tp2pp2-sp 4 0 "$OV2" --tp 2 --pp 2 --micro-batch-size 4 --sequence-parallel
     fi
 else
     skip "the dp 2/4 x ZeRO layouts" "apt-get install openmpi-bin libopenmpi-dev, then rebuild"

@@ -73,6 +73,8 @@ for d in bf16 fp16; do
 2 pp=2_1f1b --pp 2
 2 pp=2_gpipe --pp 2 --pp-schedule gpipe
 4 dp=2_x_pp=2 --pp 2
+4 tp=2_x_pp=2 --tp 2 --pp 2
+4 tp=2_x_pp=2_sp --tp 2 --pp 2 --sequence-parallel
 EOF
 done
 

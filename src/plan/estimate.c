@@ -69,23 +69,63 @@ static int peak_sets(lms_pp_schedule sched, int p, int s, int m, int v) {
     return peak;
 }
 
+/* The flat-buffer sizes of the units stage s of p updates (src/train/pipe.c,
+ * lms_pipe_unit_owner): the embedding on the first, ln_f and (on a last
+ * stage without the embedding) the wte copy on the last, each block on the
+ * stage of its virtual stage. first[] is lms_pp_split_layers'. */
+static int stage_units(const lms_gpt_config *cfg, const int *first, int p, int v, int s, size_t *n) {
+    int k = 0;
+    size_t off;
+    for (int u = 0; u <= cfg->L + 1; u++) {
+        int owner = u == 0 ? 0 : p - 1;
+        for (int j = 0; u > 0 && u <= cfg->L && j < p * v; j++)
+            if (u - 1 < first[j + 1]) {
+                owner = j % p;
+                break;
+            }
+        if (owner == s) lms_gpt_unit_range(cfg, u, &off, &n[k++]);
+    }
+    if (s == p - 1 && s != 0) { /* the last stage's copy of wte */
+        lms_tensor_view *views;
+        int nt;
+        size_t np;
+        if (lms_gpt_layout(cfg, &views, &nt, &np) == LMS_OK) {
+            for (int i = 0; i < nt; i++)
+                if (strcmp(views[i].name, "wte") == 0) n[k++] = views[i].numel;
+            free(views);
+        }
+    }
+    return k;
+}
+
 /* Pipeline parallelism (src/train/pipe.c, pipe_sync.c), on the stage that
  * needs the most: every stage holds the whole flat buffers (it updates its
- * own units) and the trainer's one-micro-batch activation buffer, plus the
- * pool's activation sets (each the layout of a chunk of the most layers,
- * allocated as the schedule first needs them), a receive, send and
- * gradient buffer of b·s·h floats per (micro-batch, chunk) that crosses a
- * stage boundary, and the step's tokens. */
+ * own units; under ZeRO-1 the AdamW moments of its units' shards) and the
+ * trainer's one-micro-batch activation buffer, plus the pool's activation
+ * sets (each the layout of a chunk of the most layers, allocated as the
+ * schedule first needs them), a receive, send and gradient buffer of b·s·h
+ * floats per (micro-batch, chunk) that crosses a stage boundary, and the
+ * step's tokens. */
 static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
-    const int p = lo->pp, v = lo->vpp > 1 ? lo->vpp : 1, m = lo->accum, nv = p * v;
+    const int p = lo->pp, v = lo->vpp > 1 ? lo->vpp : 1, m = lo->accum, nv = p * v, d = lo->dp;
     lms_pp_schedule sched = v > 1 ? LMS_PP_INTERLEAVED : lo->pp_gpipe ? LMS_PP_GPIPE : LMS_PP_1F1B;
+    int *first = calloc((size_t)nv + 1, sizeof *first);
+    size_t *un = calloc((size_t)cfg->L + 3, sizeof *un);
+    if (!first || !un || lms_pp_split_layers(cfg->L, p, v, NULL, 0, first) != LMS_OK) {
+        free(first);
+        free(un);
+        return;
+    }
+    int maxl = 1;
+    for (int j = 0; j < nv; j++)
+        if (first[j + 1] - first[j] > maxl) maxl = first[j + 1] - first[j];
     lms_gpt_config sub = *cfg;
-    sub.L = (cfg->L + nv - 1) / nv; /* the even split's largest chunk */
+    sub.L = maxl;
     const double set = 4.0 * (double)lms_gpt_act_floats_rc(&sub, lo->micro_batch, lo->seq_len, lo->recompute);
     const double NC = (double)lo->micro_batch * lo->seq_len * cfg->C;
     const double sp = lo->seq_parallel && lo->tp > 1 ? lo->tp : 1; /* sequence parallel: 1/tp of each crosses */
+    const double base_acts = e->acts, base_buf = e->buffers + 2 * 4.0 * m * lo->micro_batch * lo->seq_len;
     double best = -1;
-    int nbest = 0;
     for (int s = 0; s < p; s++) {
         int nbuf = 0;
         for (int c = 0; c < v; c++) {
@@ -93,12 +133,36 @@ static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms
             nbuf += (j > 0) + (j < nv - 1) + 1;
         }
         const int sets = peak_sets(sched, p, s, m, v);
-        const double bytes = sets * set + (double)m * nbuf * 4.0 * NC / sp;
-        if (bytes > best) best = bytes, e->inflight = sets, e->acts_layer = set, nbest = nbuf;
+        double optim = e->optim, gwork = 0, staging = 0;
+        if (lo->zero == 1) { /* ZeRO-1 over the stage's units (src/train/pipe_sync.c) */
+            const int k = stage_units(cfg, first, p, v, s, un);
+            size_t shard = 0, maxp = 0, all = 0;
+            int uneven = 0;
+            for (int i = 0; i < k; i++) {
+                size_t part = (un[i] + (size_t)d - 1) / (size_t)d;
+                shard += part;
+                all += un[i];
+                if (part * (size_t)d > maxp) maxp = part * (size_t)d;
+                if (un[i] % (size_t)d) uneven = 1;
+            }
+            optim = 2 * 4.0 * shard;
+            gwork = uneven ? 4.0 * maxp : 0;
+            staging = d > 1 ? 2.0 * (d - 1) / d * 4.0 * all : 0; /* Open MPI's, as at pp 1 */
+        }
+        const double acts = base_acts + sets * set, buf = base_buf + (double)m * nbuf * 4.0 * NC / sp + staging;
+        const double tot = optim + gwork + acts + buf;
+        if (tot > best) {
+            best = tot;
+            e->inflight = sets;
+            e->acts_layer = set;
+            e->acts = acts;
+            e->buffers = buf;
+            e->optim = optim;
+            e->grads_work = gwork; /* ZeRO 0: each unit's data-parallel all-reduce is in place */
+        }
     }
-    e->grads_work = 0; /* the data-parallel all-reduce of each unit is in place (no receive buffer) */
-    e->acts += e->inflight * e->acts_layer;
-    e->buffers += 2 * 4.0 * m * lo->micro_batch * lo->seq_len + (double)m * nbest * 4.0 * NC / sp;
+    free(first);
+    free(un);
 }
 
 static void lmscale_memory(const lms_gpt_config *whole, const lms_layout *lo, const lms_estimate_opts *o,
@@ -124,7 +188,7 @@ static void lmscale_memory(const lms_gpt_config *whole, const lms_layout *lo, co
      * reduces out of place into its own receive buffer (grads_work) and
      * ZeRO-2/3 keep two units in flight: their staging is within the working
      * buffers counted above. */
-    if (lo->dp > 1 && lo->zero == 1) {
+    if (lo->dp > 1 && lo->zero == 1 && lo->pp == 1) {
         e->buffers += 2.0 * (lo->dp - 1) / lo->dp * e->grads;
     }
     e->overhead = o && o->overhead_bytes >= 0 ? o->overhead_bytes
@@ -217,16 +281,16 @@ static void flops(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate 
 lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
                             lms_estimate *e) {
     memset(e, 0, sizeof *e);
-    /* lmscale's own model covers every layout but ZeRO with pp; auto picks it for its fp32 layouts
+    /* lmscale's own model covers every layout lmscale runs (ZeRO 2/3 with pp it does not); auto picks it for its fp32 layouts
      * without tp or pp (a tp, pp or 16-bit layout is most often a GPU plan, which the
      * Megatron-style model describes) */
-    const int runnable = lo->pp == 1 || lo->zero == 0;
+    const int runnable = lo->pp == 1 || lo->zero <= 1;
     lms_impl impl = o ? o->impl : LMS_IMPL_AUTO;
     if (impl == LMS_IMPL_AUTO)
         impl = lo->pp == 1 && lo->tp == 1 && lo->prec == LMS_PREC_FP32 ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
     if (impl == LMS_IMPL_LMSCALE && !runnable)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale does not model --zero %d with --pp %d yet; use "
-                          "--impl megatron, or --zero 0", lo->zero, lo->pp);
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale: lmscale does not run --zero %d with --pp %d (use "
+                          "--zero 1, or --impl megatron)", lo->zero, lo->pp);
     e->impl = impl;
     if (impl == LMS_IMPL_LMSCALE)
         lmscale_memory(cfg, lo, o, e);
