@@ -105,8 +105,8 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    if (tp > 1 && (pp > 1 || o->recompute || o->dtype != LMS_DT_F32)) {
-        const char *what = pp > 1 ? "--pp" : o->recompute ? "--recompute" : "--dtype bf16/fp16";
+    if (tp > 1 && (pp > 1 || o->dtype != LMS_DT_F32)) {
+        const char *what = pp > 1 ? "--pp" : "--dtype bf16/fp16";
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", tp,
                         what, what);
         goto fail;
