@@ -1,8 +1,8 @@
 /* lmscale observability: seeing a run (docs/observability.md).
  *
  *  - per-phase timing of every training step (lms_obs): data, forward,
- *    backward, exposed gradient communication, optimizer, and slots for
- *    tensor-parallel communication and the pipeline bubble;
+ *    backward, exposed gradient communication, optimizer, tensor-parallel
+ *    communication and the pipeline bubble;
  *  - a Chrome trace-event / Perfetto JSON trace (lms_trace) of chosen steps:
  *    every backend op and every collective, recorded by wrappers around the
  *    backend and communicator vtables that are installed only when profiling;
