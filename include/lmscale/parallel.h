@@ -87,6 +87,7 @@ lms_status lms_dp_sync_finish(lms_dp_sync *s);
  * Clipping uses the global norm: the shards' sums of squares all-reduced. */
 typedef struct {
     size_t off, n;    /* the unit in the flat layout */
+    int copy;         /* a copy of tensors that other ranks also update (lms_zero_range) */
     size_t part;      /* floats per rank, ceil(n/dp) */
     size_t mine;      /* of this rank's part, how many are inside the unit */
     size_t shard_off; /* this rank's part in the shard buffers */
@@ -128,7 +129,18 @@ typedef struct {
     lms_gpt_hooks hooks;
     lms_status err; /* first failure of a pending reduce-scatter (reported by finish) */
     lms_zero_mem mem;
+    int ncopy;          /* units that are copies */
+    lms_comm *norm_also; /* NULL, or a group the norm's sum of squares is also summed over (pp); not owned */
 } lms_zero;
+
+/* A unit of a shard layout that is not the whole model (a pipeline stage's
+ * units): a range of the flat buffer. copy = 1: tensors whose gradients
+ * and updates other ranks hold too (the last stage's wte): updated as the
+ * rest, but outside the norm and not written to checkpoints. */
+typedef struct {
+    size_t off, n;
+    int copy;
+} lms_zero_range;
 
 /* Builds the shard layout for model m (whose parameters must already hold
  * their initial values for stages 1 and 2; for stage 3 create m with
@@ -136,6 +148,12 @@ typedef struct {
  * lms_zero_shard_from_full). Installs m->hooks for stages 2 and 3. Buffers
  * are set, copied and summed through be. */
 lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be);
+/* The same over only the units r[0..nr) (in increasing offset; stage 1
+ * only: the units of a pipeline stage, Megatron's distributed optimizer). */
+lms_status lms_zero_init_units(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be,
+                               const lms_zero_range *r, int nr);
+/* 1 when tensor v lies in a unit of z that is not a copy. */
+int lms_zero_holds(const lms_zero *z, const lms_tensor_view *v);
 void lms_zero_free(lms_zero *z);
 /* Stage 3: this rank's parameter shard from the seed / from a full copy
  * (full in host memory, shard_dst in the backend's). */

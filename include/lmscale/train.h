@@ -173,7 +173,8 @@ typedef struct {
  * model for cfg, the gradient strategy and AdamW, and restores the starting
  * state from src. o->tp > 1 splits the model over the tp group (lms_gpt_tp);
  * pp > 1 (o->pp) runs the pipeline engine (docs/parallelism.md), whose
- * gradient strategy is "pp" (tp and pp together are not supported yet). */
+ * gradient strategy is "pp" (with tp > 1 each stage's pieces are split over
+ * its tp group). */
 lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms_gpt_config *cfg, lms_comm *world,
                             int dp, lms_backend *be, const lms_train_source *src);
 void lms_trainer_free(lms_trainer *t);
@@ -192,6 +193,10 @@ lms_backend *lms_trainer_compute_backend(lms_trainer *t);
 /* Leaves t->m holding the whole model with no hooks (for lms_model_save
  * and callers that keep the model); collective under ZeRO-3. */
 lms_status lms_trainer_gather_model(lms_trainer *t);
+/* Pipeline parallelism: every stage's current parameters to every rank of
+ * the pipeline group, so that each rank holds all layers (of its tp part:
+ * a validation forward then runs on every tp group); a no-op at pp = 1. */
+lms_status lms_trainer_gather_stages(lms_trainer *t);
 /* The pipeline's measurements of the last step; NULL at pp = 1. */
 const lms_pp_stats *lms_trainer_pp_stats(const lms_trainer *t);
 /* Writes `, "pp_idle": [...], "pp_bubble": [...], "pp_peak_sets": [...]`

@@ -123,9 +123,6 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     if (o->sequence_parallel && o->tp <= 1)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the sequence over the tensor-parallel "
                           "group: give --tp 2 or more, or drop --sequence-parallel");
-    if (o->tp > 1 && p->pp > 1)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with --pp %d is not supported yet: use one of them",
-                          o->tp, p->pp);
     LMS_CHECK(lms_layout_check(&lo, &p->cfg));
     /* the pipeline's own checks, before any compute (src/parallel/pipeline.c) */
     lms_pp_schedule asked;
@@ -140,9 +137,6 @@ static lms_status validate(const train_opts *o, train_plan *p) {
         LMS_CHECK(lms_pp_split_layers(p->cfg.L, p->pp, p->vpp, p->pp_layers, n, first));
         p->pp_given = p->pp_layers;
     }
-    if (p->pp > 1 && o->zero)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
-                          "pipeline parallelism", o->zero, p->pp);
     p->T = lo.seq_len;
     p->micro = lo.micro_batch;
     p->local_batch = o->batch_size / lo.dp;
@@ -192,6 +186,11 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     lms_precision prec;
     LMS_CHECK(lms_precision_parse(o->dtype, &prec));
     p->dtype = prec == LMS_PREC_BF16 ? LMS_DT_BF16 : prec == LMS_PREC_FP16 ? LMS_DT_F16 : LMS_DT_F32;
+    if (o->tp > 1 && (p->recompute != LMS_RECOMPUTE_NONE || p->dtype != LMS_DT_F32)) { /* as the trainer, earlier */
+        const char *what = p->recompute != LMS_RECOMPUTE_NONE ? "--recompute" : "--dtype bf16/fp16";
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", o->tp,
+                          what, what);
+    }
     if (!(o->loss_scale >= 0) || !isfinite(o->loss_scale))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--loss-scale %g must be positive (a static scale) or 0 (dynamic)",
                           o->loss_scale);
@@ -380,8 +379,8 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
             (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
     if (tr.pipe)
-        lms_log(lg, LMS_LOG_INFO, "pipeline parallel: pp %d x dp %d (%s): %s | per rank: params %.1f MB, grads "
-                "%.1f MB, optimizer %.1f MB", p.pp, p.topo.dp, p.world->i->name, tr.sync.how, state_mb[0],
+        lms_log(lg, LMS_LOG_INFO, "pipeline parallel: pp %d x dp %d x tp %d (%s): %s | per rank: params %.1f MB, grads "
+                "%.1f MB, optimizer %.1f MB", p.pp, p.topo.dp, p.topo.tp, p.world->i->name, tr.sync.how, state_mb[0],
                 state_mb[1], state_mb[2]);
     else if (strcmp(tr.sync.i->name, "none") != 0)
         lms_log(lg, LMS_LOG_INFO, "data parallel: %d ranks (%s), %s | per rank: params %.1f MB, grads %.1f MB, "
@@ -433,7 +432,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         /* a forward that gathers parameters (ZeRO-3) needs every rank */
         const int eval_due = have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
         /* pipeline stages hold their own layers: the whole model to every rank first */
-        if (eval_due && tr.pipe) LMS_TRY(lms_trainer_gather_model(&tr));
+        if (eval_due && tr.pipe) LMS_TRY(lms_trainer_gather_stages(&tr));
         int do_eval = (rank0 || lms_trainer_forward_is_collective(&tr)) && eval_due;
         double vloss = NAN;
         if (do_eval) {
@@ -587,10 +586,10 @@ int cmd_train(int argc, char **argv) {
         {"dp", CLI_INT, &o.dp, "N", "data-parallel ranks (0 = all processes of the job; launch with mpirun/srun)"},
         {"comm", CLI_STR, &o.comm, "NAME", "communicator: auto (MPI when launched by mpirun/srun), single, mpi"},
         {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "gradient all-reduce bucket size"},
-        {"tp", CLI_INT, &o.tp, "N", "tensor-parallel ranks: each block and the vocabulary split over N consecutive ranks (world = dp x tp)"},
+        {"tp", CLI_INT, &o.tp, "N", "tensor-parallel ranks: each block and the vocabulary split over N consecutive ranks (world = dp x tp x pp)"},
         {"sequence-parallel", CLI_BOOL, &o.sequence_parallel, NULL, "with --tp: shard LayerNorm, residual and embedding rows over the tp group"},
         {"zero", CLI_INT, &o.zero, "STAGE", "ZeRO: 1 shards optimizer state, 2 also gradients, 3 also parameters (0 = off)"},
-        {"pp", CLI_INT, &o.pp, "N", "pipeline stages (the job is dp x pp processes)"},
+        {"pp", CLI_INT, &o.pp, "N", "pipeline stages (the job is dp x tp x pp processes)"},
         {"pp-layers", CLI_STR, &o.pp_layers, "A,B,..", "layers per pipeline stage (default: an even split)"},
         {"pp-schedule", CLI_STR, &o.pp_schedule, "KIND", "gpipe, 1f1b, or interleaved (with --virtual-stages)"},
         {"virtual-stages", CLI_INT, &o.vpp, "V", "model chunks per pipeline stage: interleaved 1F1B"},

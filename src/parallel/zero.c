@@ -30,7 +30,7 @@ static int build_views(lms_zero *z, lms_zero_view *views) {
                 v->soff = un->shard_off + (a - lo);
                 v->n = b - a;
                 v->decay = t->decay;
-                v->norm_w = lms_tp_norm_weight(m, t);
+                v->norm_w = un->copy ? 0.0 : lms_tp_norm_weight(m, t);
                 v->p = z->stage == 3 ? z->master + v->soff : m->params + a;
             }
             nv++;
@@ -97,10 +97,24 @@ static lms_status zbuf(lms_zero *z, size_t bytes, const char *what, lms_buffer *
 }
 
 lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be) {
+    return lms_zero_init_units(z, stage, dp, m, be, NULL, 0);
+}
+
+int lms_zero_holds(const lms_zero *z, const lms_tensor_view *v) {
+    for (int u = 0; u < z->nunits; u++)
+        if (!z->units[u].copy && v->offset >= z->units[u].off && v->offset < z->units[u].off + z->units[u].n) return 1;
+    return 0;
+}
+
+lms_status lms_zero_init_units(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_backend *be,
+                               const lms_zero_range *r, int nr) {
     lms_status st = LMS_OK;
     memset(z, 0, sizeof *z);
     if (stage < 1 || stage > 3)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d: the ZeRO stage must be 0 (off), 1, 2 or 3", stage);
+    if (r && stage != 1)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d over part of the model: only stage 1 shards a "
+                          "pipeline stage's units (use --zero 1)", stage);
     z->stage = stage;
     z->comm = dp;
     z->m = m;
@@ -108,13 +122,20 @@ lms_status lms_zero_init(lms_zero *z, int stage, lms_comm *dp, lms_gpt *m, lms_b
     z->dp = dp->size;
     z->rank = dp->rank;
     z->gunit[0] = z->gunit[1] = -1;
-    z->nunits = lms_gpt_num_units(&m->cfg);
-    z->units = calloc((size_t)z->nunits, sizeof *z->units);
-    z->ureq = calloc((size_t)z->nunits, sizeof *z->ureq);
+    z->nunits = r ? nr : lms_gpt_num_units(&m->cfg);
+    z->units = calloc((size_t)z->nunits + 1, sizeof *z->units);
+    z->ureq = calloc((size_t)z->nunits + 1, sizeof *z->ureq);
     if (!z->units || !z->ureq) return lms_errorf(LMS_ERR_OOM, "out of memory for the ZeRO layout");
     for (int u = 0; u < z->nunits; u++) {
         lms_zero_unit *un = &z->units[u];
-        lms_gpt_unit_range(&m->cfg, u, &un->off, &un->n);
+        if (r) {
+            un->off = r[u].off;
+            un->n = r[u].n;
+            un->copy = r[u].copy;
+            z->ncopy += un->copy;
+        } else {
+            lms_gpt_unit_range(&m->cfg, u, &un->off, &un->n);
+        }
         un->part = (un->n + (size_t)z->dp - 1) / (size_t)z->dp;
         size_t start = (size_t)z->rank * un->part;
         un->mine = start < un->n ? min_sz(un->part, un->n - start) : 0;
@@ -265,17 +286,19 @@ lms_status lms_zero_finish_grads(lms_zero *z) {
 
 lms_status lms_zero_grad_norm(lms_zero *z, lms_backend *be, double *norm) {
     double s = 0, tot = 0;
-    if (!z->m->tp) {
+    if (!z->m->tp && !z->ncopy) {
         LMS_CHECK(be->i->sumsq(be, z->grad, z->shard_n, &s));
-    } else { /* replicated tensors count once over the tp group */
+    } else { /* replicated tensors count once over the tp group, copies not at all */
         for (int i = 0; i < z->nviews; i++) {
             double x = 0;
             LMS_CHECK(be->i->sumsq(be, z->grad + z->views[i].soff, z->views[i].n, &x));
             s += z->views[i].norm_w * x;
         }
-        LMS_CHECK(z->m->tp->comm->i->allreduce(z->m->tp->comm, &s, &s, 1, LMS_DT_F64, LMS_RED_SUM));
+        if (z->m->tp)
+            LMS_CHECK(z->m->tp->comm->i->allreduce(z->m->tp->comm, &s, &s, 1, LMS_DT_F64, LMS_RED_SUM));
     }
     LMS_CHECK(z->comm->i->allreduce(z->comm, &s, &tot, 1, LMS_DT_F64, LMS_RED_SUM));
+    if (z->norm_also) LMS_CHECK(z->norm_also->i->allreduce(z->norm_also, &tot, &tot, 1, LMS_DT_F64, LMS_RED_SUM));
     *norm = sqrt(tot);
     return LMS_OK;
 }

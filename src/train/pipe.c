@@ -102,7 +102,9 @@ lms_status lms_pipe_init(lms_trainer *t, lms_comm *world) {
         if (p->first[j + 1] - p->first[j] > maxl) maxl = p->first[j + 1] - p->first[j];
     p->sub = *cfg;
     p->sub.L = maxl;
-    p->NC = (size_t)o->micro_batch * o->seq_len * cfg->C;
+    /* the residual stream's rows a rank holds: all of them, or under sequence
+     * parallelism its 1/tp (the same rows as its peer of the same tp rank) */
+    p->NC = (size_t)o->micro_batch * o->seq_len * cfg->C / (t->m.tp && t->m.tp->seq_parallel ? t->m.tp->size : 1);
     for (int mb = 0; mb < p->m; mb++)
         for (int c = 0; c < p->v; c++) {
             const int i = mb * p->v + c, j = vstage(p, c);

@@ -14,7 +14,7 @@ typedef struct lms_pipe {
     lms_pp_schedule sched;
     int *first;              /* p·v + 1: the layers of each virtual stage */
     lms_pp_op *ops;          /* 2·m·v: this stage's order */
-    size_t NC;               /* floats of one activation (micro-batch · T · C) */
+    size_t NC;               /* floats of one activation (micro-batch · T · C; / tp when sequence parallel) */
     /* per (micro-batch, chunk) i = mb·v + c, for the whole step */
     float **fin;             /* activation received from the previous virtual stage */
     float **fout;            /* activation sent to the next one */
@@ -36,6 +36,7 @@ typedef struct lms_pipe {
     int *bdone;              /* per chunk: backwards done this step */
     lms_comm_req **dreq;     /* data-parallel all-reduces of final unit gradients */
     int ndreq, capdreq;
+    lms_grad_sync zs;        /* --zero 1: ZeRO-1 over this stage's units (and the wte copy); else zs.i NULL */
     lms_status derr;
     double t_compute, t_total;
     lms_pp_stats stats;

@@ -6,12 +6,19 @@
  *            completed; then the two copies of wte's gradient are summed
  *            over the embedding group (Megatron's), so both stay equal;
  *   norm     the sum of squares of every stage's own tensors (the wte copy
- *            once), all-reduced over the pipeline group;
+ *            once; under tensor parallelism a replicated tensor's 1/tp on
+ *            each tp rank, summed over the tp group), all-reduced over the
+ *            pipeline group;
  *   step     AdamW on the stage's tensors (and the wte copy);
+ *   --zero 1 the same with ZeRO-1 over the stage's units (zero_init): each
+ *            unit's gradient is reduce-scattered instead of all-reduced,
+ *            AdamW runs on the rank's part, the parts are all-gathered;
  *   gather   each unit broadcast from its stage over the pipeline group,
  *            so every rank holds the whole model (validation, --save-model);
- *   save     gather parameters and AdamW moments, then world rank 0 writes
- *            the checkpoint, in global names: it loads at any layout. */
+ *   save     gather parameters and AdamW moments, then world rank 0 (under
+ *            tensor parallelism its tp group, each rank its parts as chunks
+ *            of the whole tensors) writes the checkpoint, in global names:
+ *            it loads at any layout. */
 #include "pipe_impl.h"
 
 #include <math.h>
@@ -21,9 +28,11 @@
 
 lms_status lms_pipe_unit_final(lms_pipe *p, int unit) {
     lms_trainer *t = p->t;
-    if (t->dp->size == 1) return LMS_OK;
     size_t off, n;
     lms_gpt_unit_range(&t->m.cfg, unit, &off, &n);
+    if (p->zs.i) /* ZeRO-1: the unit's reduce-scatter; the embedding's waits for the embedding group (finish) */
+        return unit == 0 ? LMS_OK : lms_zero_ready(p->zs.impl, off, n);
+    if (t->dp->size == 1) return LMS_OK;
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) { /* the head's wte copy, on a last stage without the embedding */
             if (unit != t->m.cfg.L + 1 || lms_pipe_owns(p, 0)) break;
@@ -37,6 +46,11 @@ lms_status lms_pipe_unit_final(lms_pipe *p, int unit) {
         p->ndreq++;
     }
     return LMS_OK;
+}
+
+static lms_status pp_restore(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt) {
+    lms_pipe *p = s->impl;
+    return p->zs.i ? p->zs.i->restore(&p->zs, src, opt) : lms_grad_sync_full_restore(s, src, opt);
 }
 
 static lms_status pp_begin(lms_grad_sync *s) { return lms_gpt_zero_grad(s->m, s->be); }
@@ -59,17 +73,28 @@ static lms_status pp_finish(lms_grad_sync *s) {
         float *g = s->m->grads + p->wte->offset;
         LMS_CHECK(p->emb->i->allreduce(p->emb, g, g, p->wte->numel, LMS_DT_F32, LMS_RED_SUM));
     }
-    return LMS_OK;
+    if (!p->zs.i) return LMS_OK;
+    /* ZeRO-1: the units holding wte, now summed over the embedding group, go last */
+    if (lms_pipe_owns(p, 0)) {
+        size_t off, n;
+        lms_gpt_unit_range(&s->m->cfg, 0, &off, &n);
+        LMS_CHECK(lms_zero_ready(p->zs.impl, off, n));
+    } else if (lms_pipe_owns(p, s->m->cfg.L + 1)) {
+        LMS_CHECK(lms_zero_ready(p->zs.impl, p->wte->offset, p->wte->numel));
+    }
+    return p->zs.i->finish(&p->zs);
 }
 
 static lms_status pp_norm(lms_grad_sync *s, double *norm) {
     lms_pipe *p = s->impl;
+    if (p->zs.i) return p->zs.i->global_norm(&p->zs, norm); /* over tp, dp and (norm_also) pp */
     double ss = 0, all = 0;
     for (int i = 0; i < p->nnorm; i++) {
         double x = 0;
         LMS_CHECK(s->be->i->sumsq(s->be, s->m->grads + p->own[i].offset, p->own[i].numel, &x));
-        ss += x;
+        ss += lms_tp_norm_weight(s->m, &p->own[i]) * x; /* replicated over tp: 1/tp on each */
     }
+    if (s->m->tp) LMS_CHECK(s->m->tp->comm->i->allreduce(s->m->tp->comm, &ss, &ss, 1, LMS_DT_F64, LMS_RED_SUM));
     LMS_CHECK(p->pp->i->allreduce(p->pp, &ss, &all, 1, LMS_DT_F64, LMS_RED_SUM));
     *norm = sqrt(all);
     return LMS_OK;
@@ -77,6 +102,7 @@ static lms_status pp_norm(lms_grad_sync *s, double *norm) {
 
 static lms_status pp_step(lms_grad_sync *s, lms_adamw *opt, float lr, float grad_scale) {
     lms_pipe *p = s->impl;
+    if (p->zs.i) return p->zs.i->optimizer_step(&p->zs, opt, lr, grad_scale);
     return lms_adamw_step(opt, s->be, s->m->params, s->m->grads, p->own, p->nown, lr, grad_scale);
 }
 
@@ -97,21 +123,55 @@ static lms_status pp_save(lms_grad_sync *s, const char *root, const lms_ckpt_sta
                           int keep_last, char **path) {
     lms_pipe *p = s->impl;
     *path = NULL;
+    if (p->zs.i) { /* every rank writes its stage's parts */
+        p->zs.world = s->world;
+        return p->zs.i->save(&p->zs, root, st, opt, keep_last, path);
+    }
     LMS_CHECK(bcast_units(p, s->m->params));
     /* the moments of units this rank does not update are only a copy for
      * the checkpoint: no stage reads them */
     LMS_CHECK(bcast_units(p, opt->m));
     LMS_CHECK(bcast_units(p, opt->v));
-    if (p->world_rank != 0) return LMS_OK;
+    if (p->t->topo.dp_rank != 0 || p->s != 0) return LMS_OK;
+    /* tensor parallelism: the tp group of world rank 0 writes its parts as chunks of whole tensors */
+    if (s->m->tp) return lms_grad_sync_save_tp(s, root, st, opt, keep_last, path);
     return lms_ckpt_save_train(root, st, s->m, opt, keep_last, path);
 }
 
-static void pp_free(lms_grad_sync *s) {}
+static void pp_free(lms_grad_sync *s) { lms_grad_sync_free(&((lms_pipe *)s->impl)->zs); }
 
-static const lms_grad_sync_i pp_i = {.name = "pp", .restore = lms_grad_sync_full_restore, .begin_step = pp_begin,
+static const lms_grad_sync_i pp_i = {.name = "pp", .restore = pp_restore, .begin_step = pp_begin,
                                      .grad_ready = pp_ready, .finish = pp_finish, .global_norm = pp_norm,
                                      .optimizer_step = pp_step, .save = pp_save, .gather_model = pp_gather,
                                      .free = pp_free};
+
+/* ZeRO-1 over the units this stage updates (Megatron's distributed
+ * optimizer): the AdamW state of the stage's parameters, sharded over its
+ * data-parallel group; the last stage's wte copy is a unit of its own,
+ * updated as stage 0's wte but outside the norm and the checkpoint. */
+static lms_status zero_init(lms_pipe *p) {
+    lms_grad_sync *s = &p->t->sync;
+    const lms_gpt_config *c = &s->m->cfg;
+    const int nu = lms_gpt_num_units(c);
+    lms_zero_range *r = calloc((size_t)nu + 1, sizeof *r);
+    if (!r) return lms_errorf(LMS_ERR_OOM, "out of memory for the ZeRO layout");
+    int nr = 0;
+    if (!lms_pipe_owns(p, 0) && lms_pipe_owns(p, c->L + 1)) /* the wte copy (first in the flat layout) */
+        r[nr++] = (lms_zero_range){p->wte->offset, p->wte->numel, 1};
+    for (int u = 0; u < nu; u++)
+        if (lms_pipe_owns(p, u)) {
+            lms_gpt_unit_range(c, u, &r[nr].off, &r[nr].n);
+            nr++;
+        }
+    p->zs = (lms_grad_sync){.m = s->m, .be = s->be, .dp = s->dp};
+    lms_status st = lms_grad_sync_zero_init_units(&p->zs, p->t->o.zero, r, nr);
+    free(r);
+    LMS_CHECK(st);
+    ((lms_zero *)p->zs.impl)->norm_also = p->pp;
+    s->optim_n = p->zs.optim_n;
+    s->mem = p->zs.mem;
+    return LMS_OK;
+}
 
 lms_status lms_pipe_sync_init(lms_pipe *p) {
     lms_grad_sync *s = &p->t->sync;
@@ -126,7 +186,8 @@ lms_status lms_pipe_sync_init(lms_pipe *p) {
     s->mem.param = N * f; /* every stage allocates the whole flat buffers today */
     s->mem.grad = N * f;
     s->mem.optim = 2 * N * f;
+    if (p->t->o.zero) LMS_CHECK(zero_init(p));
     snprintf(s->how, sizeof s->how, "%d stages, %s, %d micro-batches%s", p->p, lms_pp_schedule_name(p->sched), p->m,
-             p->t->dp->size > 1 ? ", data-parallel all-reduce per unit" : "");
+             p->zs.i ? ", ZeRO-1 over the stage's units" : p->t->dp->size > 1 ? ", data-parallel all-reduce per unit" : "");
     return LMS_OK;
 }

@@ -111,13 +111,14 @@ static lms_status zero_save_tp(lms_grad_sync *s, const char *root, const lms_ckp
         if (g == 0 && z->stage < 3) { /* whole (tp-local) parameters on every dp rank: dp rank 0 writes */
             for (int i = 0; z->rank == 0 && i < m->num_tensors && r == LMS_OK; i++) {
                 const lms_tensor_view *v = &m->tensors[i];
-                if (v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) continue;
+                if ((v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) || !lms_zero_holds(z, v)) continue;
                 r = lms_sync_tp_add(m, v, groups[g], 0, v->numel, m->params + v->offset, &pc, &n, &cap);
             }
             continue;
         }
         const float *src = g == 0 ? z->master : g == 1 ? opt->m : opt->v;
         for (int u = 0; u < z->nunits && r == LMS_OK; u++) {
+            if (z->units[u].copy) continue; /* its original is written */
             const size_t lo = lms_zero_part_lo(z, u);
             for (int i = 0; i < m->num_tensors && r == LMS_OK; i++) {
                 const lms_tensor_view *v = &m->tensors[i];
@@ -149,19 +150,21 @@ static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_s
     static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
     for (int g = 0; g < 3; g++) {
         if (g == 0 && z->stage < 3) { /* the parameters are whole on every rank */
-            for (int i = 0; z->rank == 0 && i < m->num_tensors; i++, n++) {
+            for (int i = 0; z->rank == 0 && i < m->num_tensors; i++) {
                 const lms_tensor_view *v = &m->tensors[i];
+                if (!lms_zero_holds(z, v)) continue; /* another pipeline stage's */
                 snprintf(pc[n].name, sizeof pc[n].name, "model.%s", v->name);
                 pc[n].ndim = v->ndim;
                 pc[n].shape[0] = v->shape[0];
                 pc[n].shape[1] = v->shape[1];
                 pc[n].count = v->numel;
-                pc[n].data = m->params + v->offset;
+                pc[n++].data = m->params + v->offset;
             }
             continue;
         }
         const float *src = g == 0 ? z->master : g == 1 ? opt->m : opt->v;
         for (int u = 0; u < z->nunits; u++) {
+            if (z->units[u].copy) continue; /* its original is written */
             const size_t lo = lms_zero_part_lo(z, u);
             for (int i = 0; i < m->num_tensors; i++) {
                 const lms_tensor_view *v = &m->tensors[i];
@@ -179,7 +182,8 @@ static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_s
             }
         }
     }
-    lms_status r = lms_ckpt_save_pieces(root, st, z->comm, pc, n, keep_last, path);
+    /* the world: under pipeline parallelism each stage's dp group holds its own units */
+    lms_status r = lms_ckpt_save_pieces(root, st, s->world ? s->world : z->comm, pc, n, keep_last, path);
     free(pc);
     if (r == LMS_OK && !*path && !(*path = strdup(root))) r = lms_errorf(LMS_ERR_OOM, "out of memory");
     return r; /* every rank took part: each gets a path */
@@ -218,12 +222,14 @@ static void zero_free(lms_grad_sync *s) {
      .gather_model = zero_gather, .free = zero_free}
 static const lms_grad_sync_i zero_i[3] = {ZERO_I("zero-1"), ZERO_I("zero-2"), ZERO_I("zero-3")};
 
-lms_status lms_grad_sync_zero_init(lms_grad_sync *s, int stage) {
+lms_status lms_grad_sync_zero_init(lms_grad_sync *s, int stage) { return lms_grad_sync_zero_init_units(s, stage, NULL, 0); }
+
+lms_status lms_grad_sync_zero_init_units(lms_grad_sync *s, int stage, const lms_zero_range *r, int nr) {
     if (stage < 1 || stage > 3)
         return lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d: the ZeRO stage must be 0 (off), 1, 2 or 3", stage);
     lms_zero *z = calloc(1, sizeof *z);
     if (!z) return lms_errorf(LMS_ERR_OOM, "out of memory for the ZeRO layout");
-    lms_status st = lms_zero_init(z, stage, s->dp, s->m, s->be);
+    lms_status st = lms_zero_init_units(z, stage, s->dp, s->m, s->be, r, nr);
     if (st != LMS_OK) {
         free(z);
         return st;

@@ -17,6 +17,8 @@
 
 /* s->m, s->be and s->dp are set; builds lms_zero at `stage` and fills s. */
 lms_status lms_grad_sync_zero_init(lms_grad_sync *s, int stage);
+/* The same over the units r[0..nr) only (lms_zero_init_units). */
+lms_status lms_grad_sync_zero_init_units(lms_grad_sync *s, int stage, const lms_zero_range *r, int nr);
 /* Tensor parallelism (sync_tp.c): the checkpoint pieces of elements
  * [start, start+count) of local tensor v under group (data[0..count)),
  * appended to *pc (grown; *n, *cap); and the whole-parameter save of the

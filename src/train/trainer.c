@@ -105,8 +105,8 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    if (tp > 1 && (pp > 1 || o->dtype != LMS_DT_F32)) {
-        const char *what = pp > 1 ? "--pp" : "--dtype bf16/fp16";
+    if (tp > 1 && o->dtype != LMS_DT_F32) {
+        const char *what = "--dtype bf16/fp16";
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", tp,
                         what, what);
         goto fail;
@@ -124,9 +124,9 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
         t->m.tp = &t->tpx;
     }
     LMS_TRY(lms_gpt_acts_init_on(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
-    if (pp > 1 && o->zero) {
-        st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported yet: use --zero 0 with "
-                        "pipeline parallelism", o->zero, pp);
+    if (pp > 1 && o->zero > 1) {
+        st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported: use --zero 1 (the "
+                        "distributed optimizer) with pipeline parallelism", o->zero, pp);
         goto fail;
     }
     if (pp > 1 && o->dtype != LMS_DT_F32) {
@@ -298,6 +298,10 @@ int lms_trainer_forward_is_collective(const lms_trainer *t) {
 
 lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_state *st, int keep_last, char **path) {
     return t->sync.i->save(&t->sync, root, st, &t->opt, keep_last, path);
+}
+
+lms_status lms_trainer_gather_stages(lms_trainer *t) {
+    return t->pipe ? t->sync.i->gather_model(&t->sync) : LMS_OK;
 }
 
 lms_status lms_trainer_gather_model(lms_trainer *t) {
