@@ -7,6 +7,7 @@
 # heavy lock by itself (a shared machine: /tmp/lms-heavy.lock).
 #
 #   bash bench/mixed_bench.sh [build/lmscale] [steps]
+#   RECOMPUTE="none full" bash bench/mixed_bench.sh ...   # only these recompute modes
 set -euo pipefail
 BIN=${1:-build/lmscale}
 STEPS=${2:-3}
@@ -17,7 +18,7 @@ command -v flock >/dev/null || LOCK=
 echo "| program | dtype | recompute | ms/step | tok/s | peak RSS MiB |"
 echo "|---|---|---|---|---|---|"
 for dt in fp32 bf16 fp16; do
-    for rc in none selective full; do
+    for rc in ${RECOMPUTE:-none selective full}; do
         $LOCK "$BIN" bench train --model gpt2-124m --batch-size 4 --seq-len 256 --steps "$STEPS" --warmup 1 \
             --dtype "$dt" --recompute "$rc" --json 2>/dev/null | grep '^{' | $PY -c "
 import json, sys

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # lmscale estimate against lmscale's own measurements: for a handful of the
-# layouts runnable here (1 process with each recompute mode; dp 2/4 x ZeRO 0-3
-# under mpirun), the per-rank state bytes that `estimate` predicts equal those
+# layouts runnable here (1 process with each recompute mode and bf16; dp 2/4 x
+# ZeRO 0-3, tp 2 in fp32 and fp16, dp 2 x tp 2 with ZeRO 1, pp 2 with 1F1B,
+# GPipe and interleaving, dp 2 x pp 2 with ZeRO 0 and 1, tp 2 x pp 2 under mpirun), the per-rank state bytes that `estimate` predicts equal those
 # `train --metrics` reports (param_mb, grad_mb, optim_mb, to the printed 0.001 MB), and the
 # predicted peak memory is within 10 % of the measured peak RSS on a model
 # whose activations dominate (docs/estimate.md); in a sanitizer build
@@ -44,7 +45,7 @@ check() {
     local label=$1 np=$2 z=$3 ov=$4
     shift 4
     train_metrics "$label" "$np" "$z" "${MODEL[@]}" "$@" || return
-    run "$label-est" "$BIN" estimate "${MODEL[@]}" "$@" --world "$np" --zero "$z" --data-tokens "$NTOK" \
+    run "$label-est" "$BIN" estimate "${MODEL[@]}" "$@" --impl lmscale --world "$np" --zero "$z" --data-tokens "$NTOK" \
         --overhead-mb "$ov" --json || return
     if $PY - "$label" m.jsonl "$label-est.out" "${LMS_SANITIZED:-0}" <<'PYEOF'; then ok; else bad "$label: estimate vs measurement"; fi
 import json, sys
@@ -75,6 +76,8 @@ if [ -n "$OV1" ]; then
     # activation recomputation: the activations the estimate models shrink as the run's do
     check selective 1 0 "$OV1" --recompute selective
     check full 1 0 "$OV1" --recompute full
+    # mixed precision: the master is the fp32 parameter buffer; the 16-bit compute copy is a buffer
+    check bf16 1 0 "$OV1" --dtype bf16
 fi
 if command -v "${LMS_MPIRUN:-mpirun}" >/dev/null; then
     OV2=$(overhead_of 2)
@@ -84,6 +87,18 @@ if command -v "${LMS_MPIRUN:-mpirun}" >/dev/null; then
         check dp2-z1 2 1 "$OV2"
         check dp2-z3 2 3 "$OV2"
         check dp4-z2 4 2 "$OV2"
+        # tensor parallelism: each rank's part of the model (its flat buffers, units, activations)
+        check tp2 2 0 "$OV2" --tp 2
+        check tp2-fp16 2 0 "$OV2" --tp 2 --dtype fp16
+        check dp2tp2-z1 4 1 "$OV2" --tp 2
+        # pipeline parallelism: the stage that holds the most (the first under 1F1B): its activation
+        # sets as the schedule keeps them, the boundary buffers
+        check pp2-1f1b 2 0 "$OV2" --pp 2 --micro-batch-size 4
+        check pp2-gpipe 2 0 "$OV2" --pp 2 --micro-batch-size 4 --pp-schedule gpipe
+        check pp2-v2 2 0 "$OV2" --pp 2 --virtual-stages 2 --micro-batch-size 2
+        check dp2pp2 4 0 "$OV2" --pp 2 --micro-batch-size 2
+        check dp2pp2-z1 4 1 "$OV2" --pp 2 --micro-batch-size 2
+        check tp2pp2-sp 4 0 "$OV2" --tp 2 --pp 2 --micro-batch-size 4 --sequence-parallel
     fi
 else
     skip "the dp 2/4 x ZeRO layouts" "apt-get install openmpi-bin libopenmpi-dev, then rebuild"

@@ -285,6 +285,9 @@ static lms_status run_xent_in_place(lms_backend *be, void *const *p, const int *
     LMS_CHECK(be->i->xent_fwd(be, F(0), F(1), F(2), I(3), d[0], d[1], d[2]));
     return be->i->xent_bwd(be, F(2), F(2), F(1), I(3), 0.25f, d[0], d[1], d[2]); /* dlogits over logits */
 }
+static lms_status run_xent_bwd_outside(lms_backend *be, void *const *p, const int *d, double *s) {
+    return be->i->xent_bwd(be, F(3), F(0), F(1), I(2), 0.25f, d[0], d[1], d[2]);
+}
 static lms_status run_sum(lms_backend *be, void *const *p, const int *d, double *s) {
     return be->i->sum(be, F(0), (size_t)d[0], s);
 }
@@ -371,6 +374,11 @@ static int make_cases(op_case *c) {
                            {ARG("losses", A_OUT, N, 0, 1e-5), ARG("lse", A_OUT, N, 0, 1e-5),
                             ARG("logits", A_ACC, N * Vp, 2, 1e-5), ARG("targets", A_TOK, N, (float)V, 0)},
                            {N, V, Vp}, NOSCALAR, run_xent_in_place};
+        /* a vocabulary-parallel rank's columns: about half the targets are outside [0, V) */
+        c[n++] = (op_case){"xent_bwd, targets outside the columns", {LMS_OP_XENT_BWD}, 1, 4,
+                           {ARG("logits", A_IN, N * Vp, 2, 0), ARG("lse", A_IN, N, 1, 0),
+                            ARG("targets", A_TOK, N, (float)(2 * V), 0), ARG("dlogits", A_OUT, N * Vp, 0, 1e-5)},
+                           {N, V, Vp}, NOSCALAR, run_xent_bwd_outside};
     }
     { /* the optimizer ops over more than one block of the parallel sum */
         int N = 200003;

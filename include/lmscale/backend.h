@@ -154,7 +154,9 @@ typedef struct lms_backend_i {
     lms_status (*xent_fwd)(lms_backend *be, float *losses, float *lse, const float *logits,
                            const int32_t *targets, int N, int V, int Vp);
     /* dlogits (N,Vp) = (softmax - onehot)·dloss for j < V, 0 for padded j.
-     * Overwrites (=); dlogits may alias logits. */
+     * A target outside [0, V) adds no one-hot (a vocabulary-parallel rank
+     * whose columns do not hold it). Overwrites (=); dlogits may alias
+     * logits. */
     lms_status (*xent_bwd)(lms_backend *be, float *dlogits, const float *logits, const float *lse,
                            const int32_t *targets, float dloss, int N, int V, int Vp);
 

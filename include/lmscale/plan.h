@@ -39,6 +39,7 @@ typedef struct {
     lms_recompute recompute;
     int seq_parallel;  /* Megatron sequence parallelism (tp > 1) */
     int pp_uneven;     /* the stages' layer counts are given (train --pp-layers): L need not divide by pp */
+    int pp_gpipe;      /* the GPipe schedule (all forwards, then all backwards) instead of 1F1B */
     /* filled by lms_layout_check */
     int accum;         /* micro-batches per data-parallel rank per step */
 } lms_layout;

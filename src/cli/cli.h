@@ -323,7 +323,7 @@ int cmd_plan(int argc, char **argv);
 typedef struct {
     cli_model_opts model;
     int world, dp, tp, pp, vpp, seq_len, batch_size, micro_batch_size, zero, seq_parallel;
-    const char *dtype, *recompute;
+    const char *dtype, *recompute, *pp_schedule;
 } cli_layout_opts;
 #define CLI_LAYOUT_FLAGS(lo)                                                                               \
     {"seq-len", CLI_INT, &(lo).seq_len, "T", "sequence length (default: the model's, at most 1024)"},     \
@@ -334,6 +334,7 @@ typedef struct {
     {"tp", CLI_INT, &(lo).tp, "N", "tensor-parallel degree"},                                              \
     {"pp", CLI_INT, &(lo).pp, "N", "pipeline stages"},                                                     \
     {"virtual-stages", CLI_INT, &(lo).vpp, "V", "model chunks per pipeline rank (interleaved 1F1B)"},      \
+    {"pp-schedule", CLI_STR, &(lo).pp_schedule, "KIND", "gpipe, 1f1b (default), or interleaved"},           \
     {"zero", CLI_INT, &(lo).zero, "STAGE", "ZeRO stage 0..3"},                                            \
     {"dtype", CLI_STR, &(lo).dtype, "T", "fp32, bf16 or fp16 (mixed precision: 16-bit weights, fp32 master)"}, \
     {"recompute", CLI_STR, &(lo).recompute, "MODE", "activation recomputation: none, selective or full"}, \

@@ -2,6 +2,7 @@
  * train for one layout (docs/estimate.md). */
 #include "cli.h"
 #include "lmscale/json.h"
+#include "lmscale/parallel.h"
 #include "lmscale/plan.h"
 
 #include <math.h>
@@ -35,6 +36,12 @@ lms_status cli_layout_resolve(const cli_layout_opts *o, lms_gpt_config *cfg, lms
     lo->seq_parallel = o->seq_parallel;
     LMS_CHECK(lms_precision_parse(o->dtype, &lo->prec));
     LMS_CHECK(lms_recompute_parse(o->recompute, &lo->recompute));
+    if (o->pp_schedule) { /* the pipeline's schedule, checked as train checks it */
+        lms_pp_schedule asked, sched;
+        LMS_CHECK(lms_pp_schedule_parse(o->pp_schedule, &asked));
+        LMS_CHECK(lms_pp_schedule_resolve(asked, o->vpp > 1 ? o->vpp : 1, &sched));
+        lo->pp_gpipe = sched == LMS_PP_GPIPE;
+    }
     return lms_layout_check(lo, cfg);
 }
 
@@ -104,20 +111,23 @@ static void print_table(const lms_gpt_config *c, const lms_layout *lo, const lms
            lo->zero, lms_precision_name(lo->prec), lms_recompute_name(lo->recompute),
            lo->seq_parallel && lo->tp > 1 ? " | sequence parallel" : "");
     printf("memory per device (%s; %.4g M parameters on the largest rank):\n",
-           e->impl == LMS_IMPL_LMSCALE ? "lmscale's fp32 buffers" : "Megatron-style, Korthikanti et al. activations",
+           e->impl == LMS_IMPL_LMSCALE ? "lmscale's own buffers" : "Megatron-style, Korthikanti et al. activations",
            e->params_rank / 1e6);
     row("weights", e->weights, NULL);
     if (e->weights_work > 0) row("  gathered (work)", e->weights_work, "ZeRO-3 working buffer");
     row("gradients", e->grads, NULL);
     if (e->grads_work > 0) row("  reduce (work)", e->grads_work, "reduce-scatter buffers");
-    row("optimizer state", e->optim, lo->prec == LMS_PREC_FP32 ? "AdamW m, v" : "fp32 master + AdamW m, v");
+    row("optimizer state", e->optim,
+        lo->prec == LMS_PREC_FP32 || e->impl == LMS_IMPL_LMSCALE ? "AdamW m, v" : "fp32 master + AdamW m, v");
     if (e->impl == LMS_IMPL_MEGATRON)
         snprintf(buf, sizeof buf, "%.1f MiB/layer x %d/%d layers x %d micro-batches in flight", e->acts_layer / MiB,
                  c->L, lo->pp, e->inflight);
     else
         snprintf(buf, sizeof buf, "lmscale's layout for micro-batch %d x seq %d", lo->micro_batch, lo->seq_len);
     row("activations", e->acts, buf);
-    row("buffers", e->buffers, e->impl == LMS_IMPL_LMSCALE ? "token buffers and data" : "pipeline send/receive");
+    row("buffers", e->buffers, e->impl != LMS_IMPL_LMSCALE ? "pipeline send/receive"
+                               : lo->prec == LMS_PREC_FP32 ? "token buffers and data"
+                                                           : "token buffers, data, the 16-bit compute copy");
     row("overhead", e->overhead, e->impl == LMS_IMPL_LMSCALE ? "runtime, measured" : "CUDA context, NCCL");
     row("total", e->total, NULL);
     printf("FLOPs per iteration (batch %d x seq %d):\n", lo->global_batch, lo->seq_len);
@@ -150,7 +160,7 @@ int cmd_estimate(int argc, char **argv) {
     const cli_opt opts[] = {
         CLI_MODEL_FLAGS(o.l.model),
         CLI_LAYOUT_FLAGS(o.l),
-        {"impl", CLI_STR, &o.impl, "NAME", "memory model: lmscale (its fp32 buffers), megatron, or auto (lmscale when it can run the layout)"},
+        {"impl", CLI_STR, &o.impl, "NAME", "memory model: lmscale (its own buffers, pp 1), megatron (GPU-style), or auto (lmscale for fp32 without tp or pp)"},
         {"overhead-mb", CLI_FLOAT, &o.overhead_mb, "MB", "fixed memory per process (default: measured for lmscale, 2 GiB for a GPU)"},
         {"data-tokens", CLI_FLOAT, &o.data_tokens, "N", "lmscale: training tokens held in memory (4 bytes each)"},
         {"bucket-mb", CLI_FLOAT, &o.bucket_mb, "MB", "lmscale: plain DP's all-reduce bucket (as train --bucket-mb; default 25)"},

@@ -186,9 +186,6 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     lms_precision prec;
     LMS_CHECK(lms_precision_parse(o->dtype, &prec));
     p->dtype = prec == LMS_PREC_BF16 ? LMS_DT_BF16 : prec == LMS_PREC_FP16 ? LMS_DT_F16 : LMS_DT_F32;
-    if (o->tp > 1 && p->dtype != LMS_DT_F32) /* as the trainer, earlier */
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with --dtype bf16/fp16 is not supported yet: use --tp 1, or "
-                          "drop --dtype bf16/fp16", o->tp);
     if (!(o->loss_scale >= 0) || !isfinite(o->loss_scale))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--loss-scale %g must be positive (a static scale) or 0 (dynamic)",
                           o->loss_scale);

@@ -420,20 +420,21 @@ static lms_status vp_xent_fwd(lms_gpt *m, const float *logits, const int32_t *ta
     return st;
 }
 
-/* dlogits (N,Vl) = (softmax - onehot)·dloss on valid columns, 0 on padding;
- * in place */
-static void vp_xent_bwd(const lms_gpt *m, float *logits, const float *lse, const int32_t *targets, int N,
-                        float dloss) {
+/* dlogits (N,Vl) = (softmax - onehot)·dloss on valid columns, 0 on padding,
+ * in place: the backend's xent_bwd on this rank's columns, the targets in
+ * their index (one outside them adds no one-hot). Through the op, so that a
+ * compute backend (mixed precision) rounds the result as it does at tp 1. */
+static lms_status vp_xent_bwd(const lms_gpt *m, lms_backend *be, float *logits, const float *lse,
+                              const int32_t *targets, int N, float dloss) {
     const int Vl = m->cfg.Vp / m->tp->size, lo = m->tp->rank * Vl;
     int valid = m->cfg.V - lo;
     valid = valid < 0 ? 0 : valid > Vl ? Vl : valid;
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < N; i++) {
-        float *x = logits + (size_t)i * Vl;
-        const int t = targets[i] - lo;
-        for (int j = 0; j < valid; j++) x[j] = (expf(x[j] - lse[i]) - (j == t ? 1.0f : 0.0f)) * dloss;
-        for (int j = valid; j < Vl; j++) x[j] = 0.0f;
-    }
+    int32_t *local = malloc(sizeof(int32_t) * (size_t)N);
+    if (!local) return lms_errorf(LMS_ERR_OOM, "out of memory for the cross-entropy");
+    for (int i = 0; i < N; i++) local[i] = targets[i] - lo < 0 ? -1 : targets[i] - lo;
+    lms_status st = be->i->xent_bwd(be, logits, logits, lse, local, dloss, N, valid, Vl);
+    free(local);
+    return st;
 }
 
 lms_status lms_gpt_tp_head_forward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
@@ -471,7 +472,7 @@ lms_status lms_gpt_tp_head_backward(lms_gpt *m, lms_backend *be, const float *in
     my_rows(m, N, &nl, &r0);
     float *dln_red = m->tp->seq_parallel ? g->datty : g->dln;
     float *lns = g->dqkv;
-    vp_xent_bwd(m, h->logits, h->xent_lse, targets, N, dloss);
+    LMS_CHECK(vp_xent_bwd(m, be, h->logits, h->xent_lse, targets, N, dloss));
     LMS_CHECK(op->memset(be, g->dln, 0, NC * sizeof(float)));
     ACQUIRE(0, LMS_USE_BACKWARD);
     LMS_CHECK(op->matmul_bwd(be, g->dln, m->g.wte, NULL, h->logits, h->lnf, m->p.wte, N, C, Vl));

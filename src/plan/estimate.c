@@ -2,8 +2,10 @@
  * in docs/estimate.md). Two memory models: lmscale's own fp32 buffers
  * (exact, as src/parallel/zero.c and src/model/gpt.c allocate them) and a
  * Megatron-style mixed-precision GPU implementation (Korthikanti et al.). */
+#include "lmscale/parallel.h"
 #include "lmscale/plan.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* Measured fixed overhead of one lmscale process (binary, libc, OpenMP and
@@ -19,7 +21,9 @@ double lms_train_days(double tokens, double params, double n, double flops_per_s
     return (full_recompute ? 8.0 : 6.0) * tokens * params / (n * flops_per_s) / 86400.0;
 }
 
-/* ---- lmscale's own buffers (tp = pp = 1, fp32; activations as --recompute keeps them) ---- */
+/* ---- lmscale's own buffers (any tp, pp, dtype and recompute) ----
+ * cfg is one tensor-parallel rank's part of the model (lms_gpt_config_local):
+ * its flat buffers, units and activations are the rank's. */
 static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
     const int dp = lo->dp, nu = lms_gpt_num_units(cfg);
     const double f = 4.0;
@@ -34,7 +38,7 @@ static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_e
         if (part * (size_t)dp > max_padded) max_padded = part * (size_t)dp;
         if (n % (size_t)dp) uneven = 1;
     }
-    e->params = e->params_rank = (double)N;
+    e->params_rank = (double)N;
     if (lo->zero == 0) {
         e->weights = e->grads = f * N;
         e->optim = 2 * f * N;
@@ -50,25 +54,146 @@ static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_e
     e->grads_work = f * nwork * max_padded + (z >= 2 ? 2 * f * (max_padded / (size_t)dp) : 0);
 }
 
-static void lmscale_memory(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
+/* The most micro-batches whose activations stage s holds at once under the
+ * schedule: the engine's own operation order (lms_pp_schedule_ops), forward
+ * takes an activation set, backward returns it. */
+static int peak_sets(lms_pp_schedule sched, int p, int s, int m, int v) {
+    lms_pp_op *ops = malloc(sizeof *ops * (size_t)(2 * m * v));
+    int in = 0, peak = 0;
+    if (ops && lms_pp_schedule_ops(sched, p, s, m, v, ops) == LMS_OK)
+        for (int k = 0; k < 2 * m * v; k++) {
+            in += ops[k].backward ? -1 : 1;
+            if (in > peak) peak = in;
+        }
+    free(ops);
+    return peak;
+}
+
+/* The flat-buffer sizes of the units stage s of p updates (src/train/pipe.c,
+ * lms_pipe_unit_owner): the embedding on the first, ln_f and (on a last
+ * stage without the embedding) the wte copy on the last, each block on the
+ * stage of its virtual stage. first[] is lms_pp_split_layers'. */
+static int stage_units(const lms_gpt_config *cfg, const int *first, int p, int v, int s, size_t *n) {
+    int k = 0;
+    size_t off;
+    for (int u = 0; u <= cfg->L + 1; u++) {
+        int owner = u == 0 ? 0 : p - 1;
+        for (int j = 0; u > 0 && u <= cfg->L && j < p * v; j++)
+            if (u - 1 < first[j + 1]) {
+                owner = j % p;
+                break;
+            }
+        if (owner == s) lms_gpt_unit_range(cfg, u, &off, &n[k++]);
+    }
+    if (s == p - 1 && s != 0) { /* the last stage's copy of wte */
+        lms_tensor_view *views;
+        int nt;
+        size_t np;
+        if (lms_gpt_layout(cfg, &views, &nt, &np) == LMS_OK) {
+            for (int i = 0; i < nt; i++)
+                if (strcmp(views[i].name, "wte") == 0) n[k++] = views[i].numel;
+            free(views);
+        }
+    }
+    return k;
+}
+
+/* Pipeline parallelism (src/train/pipe.c, pipe_sync.c), on the stage that
+ * needs the most: every stage holds the whole flat buffers (it updates its
+ * own units; under ZeRO-1 the AdamW moments of its units' shards) and the
+ * trainer's one-micro-batch activation buffer, plus the pool's activation
+ * sets (each the layout of a chunk of the most layers, allocated as the
+ * schedule first needs them), a receive, send and gradient buffer of b·s·h
+ * floats per (micro-batch, chunk) that crosses a stage boundary, and the
+ * step's tokens. */
+static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
+    const int p = lo->pp, v = lo->vpp > 1 ? lo->vpp : 1, m = lo->accum, nv = p * v, d = lo->dp;
+    lms_pp_schedule sched = v > 1 ? LMS_PP_INTERLEAVED : lo->pp_gpipe ? LMS_PP_GPIPE : LMS_PP_1F1B;
+    int *first = calloc((size_t)nv + 1, sizeof *first);
+    size_t *un = calloc((size_t)cfg->L + 3, sizeof *un);
+    if (!first || !un || lms_pp_split_layers(cfg->L, p, v, NULL, 0, first) != LMS_OK) {
+        free(first);
+        free(un);
+        return;
+    }
+    int maxl = 1;
+    for (int j = 0; j < nv; j++)
+        if (first[j + 1] - first[j] > maxl) maxl = first[j + 1] - first[j];
+    lms_gpt_config sub = *cfg;
+    sub.L = maxl;
+    const double set = 4.0 * (double)lms_gpt_act_floats_rc(&sub, lo->micro_batch, lo->seq_len, lo->recompute);
+    const double NC = (double)lo->micro_batch * lo->seq_len * cfg->C;
+    const double sp = lo->seq_parallel && lo->tp > 1 ? lo->tp : 1; /* sequence parallel: 1/tp of each crosses */
+    const double base_acts = e->acts, base_buf = e->buffers + 2 * 4.0 * m * lo->micro_batch * lo->seq_len;
+    double best = -1;
+    for (int s = 0; s < p; s++) {
+        int nbuf = 0;
+        for (int c = 0; c < v; c++) {
+            const int j = c * p + s;
+            nbuf += (j > 0) + (j < nv - 1) + 1;
+        }
+        const int sets = peak_sets(sched, p, s, m, v);
+        double optim = e->optim, gwork = 0, staging = 0;
+        if (lo->zero == 1) { /* ZeRO-1 over the stage's units (src/train/pipe_sync.c) */
+            const int k = stage_units(cfg, first, p, v, s, un);
+            size_t shard = 0, maxp = 0, all = 0;
+            int uneven = 0;
+            for (int i = 0; i < k; i++) {
+                size_t part = (un[i] + (size_t)d - 1) / (size_t)d;
+                shard += part;
+                all += un[i];
+                if (part * (size_t)d > maxp) maxp = part * (size_t)d;
+                if (un[i] % (size_t)d) uneven = 1;
+            }
+            optim = 2 * 4.0 * shard;
+            gwork = uneven ? 4.0 * maxp : 0;
+            staging = d > 1 ? 2.0 * (d - 1) / d * 4.0 * all : 0; /* Open MPI's, as at pp 1 */
+        }
+        const double acts = base_acts + sets * set, buf = base_buf + (double)m * nbuf * 4.0 * NC / sp + staging;
+        const double tot = optim + gwork + acts + buf;
+        if (tot > best) {
+            best = tot;
+            e->inflight = sets;
+            e->acts_layer = set;
+            e->acts = acts;
+            e->buffers = buf;
+            e->optim = optim;
+            e->grads_work = gwork; /* ZeRO 0: each unit's data-parallel all-reduce is in place */
+        }
+    }
+    free(first);
+    free(un);
+}
+
+static void lmscale_memory(const lms_gpt_config *whole, const lms_layout *lo, const lms_estimate_opts *o,
                            lms_estimate *e) {
+    lms_gpt_config local, *cfg = &local;
+    if (lms_gpt_config_local(whole, lo->tp, &local) != LMS_OK) local = *whole; /* lms_layout_check said why */
     lmscale_state(cfg, lo, e);
+    size_t N = 0, off, n;
+    for (int u = 0; u < lms_gpt_num_units(whole); u++) lms_gpt_unit_range(whole, u, &off, &n), N += n;
+    e->params = (double)N;
     const double BT = (double)lo->micro_batch * lo->seq_len;
     e->acts = 4.0 * (double)lms_gpt_act_floats_rc(cfg, lo->micro_batch, lo->seq_len, lo->recompute);
     e->inflight = 1;
     /* the model's copies of tokens and targets, and train's x and y (int32) */
     e->buffers = 4 * 4.0 * BT + 4.0 * (o ? o->data_tokens : 0);
+    /* bf16/fp16: the master rounded for compute, an fp32 copy of the rank's parameters holding 16-bit
+     * values (src/train/trainer.c; not in train's param_mb, which is the master); ZeRO-3 rounds each
+     * gathered unit in place instead */
+    if (lo->prec != LMS_PREC_FP32 && lo->zero != 3) e->buffers += 4.0 * e->params_rank;
     /* Open MPI's non-blocking collectives stage their data (measured,
      * docs/estimate.md): ZeRO-1, whose reduce-scatters of every unit are in
      * flight together, about 2(dp-1)/dp of the gradient buffer. Plain DP
      * reduces out of place into its own receive buffer (grads_work) and
      * ZeRO-2/3 keep two units in flight: their staging is within the working
      * buffers counted above. */
-    if (lo->dp > 1 && lo->zero == 1) {
+    if (lo->dp > 1 && lo->zero == 1 && lo->pp == 1) {
         e->buffers += 2.0 * (lo->dp - 1) / lo->dp * e->grads;
     }
     e->overhead = o && o->overhead_bytes >= 0 ? o->overhead_bytes
                                               : (lo->world > 1 ? LMS_OVERHEAD_MPI : LMS_OVERHEAD_SINGLE);
+    if (lo->pp > 1) pipeline_memory(cfg, lo, e);
 }
 
 /* ---- a Megatron-style implementation ---- */
@@ -121,8 +246,8 @@ static void megatron_memory(const lms_gpt_config *cfg, const lms_layout *lo, con
     const double sp = lo->seq_parallel && lo->tp > 1 ? t : 1.0;
     const double Lr = (double)cfg->L / lo->pp;
     /* 1F1B: the first stage holds the activations of min(pp, accum)
-     * micro-batches; interleaving adds (pp-1)/(pp·v) of them */
-    int inflight = lo->accum < lo->pp ? lo->accum : lo->pp;
+     * micro-batches (GPipe: accum); interleaving adds (pp-1)/(pp·v) of them */
+    int inflight = lo->pp_gpipe || lo->accum < lo->pp ? lo->accum : lo->pp; /* GPipe: every micro-batch */
     double scale = inflight;
     if (lo->vpp > 1) scale *= 1.0 + (lo->pp - 1.0) / ((double)lo->pp * lo->vpp);
     e->inflight = inflight;
@@ -156,13 +281,16 @@ static void flops(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate 
 lms_status lms_estimate_run(const lms_gpt_config *cfg, const lms_layout *lo, const lms_estimate_opts *o,
                             lms_estimate *e) {
     memset(e, 0, sizeof *e);
-    const int runnable = lo->tp == 1 && lo->pp == 1 && lo->prec == LMS_PREC_FP32;
+    /* lmscale's own model covers every layout lmscale runs (ZeRO 2/3 with pp it does not); auto picks it for its fp32 layouts
+     * without tp or pp (a tp, pp or 16-bit layout is most often a GPU plan, which the
+     * Megatron-style model describes) */
+    const int runnable = lo->pp == 1 || lo->zero <= 1;
     lms_impl impl = o ? o->impl : LMS_IMPL_AUTO;
-    if (impl == LMS_IMPL_AUTO) impl = runnable ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
+    if (impl == LMS_IMPL_AUTO)
+        impl = lo->pp == 1 && lo->tp == 1 && lo->prec == LMS_PREC_FP32 ? LMS_IMPL_LMSCALE : LMS_IMPL_MEGATRON;
     if (impl == LMS_IMPL_LMSCALE && !runnable)
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale models what lmscale runs today: --tp 1 --pp 1 "
-                          "--dtype fp32 (got --tp %d --pp %d --dtype %s); use --impl megatron for the others",
-                          lo->tp, lo->pp, lms_precision_name(lo->prec));
+        return lms_errorf(LMS_ERR_INVALID_ARG, "--impl lmscale: lmscale does not run --zero %d with --pp %d (use "
+                          "--zero 1, or --impl megatron)", lo->zero, lo->pp);
     e->impl = impl;
     if (impl == LMS_IMPL_LMSCALE)
         lmscale_memory(cfg, lo, o, e);

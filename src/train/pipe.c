@@ -224,6 +224,7 @@ static lms_status send(lms_pipe *p, const float *buf, int to_vstage, int mb, int
 static lms_status op_forward(lms_pipe *p, int mb, int c, double *loss) {
     lms_trainer *t = p->t;
     lms_gpt *m = &t->m;
+    lms_backend *be = &t->cbe; /* the compute backend: mixed precision rounds what its ops write */
     const int i = mb * p->v + c, j = vstage(p, c), l0 = p->first[j], nl = p->first[j + 1] - l0;
     const int B = t->o.micro_batch, T = t->o.seq_len;
     const size_t off = (size_t)mb * B * T;
@@ -232,15 +233,15 @@ static lms_status op_forward(lms_pipe *p, int mb, int c, double *loss) {
     PH_BEGIN(LMS_PHASE_FORWARD);
     LMS_CHECK(set_acquire(p, &p->slot[i]));
     lms_gpt_acts *a = &p->pool[p->slot[i]];
-    if (j == 0) LMS_CHECK(lms_gpt_embed_forward(m, t->be, p->x + off, B, T, 0, a->stream[0]));
+    if (j == 0) LMS_CHECK(lms_gpt_embed_forward(m, be, p->x + off, B, T, 0, a->stream[0]));
     const float *in = j == 0 ? a->stream[0] : p->fin[i];
     for (int k = 0; k < nl; k++) {
         float *out = k == nl - 1 && j < vlast(p) ? p->fout[i] : a->stream[k + 1];
-        LMS_CHECK(lms_gpt_block_forward(m, t->be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], out, B, T, NULL));
+        LMS_CHECK(lms_gpt_block_forward(m, be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], out, B, T, NULL));
     }
     if (j == vlast(p)) {
         float l;
-        LMS_CHECK(lms_gpt_head_forward(m, t->be, a->stream[nl], &a->head, p->y + off, B, T, &l));
+        LMS_CHECK(lms_gpt_head_forward(m, be, a->stream[nl], &a->head, p->y + off, B, T, &l));
         *loss += l;
     }
     PH_END(LMS_PHASE_FORWARD);
@@ -252,6 +253,7 @@ static lms_status op_forward(lms_pipe *p, int mb, int c, double *loss) {
 static lms_status op_backward(lms_pipe *p, int mb, int c, float dloss) {
     lms_trainer *t = p->t;
     lms_gpt *m = &t->m;
+    lms_backend *be = &t->cbe;
     const int i = mb * p->v + c, j = vstage(p, c), l0 = p->first[j], nl = p->first[j + 1] - l0;
     const int B = t->o.micro_batch, T = t->o.seq_len, L = m->cfg.L;
     const size_t off = (size_t)mb * B * T;
@@ -262,21 +264,21 @@ static lms_status op_backward(lms_pipe *p, int mb, int c, float dloss) {
     lms_gpt_acts *a = &p->pool[p->slot[i]];
     float *dx = p->gbuf[i];
     if (j == vlast(p)) {
-        LMS_CHECK(lms_gpt_head_backward(m, t->be, a->stream[nl], &a->head, p->y + off, dloss, dx, &a->grad, B, T));
+        LMS_CHECK(lms_gpt_head_backward(m, be, a->stream[nl], &a->head, p->y + off, dloss, dx, &a->grad, B, T));
         if (final) LMS_CHECK(lms_pipe_unit_final(p, L + 1));
     }
     const float *in = j == 0 ? a->stream[0] : p->fin[i];
     for (int k = nl - 1; k >= 0; k--) {
         /* FULL recomputes block k's output into stream[k+1]: block k+1's input (its backward is
          * done), or, for the chunk's last block, a stream the forward left unused (it wrote fout) */
-        LMS_CHECK(lms_gpt_block_recompute(m, t->be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], a->stream[k + 1],
+        LMS_CHECK(lms_gpt_block_recompute(m, be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], a->stream[k + 1],
                                           B, T, a->recompute));
-        LMS_CHECK(lms_gpt_block_backward(m, t->be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], dx, &a->grad,
+        LMS_CHECK(lms_gpt_block_backward(m, be, l0 + k, k == 0 ? in : a->stream[k], &a->layer[k], dx, &a->grad,
                                          B, T));
         if (final) LMS_CHECK(lms_pipe_unit_final(p, l0 + k + 1));
     }
     if (j == 0) {
-        LMS_CHECK(lms_gpt_embed_backward(m, t->be, p->x + off, B, T, dx));
+        LMS_CHECK(lms_gpt_embed_backward(m, be, p->x + off, B, T, dx));
         if (final) LMS_CHECK(lms_pipe_unit_final(p, 0));
     }
     set_release(p, p->slot[i]);
@@ -300,10 +302,9 @@ static lms_status gather_stats(lms_pipe *p) {
     return LMS_OK;
 }
 
-lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, double *loss) {
+lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, float dloss, double *loss) {
     lms_pipe *p = t->pipe;
     const int T = t->o.seq_len, M = t->o.micro_batch, G = t->o.global_batch;
-    const float dloss = 1.0f / ((float)G * T);
     p->nsreq = 0;
     p->inflight = p->peak = 0;
     p->t_compute = 0;

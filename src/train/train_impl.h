@@ -39,6 +39,6 @@ lms_status lms_pipe_init(lms_trainer *t, lms_comm *world);
 void lms_pipe_free(struct lms_pipe *p);
 /* Every micro-batch of step `step` through this stage's schedule; *loss =
  * the sum of the micro-batch losses, on every stage. */
-lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, double *loss);
+lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, float dloss, double *loss);
 
 #endif

@@ -105,12 +105,6 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    if (tp > 1 && o->dtype != LMS_DT_F32) {
-        const char *what = "--dtype bf16/fp16";
-        st = lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", tp,
-                        what, what);
-        goto fail;
-    }
     LMS_TRY(lms_gpt_init_on(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
                             be));
     if (tp > 1) {
@@ -127,11 +121,6 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     if (pp > 1 && o->zero > 1) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported: use --zero 1 (the "
                         "distributed optimizer) with pipeline parallelism", o->zero, pp);
-        goto fail;
-    }
-    if (pp > 1 && o->dtype != LMS_DT_F32) {
-        st = lms_errorf(LMS_ERR_INVALID_ARG, "--dtype %s with --pp %d is not supported yet: use --dtype fp32 with "
-                        "pipeline parallelism", o->dtype == LMS_DT_BF16 ? "bf16" : "fp16", pp);
         goto fail;
     }
     if (pp > 1)
@@ -226,7 +215,10 @@ static lms_status step_run(lms_trainer *t, const lms_loader *ld, int step, lms_s
     lowp_refresh(t);
     LMS_CHECK(s->i->begin_step(s));
     double loss = 0;
-    if (t->pipe) LMS_CHECK(lms_pipe_run(t, ld, step, &loss)); /* every micro-batch, through the stages */
+    if (t->pipe) { /* every micro-batch, through the stages; a fault reaches the last stage's loss gradient */
+        if (fault != 0) lms_lowp_poison(t->lowp, fault);
+        LMS_CHECK(lms_pipe_run(t, ld, step, dloss, &loss));
+    }
     for (int k = 0; !t->pipe && k < t->accum; k++) {
         PH_BEGIN(LMS_PHASE_DATA);
         for (int b = 0; b < M; b++)

@@ -17,13 +17,13 @@
 static char fz_dir[256];
 
 /* the scratch directory (made on first use, removed at exit) */
-static void fz_cleanup(void) {
+static inline void fz_cleanup(void) {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fz_dir);
     if (system(cmd) != 0) fprintf(stderr, "fuzz: cannot remove %s\n", fz_dir);
 }
 
-static const char *fz_scratch(void) {
+static inline const char *fz_scratch(void) {
     if (!fz_dir[0]) {
         const char *base = getenv("TMPDIR");
         snprintf(fz_dir, sizeof fz_dir, "%s/lms_fuzz.XXXXXX", base && *base ? base : "/tmp");
@@ -34,7 +34,7 @@ static const char *fz_scratch(void) {
 }
 
 /* dir/name := data (n bytes); returns the path (static buffer per slot) */
-static const char *fz_write(int slot, const char *name, const void *data, size_t n) {
+static inline const char *fz_write(int slot, const char *name, const void *data, size_t n) {
     static char paths[4][512];
     snprintf(paths[slot], sizeof paths[slot], "%s/%s", fz_scratch(), name);
     FILE *f = fopen(paths[slot], "wb");
@@ -45,7 +45,7 @@ static const char *fz_write(int slot, const char *name, const void *data, size_t
 }
 
 /* input = u32 length L, L bytes (a), the rest (b); 0 when too short */
-static int fz_split(const uint8_t *d, size_t n, const uint8_t **a, size_t *na, const uint8_t **b, size_t *nb) {
+static inline int fz_split(const uint8_t *d, size_t n, const uint8_t **a, size_t *na, const uint8_t **b, size_t *nb) {
     if (n < 4) return 0;
     uint32_t l = (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
     if (l > n - 4) l = (uint32_t)(n - 4);

@@ -258,7 +258,7 @@ static lms_status cpu_xent_bwd(lms_backend *be, float *dlogits, const float *log
 #pragma omp simd
         for (int j = 0; j < V; j++) d[j] = lms_vexpf(x[j] - l) * dloss;
         for (int j = V; j < Vp; j++) d[j] = 0.0f;
-        d[targets[i]] -= dloss;
+        if ((unsigned)targets[i] < (unsigned)V) d[targets[i]] -= dloss;
     }
     return LMS_OK;
 }
