@@ -11,7 +11,7 @@
 # Then the same readers on what `train` writes (--tensorboard-dir,
 # --profile/--trace, alone and merged from 2 data-parallel ranks), phase
 # timing in the step line, metrics and summary, results unchanged by any of
-# it, `bench train --json`, and progress reports (plain lines, and a bar on
+# it, `bench train --json`, `bench attention --json`, and progress reports (plain lines, and a bar on
 # a terminal made by script(1)).
 # Usage: bash tests/test_obs.sh /path/to/lmscale /path/to/test_obs [mpi]
 set -u
@@ -141,7 +141,10 @@ run bench "$BIN" bench train --model nano --batch-size 4 --seq-len 32 --steps 4 
 $PY - "$T/bench.out" <<'EOF2' && ok || bad "bench train --json: $(cat "$T/bench.out")"
 import json, sys
 b = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-assert b["bench"] == "train" and b["timed_steps"] == 3 and b["tokens_per_s"] > 0 and 0 < b["mfu"] < 1, b
+assert b["bench"] == "train" and b["timed_steps"] == 3 and b["tokens_per_s"] > 0 and b["mfu"] > 0, b
+# MFU against the peak measured at start-up: under load that peak is low, and the
+# nano model (whose small ops are vectorised) can then show MFU above 1
+assert abs(b["mfu"] - b["tflops"] / b["peak_tflops"]) < 1e-3 * b["mfu"] + 1e-5, b
 assert abs(b["tokens_per_s"] - 128 / (b["step_ms"] / 1e3)) < 1e-3 * b["tokens_per_s"], b
 assert abs(sum(b["phases_ms"].values()) - b["step_ms"]) < 0.01 + 1e-3 * b["step_ms"], b
 assert b["peak_tflops"] > 0 and b["peak_rss_mb"] > 0 and b["phases_ms"]["forward"] > 0, b
@@ -149,6 +152,23 @@ EOF2
 run bench_table "$BIN" bench train --model nano --batch-size 4 --seq-len 32 --steps 3 --threads 1 && ok
 grep -Eq '^throughput: [0-9]+ tokens/s' "$T/bench_table.out" && grep -q '^  backward ' "$T/bench_table.out" && ok ||
     bad "bench train table: $(cat "$T/bench_table.out")"
+
+# ---- bench attention --json: both backends, times and shares consistent with the model FLOPs
+for be in cpu ref; do
+    run "battn_$be" "$BIN" bench attention --backend $be --batch-size 2 --seq-len 70 --hidden-size 48 --num-heads 3 \
+        --iters 2 --threads 1 --json && ok
+    $PY - "$T/battn_$be.out" $be <<'EOF2' && ok || bad "bench attention --json ($be): $(cat "$T/battn_$be.out")"
+import json, sys
+b = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert b["bench"] == "attention" and b["backend"] == sys.argv[2] and (b["B"], b["T"], b["C"], b["H"]) == (2, 70, 48, 3), b
+assert b["fwd_ms"] > 0 and b["bwd_ms"] > 0 and b["peak_gflops"] > 0, b
+f = 4 * 2 * 70 * 70 * 48  # forward model FLOPs; backward twice that
+share = 3 * f / ((b["fwd_ms"] + b["bwd_ms"]) / 1e3) / (b["peak_gflops"] * 1e9)
+assert abs(share - b["peak_share"]) < 1e-3 * share + 1e-4, (share, b)
+EOF2
+done
+"$BIN" bench attention --hidden-size 48 --num-heads 5 >"$T/battn_bad.out" 2>&1 && bad "bench attention took 5 heads of 48 channels" ||
+    { grep -q 'must divide --hidden-size' "$T/battn_bad.out" && ok || bad "bench attention bad heads: $(cat "$T/battn_bad.out")"; }
 
 # ---- progress: plain lines off a terminal, a bar with rate and ETA on one (script(1) gives a pty)
 $PY -c 'import random; r = random.Random(4); print("\n".join(" ".join("".join(r.choice("abcdefghij") for _ in range(r.randint(2, 7))) for _ in range(12)) for _ in range(40000)))' >"$T/big.txt"

@@ -328,10 +328,12 @@ static int make_cases(op_case *c) {
                             ARG("dw", A_ACC, OC * IC, 1, 1e-5)},
                            {N, IC, OC}, NOSCALAR, run_matmul_nobias};
     }
-    /* attention: one tile, several, and several query and key tiles */
-    static const int shapes[3][4] = {{2, 7, 12, 3}, {2, 37, 24, 2}, {1, 150, 32, 4}};
-    static const char *const names[3] = {"attention T=7", "attention T=37", "attention T=150"};
-    for (int s = 0; s < 3; s++) {
+    /* attention: one tile, several query and key tiles (the cpu backend's
+     * are 64 wide), head sizes padded to 16 (4, 12, 8, 20) and not (64) */
+    static const int shapes[5][4] = {{2, 7, 12, 3}, {2, 37, 24, 2}, {1, 150, 32, 4}, {2, 70, 60, 3}, {1, 130, 128, 2}};
+    static const char *const names[5] = {"attention T=7", "attention T=37", "attention T=150", "attention T=70 hs=20",
+                                         "attention T=130 hs=64"};
+    for (int s = 0; s < 5; s++) {
         const int B = shapes[s][0], T = shapes[s][1], C = shapes[s][2], NH = shapes[s][3];
         size_t n3 = (size_t)B * T * 3 * C, nn = (size_t)B * T * C, nl = (size_t)B * NH * T;
         c[n++] = (op_case){names[s], {LMS_OP_ATTENTION_FWD, LMS_OP_ATTENTION_BWD}, 2, 5,

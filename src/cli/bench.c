@@ -129,14 +129,16 @@ fail:
 
 int cmd_bench(int argc, char **argv) {
     if (argc >= 1 && strcmp(argv[0], "train") == 0) return cmd_bench_train(argc - 1, argv + 1);
+    if (argc >= 1 && strcmp(argv[0], "attention") == 0) return cmd_bench_attention(argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "comm") != 0) {
         if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0)) {
             printf("lmscale bench: benchmarks.\n\nusage: lmscale bench train [flags]   training throughput, MFU, "
                    "time per phase (see 'lmscale bench train --help')\n       lmscale bench comm [flags]    "
-                   "collective bandwidth (see 'lmscale bench comm --help')\n");
+                   "collective bandwidth (see 'lmscale bench comm --help')\n       lmscale bench attention [flags]  "
+                   "attention forward/backward vs the sgemm peak (see 'lmscale bench attention --help')\n");
             return 0;
         }
-        lms_errorf(LMS_ERR_INVALID_ARG, "unknown benchmark '%s' (choose: train, comm)", argc >= 1 ? argv[0] : "");
+        lms_errorf(LMS_ERR_INVALID_ARG, "unknown benchmark '%s' (choose: train, comm, attention)", argc >= 1 ? argv[0] : "");
         return cli_fail("bench", LMS_ERR_INVALID_ARG);
     }
     const char *min_s = "1K", *max_s = "256M", *backend = "auto", *ops = "allreduce,dp_buckets,reduce_scatter,allgather";

@@ -18,7 +18,7 @@ static void usage(FILE *out) {
             "  generate   sample text from a model (KV cache)\n"
             "  tokenizer  encode, decode, or train a byte-level BPE tokenizer\n"
             "  data       'data prepare': tokenize text or JSON Lines into token shards\n"
-            "  bench      'bench train' (tokens/s, MFU, time per phase), 'bench comm' (collective bandwidth)\n"
+            "  bench      'bench train' (tokens/s, MFU, time per phase), 'bench comm' (collective bandwidth),\n             'bench attention' (attention vs the sgemm peak)\n"
             "  export     write a model or checkpoint as a Hugging Face GPT-2 directory\n"
             "  plot       loss curves of --metrics files as SVG\n"
             "  estimate   parameters, FLOPs, memory per device and time to train of one layout\n"
