@@ -11,7 +11,9 @@
 # at dp2 x tp2 x pp2 with ZeRO-1 resume at one process, pp 1, pp 4 and dp 4,
 # and one saved at one process resumes at dp2 x tp2 x pp2, with the
 # uninterrupted losses (1e-6); validation and --save-model at dp2 x tp2 x pp2
-# give the one-process values; bad layouts fail before any compute.
+# give the one-process values; --recompute selective and full give the
+# losses of tp2 x pp2 without it, bit for bit; bad layouts fail before any
+# compute.
 # Usage: bash tests/test_pp3d.sh /path/to/lmscale
 set -u
 NAME=test_pp3d
@@ -34,7 +36,8 @@ run_case() { # label np flags...
     shift 2
     rm -f "$T/c.jsonl"
     if bash "$MPI" "$np" "$BIN" "${COMMON[@]}" "$@" --metrics "$T/c.jsonl" >"$T/c.out" 2>&1; then
-        compare_losses "${REF:-$T/ref.jsonl}" "$T/c.jsonl" "$label" && ok || bad "$label: losses differ from the one-process run"
+        compare_losses "${REF:-$T/ref.jsonl}" "$T/c.jsonl" "$label" "" "${TOL:-1e-5}" && ok ||
+            bad "$label: losses differ from the reference run"
     else
         bad "$label: run failed: $(grep -m3 -i error "$T/c.out")"
     fi
@@ -47,6 +50,12 @@ run_case "dp=2 x tp=2 x pp=2 zero=1" 8 --tp 2 --pp 2 --dp 2 --zero 1
 run_case "dp=2 x tp=2 x pp=2 zero=1 --sequence-parallel micro=1" 8 --tp 2 --pp 2 --dp 2 --zero 1 \
     --sequence-parallel --micro-batch-size 1
 run_case "pp=2 zero=1" 2 --pp 2 --zero 1
+# --recompute under tp x pp: the losses of the same layout without it, bit for bit (tolerance 0)
+rm -f "$T/tpp.jsonl"
+bash "$MPI" 4 "$BIN" "${COMMON[@]}" --tp 2 --pp 2 --metrics "$T/tpp.jsonl" >"$T/tpp.out" 2>&1 || bad "tp=2 x pp=2 run failed"
+for rc in selective full; do
+    REF=$T/tpp.jsonl TOL=0 run_case "tp=2 x pp=2 --recompute $rc vs without" 4 --tp 2 --pp 2 --recompute $rc
+done
 run_case "dp=2 x pp=2 zero=1 gpipe" 4 --pp 2 --dp 2 --zero 1 --pp-schedule gpipe
 # dp 3 does not divide the units: padded shards
 "$BIN" "${COMMON[@]}" --batch-size 6 --micro-batch-size 1 --metrics "$T/ref6.jsonl" >"$T/ref6.out" 2>&1 ||
@@ -136,7 +145,5 @@ expect_mpi_fail "world not a multiple of tp x pp" "the job has 6 processes, not 
     "$BIN" "${COMMON[@]}" --tp 2 --pp 2 --metrics "$T/never.jsonl"
 expect_mpi_fail "ZeRO-2 with pp" "--zero 2 with --pp 2: .*use --zero 1" 4 \
     "$BIN" "${COMMON[@]}" --tp 2 --pp 2 --zero 2 --metrics "$T/never.jsonl"
-expect_mpi_fail "tp x pp with recompute" "--tp 2 with --recompute is not supported yet" 4 \
-    "$BIN" "${COMMON[@]}" --tp 2 --pp 2 --recompute full --metrics "$T/never.jsonl"
 
 summary

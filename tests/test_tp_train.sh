@@ -6,8 +6,10 @@
 # (fp32, clipping active). Checkpoints saved at tp 2 and at dp 2 x tp 2 with
 # ZeRO 3 resume at tp 1, tp 4 and dp 4 with the one-process losses of steps
 # 11..20 (1e-6); `export --hf` of a tp checkpoint gives the tensors of the
-# one-process run's export. The per-rank parameter, gradient and optimizer
-# bytes in the metrics are the blocks' 1/tp plus the replicated parts. Bad
+# one-process run's export. --recompute selective and full give the losses
+# and gradient norms of the same layout without it, bit for bit. The
+# per-rank parameter, gradient and optimizer bytes in the metrics are the
+# blocks' 1/tp plus the replicated parts. Bad
 # layouts fail before any compute: one message naming the flag, every rank
 # non-zero. Usage: bash tests/test_tp_train.sh /path/to/lmscale
 set -u
@@ -47,6 +49,36 @@ run_case "dp=2 x tp=2 zero=3" 4 --tp 2 --zero 3
 run_case "dp=2 x tp=2 zero=3 --sequence-parallel" 4 --tp 2 --zero 3 --sequence-parallel
 run_case "tp=2 micro=2 (4 accumulation steps)" 2 --tp 2 --micro-batch-size 2
 run_case "dp=2 x tp=2 zero=2 micro=1 (4 accumulation steps)" 4 --tp 2 --zero 2 --micro-batch-size 1
+
+# --recompute under tp: the same losses and gradient norms, bit for bit, as the same layout without it
+# (selective recomputes the rank's heads' attention and its GELU columns; full the split block with
+# its collectives)
+same_bits() { # label np flags...
+    local label=$1 np=$2
+    shift 2
+    rm -f "$T/n.jsonl" "$T/r.jsonl"
+    if ! bash "$MPI" "$np" "$BIN" "${COMMON[@]}" "$@" --metrics "$T/n.jsonl" >"$T/n.out" 2>&1; then
+        bad "$label: run without --recompute failed: $(tail -2 "$T/n.out")"
+        return
+    fi
+    for rc in selective full; do
+        rm -f "$T/r.jsonl"
+        if ! bash "$MPI" "$np" "$BIN" "${COMMON[@]}" "$@" --recompute $rc --metrics "$T/r.jsonl" >"$T/r.out" 2>&1; then
+            bad "$label --recompute $rc: run failed: $(tail -2 "$T/r.out")"
+            continue
+        fi
+        $PY - "$T/n.jsonl" "$T/r.jsonl" "$label --recompute $rc" <<'EOF' && ok || bad "$label --recompute $rc: not bit-identical to the run without it"
+import json, sys
+a, b = ([(r["loss"], r["grad_norm"]) for r in map(json.loads, open(p))] for p in sys.argv[1:3])
+print("  %s: %d steps, losses and gradient norms %s" % (sys.argv[3], len(b), "bit-identical" if a == b else "differ"))
+sys.exit(0 if a == b and len(a) == 20 else 1)
+EOF
+    done
+    compare_losses "$T/ref.jsonl" "$T/r.jsonl" "$label --recompute full vs one process" && ok ||
+        bad "$label --recompute full: losses differ from the one-process run"
+}
+same_bits "tp=2" 2 --tp 2
+same_bits "dp=2 x tp=2 --sequence-parallel zero=3" 4 --tp 2 --sequence-parallel --zero 3
 
 # validation (every rank of a tp group runs it) and --save-model (the parts gathered): the
 # one-process validation losses, and `eval` of the saved model gives the one-process model's loss

@@ -78,6 +78,18 @@ struct lms_comm {
     /* what the communicator is, for messages: "world", "dp group", ...;
      * a string with static lifetime (the watchdog thread reads it), or NULL */
     const char *label;
+    /* What this rank handed to the communicator's operations since it was
+     * made, counted by the backend as each operation starts (nothing on a
+     * communicator of one rank, where nothing leaves the process):
+     *   coll_bytes  collectives, by their size as nccl-tests counts it: the
+     *               buffer of an all-reduce or broadcast, the whole input of
+     *               a reduce-scatter (size·count) and the whole output of an
+     *               all-gather (size·count); blocking or not
+     *   sent_bytes  point-to-point sends (send, isend)
+     * A ring moves 2(n-1)/n of an all-reduce's size per rank and (n-1)/n of
+     * a reduce-scatter's or all-gather's. docs/parallelism.md,
+     * "Communication counts". */
+    uint64_t coll_bytes, sent_bytes;
 };
 
 /* The world communicator. backend: "single", "mpi", or "auto" (mpi when this

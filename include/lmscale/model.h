@@ -173,7 +173,7 @@ typedef struct lms_gpt_tp {
     struct lms_comm *comm; /* the tp group; not owned */
     int size, rank;
     int seq_parallel;      /* Megatron sequence parallelism (--sequence-parallel) */
-    uint64_t bytes;        /* bytes of the buffers of this rank's tp collectives so far */
+    double comm_s;         /* seconds in the pieces' tp collectives so far (their bytes: comm->coll_bytes) */
     void *work;            /* sequence parallelism's gather buffer; owned (lms_gpt_tp_free_work) */
 } lms_gpt_tp;
 void lms_gpt_tp_free_work(lms_gpt_tp *tp);
@@ -433,10 +433,17 @@ lms_status lms_kv_cache_init(lms_kv_cache *kv, const lms_gpt_config *cfg);
 /* The same in buffers of backend be (NULL: host memory). */
 lms_status lms_kv_cache_init_on(lms_kv_cache *kv, const lms_gpt_config *cfg, lms_backend *be);
 void lms_kv_cache_free(lms_kv_cache *kv);
-/* Feed one token at position kv->len (< maxT); writes logits (Vp) and
- * advances the cache. */
+/* Feed one token at position kv->len (< maxT); writes logits (Vp, host
+ * memory) and advances the cache. Under tensor parallelism (m->tp; the
+ * cache made with the part's config holds the rank's heads) it is
+ * collective over the tp group and every rank gets the whole vocabulary's
+ * logits, the same bytes on every rank. */
 lms_status lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, int32_t token,
                                float *logits);
+/* out (Vp floats, host memory) = the logits of row `row` of h, a head
+ * forward's activations: a copy, or under tensor parallelism every rank's
+ * Vp/tp columns all-gathered (collective over the tp group). */
+lms_status lms_gpt_logits_row(lms_gpt *m, lms_backend *be, const lms_gpt_head_acts *h, int row, float *out);
 
 /* ---- model files (weights + config; the full training checkpoint is a
  * separate format) ---- */

@@ -1,8 +1,8 @@
 /* lmscale observability: seeing a run (docs/observability.md).
  *
  *  - per-phase timing of every training step (lms_obs): data, forward,
- *    backward, exposed gradient communication, optimizer, and slots for
- *    tensor-parallel communication and the pipeline bubble;
+ *    backward, exposed gradient communication, optimizer, tensor-parallel
+ *    communication and the pipeline bubble;
  *  - a Chrome trace-event / Perfetto JSON trace (lms_trace) of chosen steps:
  *    every backend op and every collective, recorded by wrappers around the
  *    backend and communicator vtables that are installed only when profiling;
@@ -35,7 +35,8 @@ typedef enum {
     LMS_PHASE_GRAD_COMM, /* exposed gradient communication: waiting, after backward,
                             for the reductions backward did not hide */
     LMS_PHASE_OPTIM,     /* gradient norm, clipping and the optimizer step */
-    LMS_PHASE_TP_COMM,   /* tensor-parallel communication (none yet: stays 0) */
+    LMS_PHASE_TP_COMM,   /* tensor-parallel collectives of forward and backward (taken
+                            out of those phases: lms_obs_phase_move) */
     LMS_PHASE_BUBBLE,    /* pipeline bubble (none yet: stays 0) */
     LMS_PHASE_COUNT
 } lms_phase;
@@ -77,6 +78,10 @@ void lms_obs_phase_begin(lms_obs *o, lms_phase p);
 /* A no-op for a phase not begun, so that a path that ended it early (to
  * time something else inside) may meet the common end. */
 void lms_obs_phase_end(lms_obs *o, lms_phase p);
+/* Moves s seconds of the current step from phase `from` to phase `to`
+ * (time measured inside `from` that belongs to `to`: tensor-parallel
+ * collectives inside forward and backward), so phases stay disjoint. */
+void lms_obs_phase_move(lms_obs *o, lms_phase from, lms_phase to, double s);
 /* Ends the step: o->cur holds its times, counted steps are added to sum. */
 void lms_obs_step_end(lms_obs *o);
 /* Mean seconds per counted step (of the phase, or of the step for p < 0). */

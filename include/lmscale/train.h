@@ -160,6 +160,13 @@ typedef struct {
     float lr;
     float loss_scale; /* the scale this step used (1 without fp16) */
     int skipped;      /* 1: inf/NaN gradients (fp16), the parameters did not change */
+    /* What this rank handed to each group's operations during the step
+     * (comm.h: coll_bytes, the collectives' nccl-tests size; sent_bytes, the
+     * point-to-point sends); 0 for a group of one rank. docs/parallelism.md,
+     * "Communication counts". */
+    uint64_t tp_bytes, dp_bytes; /* collectives of the tp and the DP group */
+    uint64_t pp_bytes, pp_sent_bytes, emb_bytes; /* pipeline group: collectives, sends; embedding group */
+    double tp_comm_s; /* seconds in the tp collectives of forward and backward */
 } lms_step_result;
 
 /* Builds the topology (dp, tp, pp over world), the process groups, the

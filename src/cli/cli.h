@@ -246,6 +246,9 @@ lms_status train_metrics_open(train_metrics *m, const char *path, int resumed_st
 /* One JSON object per line, flushed; a failed write is an error. */
 lms_status train_metrics_put(train_metrics *m, const train_row *r);
 lms_status train_metrics_close(train_metrics *m);
+/* The step's communication counts as metrics members (", \"tp_coll_bytes\":
+ * N, \"dp_coll_bytes\": N", and the pipeline's with pipeline set), into buf. */
+void train_comm_json(const lms_step_result *r, int pipeline, char *buf, size_t cap);
 /* The peak for MFU in TFLOP/s: --peak-tflops when > 0, else the one measured
  * for this CPU, thread count, BLAS kernel and backend, cached in
  * $XDG_CACHE_HOME/lmscale/peak-<hash>.json (or ~/.cache/lmscale) so that runs

@@ -186,11 +186,6 @@ static lms_status validate(const train_opts *o, train_plan *p) {
     lms_precision prec;
     LMS_CHECK(lms_precision_parse(o->dtype, &prec));
     p->dtype = prec == LMS_PREC_BF16 ? LMS_DT_BF16 : prec == LMS_PREC_FP16 ? LMS_DT_F16 : LMS_DT_F32;
-    if (o->tp > 1 && p->recompute != LMS_RECOMPUTE_NONE) { /* as the trainer, earlier */
-        const char *what = "--recompute";
-        return lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", o->tp,
-                          what, what);
-    }
     if (!(o->loss_scale >= 0) || !isfinite(o->loss_scale))
         return lms_errorf(LMS_ERR_INVALID_ARG, "--loss-scale %g must be positive (a static scale) or 0 (dynamic)",
                           o->loss_scale);
@@ -399,6 +394,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const int G = o->batch_size;
     double t_start = lms_now_s(), t_steps = 0, last_val = NAN;
     int timed = 0;
+    double comm_sum[3] = {0, 0, 0}; /* bytes over the timed steps: tp, dp, pp (comm.h) */
     if (start_step) lms_log(lg, LMS_LOG_INFO, "resumed from %s at step %d", p.ck.resume_path, start_step);
     /* the step this process stops after: --steps, or --stop-after when sooner */
     const int end_step = o->stop_after > 0 && o->stop_after < o->steps ? o->stop_after : o->steps;
@@ -415,6 +411,11 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         lms_step_result r;
         LMS_TRY(lms_trainer_step(&tr, &ld, step, &r));
         const double loss = r.loss, norm = r.grad_norm;
+        if (step > 0 || o->steps == 1) { /* the summary's means count the steps the timing counts */
+            comm_sum[0] += (double)r.tp_bytes;
+            comm_sum[1] += (double)r.dp_bytes;
+            comm_sum[2] += (double)(r.pp_bytes + r.pp_sent_bytes + r.emb_bytes);
+        }
         const float lr = r.lr;
         lms_obs_step_end(ob);
         double dt = lms_now_s() - t0;
@@ -454,6 +455,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         if (metrics.f) {
             char ppj[4096];
             lms_trainer_pp_json(&tr, ppj, sizeof ppj);
+            train_comm_json(&r, tr.pipe != NULL, ppj + strlen(ppj), sizeof ppj - strlen(ppj));
             train_row row = {step + 1, loss, lr, norm, dt * 1e3, tps, mfu, do_eval, vloss, state_mb,
                              rss_mb, (unsigned long long)(step + 1) * (unsigned long long)G * p.T, ob, ppj,
                              p.dtype == LMS_DT_F16, r.loss_scale, r.skipped, tr.scaler.skipped};
@@ -498,6 +500,11 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             "(mean after the first step, of a %.1f GFLOP/s peak per rank: %s)", ran, step, o->steps,
             (long)ran * G * p.T, total, mean_tps, 100 * lms_mfu(fpt, mean_tps, peak * tr.topo.world), peak * 1e3,
             peak_src);
+    if (timed && p.world->size > 1)
+        lms_log(lg, LMS_LOG_INFO, "communication per step (rank %d, collectives' sizes and sends, mean after the "
+                "first step): tp %.3f MB, dp %.3f MB%s%.3f%s", p.world->rank, comm_sum[0] / timed / MB,
+                comm_sum[1] / timed / MB, tr.pipe ? ", pp " : "", tr.pipe ? comm_sum[2] / timed / MB : 0.0,
+                tr.pipe ? " MB" : "");
     LMS_TRY(train_obs_close(&tob, o, p.world, lg, (double)G * p.T, fpt, peak * tr.topo.world));
     if (o->save_model || keep) LMS_TRY(lms_trainer_gather_model(&tr)); /* the whole model, on every rank */
     if (o->save_model && rank0) {

@@ -114,6 +114,15 @@ lms_status train_metrics_put(train_metrics *m, const train_row *r) {
     return LMS_OK;
 }
 
+void train_comm_json(const lms_step_result *r, int pipeline, char *buf, size_t cap) {
+    int n = snprintf(buf, cap, ", \"tp_coll_bytes\": %llu, \"dp_coll_bytes\": %llu", (unsigned long long)r->tp_bytes,
+                     (unsigned long long)r->dp_bytes);
+    if (pipeline && n >= 0 && (size_t)n < cap)
+        snprintf(buf + n, cap - (size_t)n, ", \"pp_coll_bytes\": %llu, \"pp_sent_bytes\": %llu, \"emb_coll_bytes\": %llu",
+                 (unsigned long long)r->pp_bytes, (unsigned long long)r->pp_sent_bytes,
+                 (unsigned long long)r->emb_bytes);
+}
+
 lms_status train_metrics_close(train_metrics *m) {
     if (!m->f) return LMS_OK;
     errno = 0;

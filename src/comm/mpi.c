@@ -69,12 +69,24 @@ static lms_status mpi_fail(int rc, const char *what) {
 
 static MPI_Comm C(lms_comm *c) { return ((mpi_impl *)c->impl)->comm; }
 
-/* The watchdog's view: op is pending on c from now until done(). */
-static uint64_t track(lms_comm *c, const char *op, size_t bytes, int peer) {
+/* How an operation counts in c's coll_bytes / sent_bytes (comm.h). */
+enum { NOT_COUNTED = 0, COLLECTIVE, SENT };
+
+/* The watchdog's view: op is pending on c from now until done(); and the
+ * communicator's byte counts. */
+static uint64_t track_counted(lms_comm *c, const char *op, size_t bytes, int peer, int kind) {
     mpi_impl *m = c->impl;
+    if (c->size > 1 && kind == COLLECTIVE) c->coll_bytes += bytes;
+    if (c->size > 1 && kind == SENT) c->sent_bytes += bytes;
     uint64_t seq = ++m->nops;
     lms_watchdog_begin(m->wd, op, c->label, c->size, seq, bytes, peer);
     return seq;
+}
+static uint64_t track(lms_comm *c, const char *op, size_t bytes, int peer) {
+    return track_counted(c, op, bytes, peer, NOT_COUNTED);
+}
+static uint64_t track_coll(lms_comm *c, const char *op, size_t bytes) {
+    return track_counted(c, op, bytes, -1, COLLECTIVE);
 }
 static lms_status done(lms_comm *c, int rc, const char *what) {
     lms_watchdog_end(((mpi_impl *)c->impl)->wd);
@@ -114,31 +126,31 @@ static lms_status red_ok(lms_dtype t, const char *what) {
 static lms_status m_allreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t, lms_reduce_op op) {
     LMS_CHECK(red_ok(t, "allreduce"));
     LMS_CHECK(count_ok(n, "allreduce"));
-    track(c, "allreduce", n * lms_dtype_size(t), -1);
+    track_coll(c, "allreduce", n * lms_dtype_size(t));
     return done(c, MPI_Allreduce(s == r ? MPI_IN_PLACE : s, r, (int)n, T(t), O(op), C(c)), "allreduce");
 }
 static lms_status m_reduce_scatter(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,
                                    lms_reduce_op op) {
     LMS_CHECK(red_ok(t, "reduce_scatter"));
     LMS_CHECK(count_ok(n * (size_t)c->size, "reduce_scatter"));
-    track(c, "reduce_scatter", n * (size_t)c->size * lms_dtype_size(t), -1);
+    track_coll(c, "reduce_scatter", n * (size_t)c->size * lms_dtype_size(t));
     return done(c, MPI_Reduce_scatter_block(s, r, (int)n, T(t), O(op), C(c)), "reduce_scatter");
 }
 static lms_status m_allgather(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t) {
     LMS_CHECK(count_ok(n * (size_t)c->size, "allgather"));
     const char *in_place = (const char *)r + (size_t)c->rank * n * lms_dtype_size(t);
-    track(c, "allgather", n * (size_t)c->size * lms_dtype_size(t), -1);
+    track_coll(c, "allgather", n * (size_t)c->size * lms_dtype_size(t));
     return done(c, MPI_Allgather(s == in_place ? MPI_IN_PLACE : s, (int)n, T(t), r, (int)n, T(t), C(c)),
                 "allgather");
 }
 static lms_status m_broadcast(lms_comm *c, void *b, size_t n, lms_dtype t, int root) {
     LMS_CHECK(count_ok(n, "broadcast"));
-    track(c, "broadcast", n * lms_dtype_size(t), -1);
+    track_coll(c, "broadcast", n * lms_dtype_size(t));
     return done(c, MPI_Bcast(b, (int)n, T(t), root, C(c)), "broadcast");
 }
 static lms_status m_send(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag) {
     LMS_CHECK(count_ok(n, "send"));
-    track(c, "send", n * lms_dtype_size(t), peer);
+    track_counted(c, "send", n * lms_dtype_size(t), peer, SENT);
     return done(c, MPI_Send(b, (int)n, T(t), peer, tag, C(c)), "send");
 }
 static lms_status m_recv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag) {
@@ -152,17 +164,18 @@ static lms_status m_barrier(lms_comm *c) {
 }
 /* A request for op `what` of `bytes`, tracked from its start (starting
  * does not normally block; its wait does, under the same #N). */
-static lms_status new_req_peer(lms_comm *c, lms_comm_req **req, const char *what, size_t bytes, int peer) {
+static lms_status new_req_counted(lms_comm *c, lms_comm_req **req, const char *what, size_t bytes, int peer,
+                                  int kind) {
     *req = malloc(sizeof **req);
     if (!*req) return lms_errorf(LMS_ERR_OOM, "out of memory for an MPI request");
     (*req)->what = what;
     (*req)->bytes = bytes;
     (*req)->peer = peer;
-    (*req)->seq = track(c, what, bytes, peer);
+    (*req)->seq = track_counted(c, what, bytes, peer, kind);
     return LMS_OK;
 }
 static lms_status new_req(lms_comm *c, lms_comm_req **req, const char *what, size_t bytes) {
-    return new_req_peer(c, req, what, bytes, -1);
+    return new_req_counted(c, req, what, bytes, -1, COLLECTIVE);
 }
 /* After the start call: untrack, and free the request if it failed. */
 static lms_status started(lms_comm *c, int rc, lms_comm_req **req) {
@@ -196,12 +209,12 @@ static lms_status m_iallgather(lms_comm *c, const void *s, void *r, size_t n, lm
 }
 static lms_status m_isend(lms_comm *c, const void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
     LMS_CHECK(count_ok(n, "isend"));
-    LMS_CHECK(new_req_peer(c, req, "isend", n * lms_dtype_size(t), peer));
+    LMS_CHECK(new_req_counted(c, req, "isend", n * lms_dtype_size(t), peer, SENT));
     return started(c, MPI_Isend(b, (int)n, T(t), peer, tag, C(c), &(*req)->r), req);
 }
 static lms_status m_irecv(lms_comm *c, void *b, size_t n, lms_dtype t, int peer, int tag, lms_comm_req **req) {
     LMS_CHECK(count_ok(n, "irecv"));
-    LMS_CHECK(new_req_peer(c, req, "irecv", n * lms_dtype_size(t), peer));
+    LMS_CHECK(new_req_counted(c, req, "irecv", n * lms_dtype_size(t), peer, NOT_COUNTED));
     return started(c, MPI_Irecv(b, (int)n, T(t), peer, tag, C(c), &(*req)->r), req);
 }
 static lms_status m_wait(lms_comm *c, lms_comm_req *req) {

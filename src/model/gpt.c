@@ -256,8 +256,8 @@ lms_status lms_kv_cache_init_on(lms_kv_cache *kv, const lms_gpt_config *cfg, lms
     kv->be = be;
     kv->L = cfg->L;
     kv->maxT = cfg->maxT;
-    kv->C = cfg->C;
-    size_t n = (size_t)cfg->L * cfg->maxT * cfg->C;
+    kv->C = cfg->tp > 1 ? cfg->C / cfg->tp : cfg->C; /* a tp rank caches its heads only */
+    size_t n = (size_t)cfg->L * cfg->maxT * kv->C;
     /* k | v | scores, each run 64-byte aligned */
     const size_t kvn = (n + 15) & ~(size_t)15;
     LMS_TRY(lms_buffer_alloc(be, sizeof(float) * (2 * kvn + (size_t)cfg->maxT), "the KV cache", &kv->buf));
@@ -288,7 +288,7 @@ lms_status lms_gpt_decode_step(lms_gpt *m, lms_backend *be, lms_kv_cache *kv, in
     for (int l = 0; l < c->L; l++)
         LMS_CHECK(lms_gpt_block_forward(m, be, l, a->stream[l], &a->layer[l], a->stream[l + 1], 1, 1, kv));
     LMS_CHECK(lms_gpt_head_forward(m, be, a->stream[c->L], &a->head, NULL, 1, 1, NULL));
-    LMS_CHECK(be->i->copy(be, logits, a->head.logits, sizeof(float) * (size_t)c->Vp, LMS_COPY_D2H));
+    LMS_CHECK(lms_gpt_logits_row(m, be, &a->head, 0, logits)); /* tp: gathered from every rank */
     kv->len = t + 1;
     return LMS_OK;
 }

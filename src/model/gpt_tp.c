@@ -100,11 +100,22 @@ lms_status lms_gpt_init_params_tp(const lms_gpt *m, uint64_t seed, float *dst) {
     return st;
 }
 
-/* ---- collectives of the tp group ---- */
+/* ---- collectives of the tp group ----
+ * Every collective of the pieces goes through these, which time it into
+ * tp->comm_s; the comm layer counts its bytes (comm.h, coll_bytes). */
+
+static lms_status tp_timed(lms_gpt_tp *tp, double t0, lms_status st) {
+    tp->comm_s += lms_now_s() - t0;
+    return st;
+}
+
+static lms_status tp_allreduce_op(lms_gpt_tp *tp, const float *send, float *recv, size_t n, lms_reduce_op op) {
+    const double t0 = lms_now_s();
+    return tp_timed(tp, t0, tp->comm->i->allreduce(tp->comm, send, recv, n, LMS_DT_F32, op));
+}
 
 static lms_status tp_allreduce(lms_gpt_tp *tp, const float *send, float *recv, size_t n) {
-    tp->bytes += n * sizeof(float);
-    return tp->comm->i->allreduce(tp->comm, send, recv, n, LMS_DT_F32, LMS_RED_SUM);
+    return tp_allreduce_op(tp, send, recv, n, LMS_RED_SUM);
 }
 
 /* g forward / f backward: the partial sums of all N rows become this rank's
@@ -112,16 +123,18 @@ static lms_status tp_allreduce(lms_gpt_tp *tp, const float *send, float *recv, s
  * (all-reduce; dst may be part) */
 static lms_status tp_reduce_rows(lms_gpt_tp *tp, const float *part, float *dst, size_t N, size_t C) {
     if (!tp->seq_parallel) return tp_allreduce(tp, part, dst, N * C);
-    tp->bytes += N * C * sizeof(float);
-    return tp->comm->i->reduce_scatter(tp->comm, part, dst, N / tp->size * C, LMS_DT_F32, LMS_RED_SUM);
+    const double t0 = lms_now_s();
+    return tp_timed(tp, t0,
+                    tp->comm->i->reduce_scatter(tp->comm, part, dst, N / tp->size * C, LMS_DT_F32, LMS_RED_SUM));
 }
 
 /* f forward / g backward under sequence parallelism: every rank's rows into
- * full (N,C), this rank's already in place at row r0 */
+ * full (N,C), this rank's already in place at row r0; also the rows of
+ * every rank's vocabulary for decoding (N = tp ranks of C = Vl) */
 static lms_status tp_gather_rows(lms_gpt_tp *tp, float *full, size_t N, size_t C) {
     const size_t nl = N / tp->size * C;
-    tp->bytes += N * C * sizeof(float);
-    return tp->comm->i->allgather(tp->comm, full + (size_t)tp->rank * nl, full, nl, LMS_DT_F32);
+    const double t0 = lms_now_s();
+    return tp_timed(tp, t0, tp->comm->i->allgather(tp->comm, full + (size_t)tp->rank * nl, full, nl, LMS_DT_F32));
 }
 
 /* working memory of sequence parallelism: one (N,C) buffer and the
@@ -283,7 +296,9 @@ lms_status lms_gpt_tp_block_forward(lms_gpt *m, lms_backend *be, int l, const fl
     int nl, r0;
     my_rows(m, N, &nl, &r0);
     const size_t NLC = (size_t)nl * C;
-    if (kv) return lms_errorf(LMS_ERR_UNSUPPORTED, "KV-cache decoding is not tensor-parallel yet: use --tp 1");
+    if (kv && tp->seq_parallel)
+        return lms_errorf(LMS_ERR_UNSUPPORTED, "KV-cache decoding with sequence parallelism: decode without it");
+    LMS_ASSERT(!kv || (B == 1 && T == 1 && kv->len < c->maxT && kv->C == Cl));
     ACQUIRE(l + 1, LMS_USE_FORWARD);
     const lms_gpt_block *w = &m->p.h[l];
     /* attention: LN on this rank's rows, f, column-parallel QKV, local heads, row-parallel projection, g */
@@ -291,7 +306,10 @@ lms_status lms_gpt_tp_block_forward(lms_gpt *m, lms_backend *be, int l, const fl
     LMS_CHECK(op->layernorm_fwd(be, ln1, a->ln1_mean + r0, a->ln1_rstd + r0, in, w->ln1w, w->ln1b, nl, C));
     if (tp->seq_parallel) LMS_CHECK(tp_gather_rows(tp, a->ln1, (size_t)N, (size_t)C));
     LMS_CHECK(op->matmul_fwd(be, a->qkv, a->ln1, w->qkvw, w->qkvb, N, C, 3 * Cl));
-    LMS_CHECK(op->attention_fwd(be, a->atty, a->att_lse, a->qkv, B, T, Cl, NHl));
+    if (kv) /* decoding: the rank's heads against its part of the cache */
+        LMS_CHECK(lms_gpt_attend_cached(be, l, NHl, a->qkv, a->atty, kv));
+    else
+        LMS_CHECK(op->attention_fwd(be, a->atty, a->att_lse, a->qkv, B, T, Cl, NHl));
     LMS_CHECK(op->matmul_fwd(be, a->attproj, a->atty, w->attprojw, NULL, N, Cl, C));
     LMS_CHECK(tp_reduce_rows(tp, a->attproj, a->resid2, (size_t)N, (size_t)C));
     LMS_CHECK(add_bias_rows(be, a->resid2, w->attprojb, (size_t)nl, (size_t)C));
@@ -380,8 +398,7 @@ static lms_status vp_xent_fwd(lms_gpt *m, const float *logits, const int32_t *ta
         for (int j = 0; j < valid; j++) v = x[j] > v ? x[j] : v;
         mx[i] = v;
     }
-    m->tp->bytes += sizeof(float) * 3 * (size_t)N;
-    lms_status st = m->tp->comm->i->allreduce(m->tp->comm, mx, mx, (size_t)N, LMS_DT_F32, LMS_RED_MAX);
+    lms_status st = tp_allreduce_op(m->tp, mx, mx, (size_t)N, LMS_RED_MAX);
     if (st == LMS_OK) {
 #pragma omp parallel for schedule(static)
         for (int i = 0; i < N; i++) {
@@ -392,7 +409,7 @@ static lms_status vp_xent_fwd(lms_gpt *m, const float *logits, const int32_t *ta
             const int t = targets[i] - lo;
             tl[i] = t >= 0 && t < valid ? x[t] : 0.0f;
         }
-        st = m->tp->comm->i->allreduce(m->tp->comm, se, se, 2 * (size_t)N, LMS_DT_F32, LMS_RED_SUM);
+        st = tp_allreduce(m->tp, se, se, 2 * (size_t)N);
     }
     if (st == LMS_OK)
         for (int i = 0; i < N; i++) {
@@ -470,4 +487,16 @@ lms_status lms_gpt_tp_head_backward(lms_gpt *m, lms_backend *be, const float *in
     LMS_CHECK(ln_grads_end(m, be, &lg, lns));
     RELEASE(c->L + 1, LMS_USE_BACKWARD);
     return LMS_OK;
+}
+
+/* ---- decoding: one position's logits over the whole vocabulary ---- */
+
+lms_status lms_gpt_logits_row(lms_gpt *m, lms_backend *be, const lms_gpt_head_acts *h, int row, float *out) {
+    const size_t Vp = (size_t)m->cfg.Vp, Vl = m->tp ? Vp / (size_t)m->tp->size : Vp;
+    const size_t mine = m->tp ? (size_t)m->tp->rank * Vl : 0;
+    LMS_CHECK(be->i->copy(be, out + mine, h->logits + (size_t)row * Vl, sizeof(float) * Vl, LMS_COPY_D2H));
+    if (!m->tp) return LMS_OK;
+    /* every rank's Vp/tp columns, in rank order: the vocabulary's order; an
+     * all-gather moves bytes, so every rank holds the same logits */
+    return tp_gather_rows(m->tp, out, (size_t)m->tp->size, Vl);
 }

@@ -20,4 +20,9 @@ lms_status lms_gpt_tp_head_backward(lms_gpt *m, lms_backend *be, const float *in
                                     const int32_t *targets, float dloss, float *dx, lms_gpt_grad_acts *g, int B,
                                     int T);
 
+/* pieces.c: a decoding step's attention against the cache (kv->C columns,
+ * NH heads of them); the whole model's or a tp rank's */
+lms_status lms_gpt_attend_cached(lms_backend *be, int l, int NH, const float *qkv, float *atty,
+                                 struct lms_kv_cache *kv);
+
 #endif

@@ -44,16 +44,16 @@ lms_status lms_gpt_embed_backward(lms_gpt *m, lms_backend *be, const int32_t *to
 
 /* ---- block l: unit l+1 ---- */
 
-/* Decoding: the new token's k, v (in qkv, (1,3C)) go into the cache at
+/* Decoding: the new token's k, v (in qkv, (1,3C) of the cache's C = kv->C
+ * columns: the whole model's, or a tp rank's heads) go into the cache at
  * position t = kv->len; atty (1,C) = softmax(q·K[0..t]ᵀ/sqrt(hs))·V[0..t]
- * per head. */
-static lms_status attend_cached(lms_backend *be, const lms_gpt_config *c, int l, const float *qkv, float *atty,
-                                lms_kv_cache *kv) {
-    const int C = c->C, t = kv->len;
-    float *kc = kv->k + (size_t)l * c->maxT * C, *vc = kv->v + (size_t)l * c->maxT * C;
+ * for each of the NH heads of those columns. */
+lms_status lms_gpt_attend_cached(lms_backend *be, int l, int NH, const float *qkv, float *atty, lms_kv_cache *kv) {
+    const int C = kv->C, t = kv->len;
+    float *kc = kv->k + (size_t)l * kv->maxT * C, *vc = kv->v + (size_t)l * kv->maxT * C;
     LMS_CHECK(be->i->copy(be, kc + (size_t)t * C, qkv + C, sizeof(float) * C, LMS_COPY_D2D));
     LMS_CHECK(be->i->copy(be, vc + (size_t)t * C, qkv + 2 * C, sizeof(float) * C, LMS_COPY_D2D));
-    return be->i->attention_decode(be, atty, qkv, kc, vc, t, C, c->NH, (size_t)C, kv->scores);
+    return be->i->attention_decode(be, atty, qkv, kc, vc, t, C, NH, (size_t)C, kv->scores);
 }
 
 lms_status lms_gpt_block_forward(lms_gpt *m, lms_backend *be, int l, const float *in, lms_gpt_layer_acts *a,
@@ -69,7 +69,7 @@ lms_status lms_gpt_block_forward(lms_gpt *m, lms_backend *be, int l, const float
     LMS_CHECK(op->layernorm_fwd(be, a->ln1, a->ln1_mean, a->ln1_rstd, in, w->ln1w, w->ln1b, N, C));
     LMS_CHECK(op->matmul_fwd(be, a->qkv, a->ln1, w->qkvw, w->qkvb, N, C, 3 * C));
     if (kv)
-        LMS_CHECK(attend_cached(be, c, l, a->qkv, a->atty, kv));
+        LMS_CHECK(lms_gpt_attend_cached(be, l, c->NH, a->qkv, a->atty, kv));
     else
         LMS_CHECK(op->attention_fwd(be, a->atty, a->att_lse, a->qkv, B, T, C, c->NH));
     LMS_CHECK(op->matmul_fwd(be, a->attproj, a->atty, w->attprojw, w->attprojb, N, C, C));

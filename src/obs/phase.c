@@ -43,6 +43,13 @@ void lms_obs_phase_end(lms_obs *o, lms_phase p) {
     }
 }
 
+void lms_obs_phase_move(lms_obs *o, lms_phase from, lms_phase to, double s) {
+    if (!(s > 0)) return;
+    if (s > o->cur.phase_s[from]) s = o->cur.phase_s[from];
+    o->cur.phase_s[from] -= s;
+    o->cur.phase_s[to] += s;
+}
+
 void lms_obs_step_end(lms_obs *o) {
     double now = lms_now_s();
     o->cur.step_s = now - o->t_step;

@@ -180,14 +180,21 @@ static lms_comm *inner_of(lms_comm *c) {
     return w->inner;
 }
 
+/* the wrapped communicator's byte counts, seen through the wrapper */
+static lms_status counted(lms_comm *c, const lms_comm *in, lms_status st) {
+    c->coll_bytes = in->coll_bytes;
+    c->sent_bytes = in->sent_bytes;
+    return st;
+}
+
 /* run CALL (a status expression on `in`), recording NAME with bytes and the group */
 #define CTRACED(c, NAME, BYTES, CALL)                                                                \
     do {                                                                                             \
         cwrap *w_ = CW(c);                                                                           \
         lms_comm *in = inner_of(c);                                                                  \
-        if (!lms_trace_on(w_->t)) return CALL;                                                      \
+        if (!lms_trace_on(w_->t)) return counted(c, in, CALL);                                       \
         int64_t t0_ = lms_trace_now(w_->t);                                                          \
-        lms_status st_ = CALL;                                                                       \
+        lms_status st_ = counted(c, in, CALL);                                                       \
         int64_t t1_ = lms_trace_now(w_->t);                                                          \
         char a_[160];                                                                                \
         snprintf(a_, sizeof a_, "\"bytes\": %zu, \"group\": \"%s\", \"group_size\": %d, \"rank\": %d", \

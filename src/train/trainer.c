@@ -4,6 +4,7 @@
 #include "lmscale/train.h"
 #include "lmscale/obs.h"
 #include "train_impl.h"
+#include "pipe_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -104,12 +105,6 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    if (tp > 1 && o->recompute) {
-        const char *what = "--recompute";
-        st = lms_errorf(LMS_ERR_INVALID_ARG, "--tp %d with %s is not supported yet: use --tp 1, or drop %s", tp,
-                        what, what);
-        goto fail;
-    }
     LMS_TRY(lms_gpt_init_on(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
                             be));
     if (tp > 1) {
@@ -166,7 +161,47 @@ void lms_trainer_free(lms_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* ---- communication counts (comm.h) ---- */
+
+typedef struct {
+    uint64_t tp, dp, pp, pp_sent, emb;
+    double tp_s;
+} comm_counts;
+
+static uint64_t coll_of(const lms_comm *c) { return c ? c->coll_bytes : 0; }
+
+static void counts_now(const lms_trainer *t, comm_counts *c) {
+    c->tp = coll_of(t->groups.tp);
+    c->dp = coll_of(t->dp);
+    c->pp = coll_of(t->groups.pp);
+    c->pp_sent = t->groups.pp ? t->groups.pp->sent_bytes : 0;
+    c->emb = t->pipe ? coll_of(t->pipe->emb) : 0;
+    c->tp_s = t->tpx.comm_s;
+}
+
+/* r's counts: what the step added since c0 */
+static void counts_since(const lms_trainer *t, const comm_counts *c0, lms_step_result *r) {
+    comm_counts c;
+    counts_now(t, &c);
+    r->tp_bytes = c.tp - c0->tp;
+    r->dp_bytes = c.dp - c0->dp;
+    r->pp_bytes = c.pp - c0->pp;
+    r->pp_sent_bytes = c.pp_sent - c0->pp_sent;
+    r->emb_bytes = c.emb - c0->emb;
+    r->tp_comm_s = c.tp_s - c0->tp_s;
+}
+
+static lms_status step_run(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r);
+
 lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r) {
+    comm_counts c0;
+    counts_now(t, &c0);
+    lms_status st = step_run(t, ld, step, r);
+    counts_since(t, &c0, r);
+    return st;
+}
+
+static lms_status step_run(lms_trainer *t, const lms_loader *ld, int step, lms_step_result *r) {
     lms_grad_sync *s = &t->sync;
     const lms_trainer_opts *o = &t->o;
     const int T = o->seq_len, M = o->micro_batch, G = o->global_batch;
@@ -191,17 +226,21 @@ lms_status lms_trainer_step(lms_trainer *t, const lms_loader *ld, int step, lms_
                               t->y + (size_t)b * T);
         PH_END(LMS_PHASE_DATA);
         float micro_loss;
+        double tp_s = t->tpx.comm_s; /* the tp collectives' time moves to its own phase */
         PH_BEGIN(LMS_PHASE_FORWARD);
         LMS_CHECK(lms_gpt_forward(&t->m, &t->cbe, &t->acts, t->x, t->y, M, T, &micro_loss));
         PH_END(LMS_PHASE_FORWARD);
+        if (t->obs) lms_obs_phase_move(t->obs, LMS_PHASE_FORWARD, LMS_PHASE_TP_COMM, t->tpx.comm_s - tp_s);
         loss += micro_loss;
         lms_grad_ready_fn ready;
         void *ctx;
         s->i->grad_ready(s, k == t->accum - 1, &ready, &ctx);
         if (fault != 0 && k == t->accum - 1) lms_lowp_poison(t->lowp, fault);
+        tp_s = t->tpx.comm_s;
         PH_BEGIN(LMS_PHASE_BACKWARD);
         lms_status st = lms_gpt_backward(&t->m, &t->cbe, &t->acts, t->x, t->y, dloss, ready, ctx);
         PH_END(LMS_PHASE_BACKWARD);
+        if (t->obs) lms_obs_phase_move(t->obs, LMS_PHASE_BACKWARD, LMS_PHASE_TP_COMM, t->tpx.comm_s - tp_s);
         if (st != LMS_OK) {
             if (ready) s->i->finish(s); /* waits for what was launched */
             return st;
