@@ -18,7 +18,7 @@ set -euo pipefail
 LLMC=$(cd "${1:?usage: llmc_bench.sh LLMC_DIR [lmscale] [part] [limit_s]}" && pwd)
 BIN=$(realpath "${2:-build/lmscale}")
 PART=${3:-all}
-LIMIT=${4:-150}
+LIMIT=${4:-170}
 DATA=${LMS_GPT2_DIR:-shared/data}
 PY=/usr/bin/python3
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +30,8 @@ if [ "$PART" != peers ]; then
         "$BIN" tokenizer encode --vocab "$DATA/gpt2-vocab.json" --merges "$DATA/gpt2-merges.txt" \
             --input "$DATA/tinyshakespeare.txt" | $PY "$HERE/llmc_inputs.py" "$W"
     fi
-    (cd "$W" && OMP_NUM_THREADS=$TH timeout "$LIMIT" "$LLMC/train_gpt2" >llmc.log 2>&1 || true)
+    # line-buffered: the lines must reach the log before the time limit stops it
+    (cd "$W" && OMP_NUM_THREADS=$TH timeout "$LIMIT" stdbuf -oL "$LLMC/train_gpt2" >llmc.log 2>&1 || true)
     $PY - "$W/llmc.log" <<'PYEOF'
 import re, statistics, sys
 t = [float(m.group(2)) for m in re.finditer(r"step (\d+): train loss \S+ \(took ([0-9.]+) ms\)", open(sys.argv[1]).read())
@@ -41,11 +42,13 @@ PYEOF
     [ -n "${LLMC_WORK:-}" ] || rm -rf "$W"
 fi
 if [ "$PART" != llmc ]; then
-    "$BIN" bench train --model gpt2-124m --batch-size 4 --seq-len 64 --steps 5 --warmup 1 --threads "$TH" --json \
+    C=$(mktemp -d) # a fresh peak cache: the peak is measured in this run
+    XDG_CACHE_HOME=$C "$BIN" bench train --model gpt2-124m --batch-size 4 --seq-len 64 --steps 5 --warmup 1 --threads "$TH" --json \
         2>/dev/null | tail -1 | $PY -c 'import json, sys
 d = json.loads(sys.stdin.read())
 print("lmscale: %.0f ms/step, MFU %.1f %% of the %.0f GFLOP/s sgemm peak measured at start-up" % (d["step_ms"], 100 * d["mfu"],
       d["peak_tflops"] * 1e3))'
+    rm -rf "$C"
     env ${OMPBLAS:+LD_LIBRARY_PATH=$OMPBLAS} $PY "$HERE/pytorch_train.py" --model gpt2-124m --batch 4 --seq 64 --steps 4 \
         --warmup 1 --threads "$TH" 2>/dev/null | tail -1 | sed 's/^/PyTorch: /'
 fi
