@@ -253,6 +253,11 @@ lms_status lms_pp_schedule_ops(lms_pp_schedule sched, int p, int stage, int m, i
  * possible (the first L mod (p·v) virtual stages get one more). Errors name
  * the flag: fewer layers than stages, a count below 1, a sum other than L. */
 lms_status lms_pp_split_layers(int L, int p, int v, const int *given, int n, int *first);
+/* The stage of p (v chunks each, layers split by first[] as above) that
+ * updates parameter unit `unit` of an L-layer model (lms_gpt_unit_range):
+ * the embedding (0) on the first, ln_f (L + 1) on the last, block l's unit
+ * (l + 1) on the stage of its virtual stage. */
+int lms_pp_unit_owner(const int *first, int L, int p, int v, int unit);
 /* Parses --pp-layers "a,b,c" into at most cap counts. */
 lms_status lms_pp_layers_parse(const char *s, int *counts, int cap, int *n);
 

@@ -99,6 +99,14 @@ lms_status lms_pp_split_layers(int L, int p, int v, const int *given, int n, int
     return LMS_OK;
 }
 
+int lms_pp_unit_owner(const int *first, int L, int p, int v, int unit) {
+    if (unit == 0) return 0;
+    if (unit == L + 1) return p - 1;
+    for (int j = 0; j < p * v; j++)
+        if (unit - 1 < first[j + 1]) return j % p;
+    return p - 1;
+}
+
 lms_status lms_pp_layers_parse(const char *s, int *counts, int cap, int *n) {
     *n = 0;
     const char *q = s;

@@ -24,20 +24,33 @@ double lms_train_days(double tokens, double params, double n, double flops_per_s
 /* ---- lmscale's own buffers (any tp, pp, dtype and recompute) ----
  * cfg is one tensor-parallel rank's part of the model (lms_gpt_config_local):
  * its flat buffers, units and activations are the rank's. */
+
+/* How ZeRO over dp ranks cuts the units it shards (src/parallel/zero.c),
+ * one unit of n floats added at a time: parts of ceil(n/dp), the shard their
+ * sum, the largest padded unit, and whether dp leaves some unit uneven. */
+typedef struct {
+    size_t n, shard, max_padded;
+    int uneven;
+} zero_cut;
+static void cut_add(zero_cut *c, size_t n, int dp) {
+    const size_t part = (n + (size_t)dp - 1) / (size_t)dp;
+    c->n += n;
+    c->shard += part;
+    if (part * (size_t)dp > c->max_padded) c->max_padded = part * (size_t)dp;
+    if (n % (size_t)dp) c->uneven = 1;
+}
+
 static void lmscale_state(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
     const int dp = lo->dp, nu = lms_gpt_num_units(cfg);
     const double f = 4.0;
-    size_t N = 0, shard = 0, max_padded = 0;
-    int uneven = 0;
+    zero_cut c = {0, 0, 0, 0};
     for (int u = 0; u < nu; u++) {
         size_t off, n;
         lms_gpt_unit_range(cfg, u, &off, &n);
-        size_t part = (n + (size_t)dp - 1) / (size_t)dp;
-        N += n;
-        shard += part;
-        if (part * (size_t)dp > max_padded) max_padded = part * (size_t)dp;
-        if (n % (size_t)dp) uneven = 1;
+        cut_add(&c, n, dp);
     }
+    const size_t N = c.n, shard = c.shard, max_padded = c.max_padded;
+    const int uneven = c.uneven;
     e->params_rank = (double)N;
     if (lo->zero == 0) {
         e->weights = e->grads = f * N;
@@ -69,33 +82,28 @@ static int peak_sets(lms_pp_schedule sched, int p, int s, int m, int v) {
     return peak;
 }
 
-/* The flat-buffer sizes of the units stage s of p updates (src/train/pipe.c,
- * lms_pipe_unit_owner): the embedding on the first, ln_f and (on a last
- * stage without the embedding) the wte copy on the last, each block on the
- * stage of its virtual stage. first[] is lms_pp_split_layers'. */
-static int stage_units(const lms_gpt_config *cfg, const int *first, int p, int v, int s, size_t *n) {
-    int k = 0;
-    size_t off;
-    for (int u = 0; u <= cfg->L + 1; u++) {
-        int owner = u == 0 ? 0 : p - 1;
-        for (int j = 0; u > 0 && u <= cfg->L && j < p * v; j++)
-            if (u - 1 < first[j + 1]) {
-                owner = j % p;
-                break;
-            }
-        if (owner == s) lms_gpt_unit_range(cfg, u, &off, &n[k++]);
-    }
+/* ZeRO-1 over the units stage s of p updates (src/train/pipe_sync.c): those
+ * lms_pp_unit_owner gives it and, on a last stage without the embedding,
+ * its copy of wte. first[] is lms_pp_split_layers'. */
+static zero_cut stage_cut(const lms_gpt_config *cfg, const int *first, int p, int v, int s, int dp) {
+    zero_cut c = {0, 0, 0, 0};
+    for (int u = 0; u <= cfg->L + 1; u++)
+        if (lms_pp_unit_owner(first, cfg->L, p, v, u) == s) {
+            size_t off, n;
+            lms_gpt_unit_range(cfg, u, &off, &n);
+            cut_add(&c, n, dp);
+        }
     if (s == p - 1 && s != 0) { /* the last stage's copy of wte */
         lms_tensor_view *views;
         int nt;
         size_t np;
         if (lms_gpt_layout(cfg, &views, &nt, &np) == LMS_OK) {
             for (int i = 0; i < nt; i++)
-                if (strcmp(views[i].name, "wte") == 0) n[k++] = views[i].numel;
+                if (strcmp(views[i].name, "wte") == 0) cut_add(&c, views[i].numel, dp);
             free(views);
         }
     }
-    return k;
+    return c;
 }
 
 /* Pipeline parallelism (src/train/pipe.c, pipe_sync.c), on the stage that
@@ -108,12 +116,11 @@ static int stage_units(const lms_gpt_config *cfg, const int *first, int p, int v
  * step's tokens. */
 static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
     const int p = lo->pp, v = lo->vpp > 1 ? lo->vpp : 1, m = lo->accum, nv = p * v, d = lo->dp;
-    lms_pp_schedule sched = v > 1 ? LMS_PP_INTERLEAVED : lo->pp_gpipe ? LMS_PP_GPIPE : LMS_PP_1F1B;
+    lms_pp_schedule sched;
     int *first = calloc((size_t)nv + 1, sizeof *first);
-    size_t *un = calloc((size_t)cfg->L + 3, sizeof *un);
-    if (!first || !un || lms_pp_split_layers(cfg->L, p, v, NULL, 0, first) != LMS_OK) {
+    if (!first || lms_pp_schedule_resolve(lo->pp_gpipe ? LMS_PP_GPIPE : LMS_PP_1F1B, v, &sched) != LMS_OK ||
+        lms_pp_split_layers(cfg->L, p, v, NULL, 0, first) != LMS_OK) {
         free(first);
-        free(un);
         return;
     }
     int maxl = 1;
@@ -134,20 +141,11 @@ static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms
         }
         const int sets = peak_sets(sched, p, s, m, v);
         double optim = e->optim, gwork = 0, staging = 0;
-        if (lo->zero == 1) { /* ZeRO-1 over the stage's units (src/train/pipe_sync.c) */
-            const int k = stage_units(cfg, first, p, v, s, un);
-            size_t shard = 0, maxp = 0, all = 0;
-            int uneven = 0;
-            for (int i = 0; i < k; i++) {
-                size_t part = (un[i] + (size_t)d - 1) / (size_t)d;
-                shard += part;
-                all += un[i];
-                if (part * (size_t)d > maxp) maxp = part * (size_t)d;
-                if (un[i] % (size_t)d) uneven = 1;
-            }
-            optim = 2 * 4.0 * shard;
-            gwork = uneven ? 4.0 * maxp : 0;
-            staging = d > 1 ? 2.0 * (d - 1) / d * 4.0 * all : 0; /* Open MPI's, as at pp 1 */
+        if (lo->zero == 1) { /* ZeRO-1 over the stage's units */
+            const zero_cut z = stage_cut(cfg, first, p, v, s, d);
+            optim = 2 * 4.0 * z.shard;
+            gwork = z.uneven ? 4.0 * z.max_padded : 0;
+            staging = d > 1 ? 2.0 * (d - 1) / d * 4.0 * z.n : 0; /* Open MPI's, as at pp 1 */
         }
         const double acts = base_acts + sets * set, buf = base_buf + (double)m * nbuf * 4.0 * NC / sp + staging;
         const double tot = optim + gwork + acts + buf;
@@ -162,7 +160,6 @@ static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms
         }
     }
     free(first);
-    free(un);
 }
 
 static void lmscale_memory(const lms_gpt_config *whole, const lms_layout *lo, const lms_estimate_opts *o,

@@ -21,12 +21,7 @@ static int vlast(const lms_pipe *p) { return p->p * p->v - 1; }
 static int tag_of(const lms_pipe *p, int mb, int chunk, int dir) { return 2 * (mb * p->v + chunk) + dir; }
 
 int lms_pipe_unit_owner(const lms_pipe *p, int unit) {
-    const int L = p->t->m.cfg.L;
-    if (unit == 0) return 0;
-    if (unit == L + 1) return p->p - 1;
-    for (int j = 0; j < p->p * p->v; j++)
-        if (unit - 1 < p->first[j + 1]) return j % p->p;
-    return p->p - 1;
+    return lms_pp_unit_owner(p->first, p->t->m.cfg.L, p->p, p->v, unit);
 }
 
 int lms_pipe_owns(const lms_pipe *p, int unit) { return lms_pipe_unit_owner(p, unit) == p->s; }
