@@ -6,10 +6,11 @@
 #   bash bench/mfu_bench.sh [build/lmscale] [steps] [configs]
 #
 # configs: a comma list of 124m-256, 124m-1024, small-256 (default: all).
-# lmscale's MFU is against the sgemm peak it measures at start-up in this
-# run (a fresh peak cache per run, XDG_CACHE_HOME), printed beside it; the
-# PyTorch peer (bench/pytorch_train.py, the OpenMP OpenBLAS lmscale links) is
-# timed right after each lmscale run and its MFU taken against the same peak.
+# lmscale's MFU is against the sgemm peak `bench train` measures after each
+# timed step of this run (the median; the smallest and largest are printed
+# beside it: the speed of a shared machine drifts); the PyTorch peer
+# (bench/pytorch_train.py, the OpenMP OpenBLAS lmscale links) is timed right
+# after each lmscale run and its MFU taken against the same peak.
 # The table has lmscale's time per phase, so where the step goes is visible.
 # The machines are shared: wrap it in `flock /tmp/lms-heavy.lock`.
 set -euo pipefail
@@ -22,7 +23,7 @@ OMPBLAS=$(ls -d /usr/lib/*/openblas-openmp 2>/dev/null | head -1 || true)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 TH=$(nproc)
-echo "| model | B×T | lmscale ms/step | peak GFLOP/s (this run) | lmscale MFU | forward / backward / optim ms | PyTorch ms/step | PyTorch MFU | speed-up |"
+echo "| model | B×T | lmscale ms/step | peak GFLOP/s (median, min–max) | lmscale MFU | forward / backward / optim ms | PyTorch ms/step | PyTorch MFU | speed-up |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for c in ${CONFIGS//,/ }; do
     case $c in
@@ -42,8 +43,8 @@ import json, sys
 d = json.load(open(sys.argv[1])); t = float(sys.argv[2]); c, B, T = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 ph = d["phases_ms"]; fpt = d["flops_per_token"]; peak = d["peak_tflops"] * 1e12
 tmfu = B * T * fpt / (t / 1e3) / peak
-print("| %s | %d×%d | %.0f | %.0f | %.1f %% | %.0f / %.0f / %.0f | %.0f | %.1f %% | %.2f× |" % (
-    c.split("-")[0], B, T, d["step_ms"], peak / 1e9, 100 * d["mfu"], ph["forward"], ph["backward"], ph["optim"],
+print("| %s | %d×%d | %.0f | %.0f (%.0f–%.0f) | %.1f %% | %.0f / %.0f / %.0f | %.0f | %.1f %% | %.2f× |" % (
+    c.split("-")[0], B, T, d["step_ms"], peak / 1e9, d["peak_probe_min"] * 1e3, d["peak_probe_max"] * 1e3, 100 * d["mfu"], ph["forward"], ph["backward"], ph["optim"],
     t, 100 * tmfu, t / d["step_ms"]))
 PYEOF
 done

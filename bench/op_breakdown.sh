@@ -9,27 +9,34 @@
 # Needs perf (linux-perf) and GPT-2's vocab.json/merges.txt/tinyshakespeare.txt
 # in $LMS_GPT2_DIR (default shared/data).
 #
-#   bash bench/op_breakdown.sh [build/lmscale] [batch] [seq] [steps]
+#   bash bench/op_breakdown.sh [build/lmscale] [batch] [seq] [steps] [model]
 #
-# default: batch 4, seq 256, 5 steps (steps 4-5 traced). The machines are
-# shared: wrap it in `flock /tmp/lms-heavy.lock`.
+# default: batch 4, seq 256, 5 steps (steps 4-5 traced); model 124m or small
+# (4 layers, C=256, GPT-2 vocabulary). The machines are shared: wrap it in
+# `flock /tmp/lms-heavy.lock`.
 set -euo pipefail
 BIN=$(realpath "${1:-build/lmscale}")
 B=${2:-4}
 T=${3:-256}
 STEPS=${4:-5}
+case ${5:-124m} in
+124m) MODEL=(--model gpt2-124m); NAME="GPT-2 124M" ;;
+small) MODEL=(--model gpt2-124m --num-layers 4 --num-heads 4 --hidden-size 256 --max-seq-len "$T")
+       NAME="small (4 layers, C=256, GPT-2 vocabulary)" ;;
+*) echo "unknown model ${5} (124m, small)" >&2; exit 2 ;;
+esac
 DATA=${LMS_GPT2_DIR:-shared/data}
 PY=/usr/bin/python3
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 "$BIN" data prepare --input "$DATA/tinyshakespeare.txt" --vocab "$DATA/gpt2-vocab.json" \
     --merges "$DATA/gpt2-merges.txt" --output-dir "$TMP/shards" >/dev/null
-perf record -q -o "$TMP/perf.data" "$BIN" train --model gpt2-124m --data "$TMP/shards/train.bin" --batch-size "$B" \
+perf record -q -o "$TMP/perf.data" "$BIN" train "${MODEL[@]}" --data "$TMP/shards/train.bin" --batch-size "$B" \
     --seq-len "$T" --steps "$STEPS" --eval-interval 0 --val-fraction 0 --peak-tflops 1 --quiet \
     --profile "$((STEPS - 1)):$STEPS" --trace "$TMP/t.json" >"$TMP/train.log" 2>&1
 perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,sym --time 60%-100% 2>/dev/null | grep -v '^#' |
     grep '%' >"$TMP/rep.txt"
-$PY - "$TMP/t.json" "$TMP/rep.txt" "$B" "$T" <<'PYEOF'
+$PY - "$TMP/t.json" "$TMP/rep.txt" "$B" "$T" "$NAME" <<'PYEOF'
 import json, re, sys
 ev = json.load(open(sys.argv[1]))
 ev = ev["traceEvents"] if isinstance(ev, dict) else ev
@@ -45,8 +52,8 @@ phases = {}
 for e in X:
     if e["name"] in ("data", "forward", "backward", "grad_comm", "optim"):
         phases[e["name"]] = phases.get(e["name"], 0.0) + e["dur"] / nst / 1e3
-print("GPT-2 124M, batch %s x seq %s: %.0f ms per step (mean of %d traced steps); phases: %s\n" % (
-    sys.argv[3], sys.argv[4], step_ms, nst, ", ".join("%s %.0f" % kv for kv in phases.items())))
+print("%s, batch %s x seq %s: %.0f ms per step (mean of %d traced steps); phases: %s\n" % (
+    sys.argv[5], sys.argv[3], sys.argv[4], step_ms, nst, ", ".join("%s %.0f" % kv for kv in phases.items())))
 print("| op (trace) | ms per step | share |")
 print("|---|---|---|")
 for k, v in sorted(ops.items(), key=lambda kv: -kv[1]):

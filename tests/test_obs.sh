@@ -142,13 +142,21 @@ $PY - "$T/bench.out" <<'EOF2' && ok || bad "bench train --json: $(cat "$T/bench.
 import json, sys
 b = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
 assert b["bench"] == "train" and b["timed_steps"] == 3 and b["tokens_per_s"] > 0 and b["mfu"] > 0, b
-# MFU against the peak measured at start-up: under load that peak is low, and the
-# nano model (whose small ops are vectorised) can then show MFU above 1
+# MFU against the median of the peaks measured after each timed step (one
+# probe per timed step, the median between the smallest and the largest)
 assert abs(b["mfu"] - b["tflops"] / b["peak_tflops"]) < 1e-3 * b["mfu"] + 1e-5, b
+assert b["peak_probes"] == b["timed_steps"], b
+assert 0 < b["peak_probe_min"] <= b["peak_tflops"] <= b["peak_probe_max"], b
+assert b["peak_tflops_startup"] > 0, b
 assert abs(b["tokens_per_s"] - 128 / (b["step_ms"] / 1e3)) < 1e-3 * b["tokens_per_s"], b
 assert abs(sum(b["phases_ms"].values()) - b["step_ms"]) < 0.01 + 1e-3 * b["step_ms"], b
 assert b["peak_tflops"] > 0 and b["peak_rss_mb"] > 0 and b["phases_ms"]["forward"] > 0, b
 EOF2
+# a given peak is used as given: no probes
+run bench_given "$BIN" bench train --model nano --batch-size 4 --seq-len 32 --steps 3 --threads 1 --json --peak-tflops 0.5 &&
+    $PY -c 'import json, sys
+b = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert b["peak_tflops"] == 0.5 and b["peak_probes"] == 0, b' "$T/bench_given.out" && ok || bad "bench train --peak-tflops: $(cat "$T/bench_given.out")"
 run bench_table "$BIN" bench train --model nano --batch-size 4 --seq-len 32 --steps 3 --threads 1 && ok
 grep -Eq '^throughput: [0-9]+ tokens/s' "$T/bench_table.out" && grep -q '^  backward ' "$T/bench_table.out" && ok ||
     bad "bench train table: $(cat "$T/bench_table.out")"

@@ -53,6 +53,8 @@ typedef struct {
     double phase_s[LMS_PHASE_COUNT]; /* time inside each phase */
 } lms_step_times;
 
+#define LMS_OBS_MAX_PROBES 256
+
 /* Timing of a run. Phases do not overlap; what a step spends outside every
  * phase (the loss all-reduce, bookkeeping) is step_s - sum(phase_s). */
 typedef struct lms_obs {
@@ -67,7 +69,11 @@ typedef struct lms_obs {
     unsigned open;         /* phases begun and not yet ended (bit p) */
     /* facts of the run, set by train for its callers (bench train) */
     int rank, dp, threads;
-    double num_params, peak_tflops; /* peak: the whole job's */
+    double num_params, peak_tflops; /* peak: the whole job's, measured at start-up (or given) */
+    /* the sgemm peak measured again after each counted step (bench train:
+     * the machine's speed drifts during a run), whole job's TFLOP/s */
+    double probe_tflops[LMS_OBS_MAX_PROBES];
+    int nprobes;
 } lms_obs;
 
 /* skip: leading steps not counted in the means (warm-up). */
@@ -84,6 +90,11 @@ void lms_obs_phase_end(lms_obs *o, lms_phase p);
 void lms_obs_phase_move(lms_obs *o, lms_phase from, lms_phase to, double s);
 /* Ends the step: o->cur holds its times, counted steps are added to sum. */
 void lms_obs_step_end(lms_obs *o);
+/* Records a peak measured after a counted step (ignored past LMS_OBS_MAX_PROBES). */
+void lms_obs_add_probe(lms_obs *o, double tflops);
+/* The median of the recorded probes (0 when there are none); lo and hi
+ * (may be NULL) get the smallest and largest. */
+double lms_obs_probe_median(const lms_obs *o, double *lo, double *hi);
 /* Mean seconds per counted step (of the phase, or of the step for p < 0). */
 double lms_obs_mean_s(const lms_obs *o, int p);
 /* " | d 0.1 f 40.2 b 80.3 c 1.2 o 5.0 ms": the current step's phases, in

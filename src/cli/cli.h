@@ -120,6 +120,7 @@ typedef struct {
     int eval_interval, eval_batches, log_interval;
     const char *metrics, *save_model, *data_order, *backend;
     float peak_tflops;
+    int peak_probe; /* measure the sgemm peak again after each counted step (bench train) */
     int threads, quiet;
     /* checkpoints (train_ckpt.c) */
     const char *save_dir, *resume, *init;

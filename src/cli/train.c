@@ -424,6 +424,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             timed++;
         }
         double tps = (double)G * p.T / dt, mfu = lms_mfu(fpt, tps, peak * tr.topo.world);
+        /* outside the step's timing: the peak now, for an MFU against the machine's speed during the run */
+        if (o->peak_probe && ob->counted > 0)
+            lms_obs_add_probe(ob, lms_backend_measure_peak_tflops(&p.be) * tr.topo.world);
         /* a forward that gathers parameters (ZeRO-3) needs every rank */
         const int eval_due = have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
         /* pipeline stages hold their own layers: the whole model to every rank first */

@@ -5,6 +5,7 @@
 #include "lmscale/obs.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -18,6 +19,28 @@ const char *lms_phase_letter(lms_phase p) { return p >= 0 && p < LMS_PHASE_COUNT
 void lms_obs_init(lms_obs *o, int skip) {
     memset(o, 0, sizeof *o);
     o->skip = skip < 0 ? 0 : skip;
+}
+
+void lms_obs_add_probe(lms_obs *o, double tflops) {
+    if (o->nprobes < LMS_OBS_MAX_PROBES) o->probe_tflops[o->nprobes++] = tflops;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double lms_obs_probe_median(const lms_obs *o, double *lo, double *hi) {
+    double s[LMS_OBS_MAX_PROBES];
+    int n = o->nprobes;
+    if (lo) *lo = 0;
+    if (hi) *hi = 0;
+    if (n <= 0) return 0;
+    memcpy(s, o->probe_tflops, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof s[0], cmp_double);
+    if (lo) *lo = s[0];
+    if (hi) *hi = s[n - 1];
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
 }
 
 void lms_obs_step_begin(lms_obs *o, int step) {

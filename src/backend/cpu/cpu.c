@@ -12,6 +12,9 @@
 #include <string.h>
 #ifdef LMS_HAVE_BLAS
 #include <cblas.h>
+#ifdef LMS_HAVE_OPENMP
+#include <omp.h>
+#endif
 #endif
 
 #define LN_EPS 1e-5f
@@ -126,27 +129,86 @@ static void colsum_acc(float *dbias, const float *dout, int N, int OC) {
 }
 
 #ifdef LMS_HAVE_BLAS
+/* The matmuls split their output rows between the OpenMP threads, each
+ * thread one single-threaded sgemm on its rows (OpenBLAS's OpenMP build runs
+ * single-threaded inside a parallel region). OpenBLAS's own threading packs
+ * shared panels that its threads wait on (sched_yield: 12 % of a small-model
+ * step); independent row blocks never wait until the end. Row blocks are
+ * multiples of GEMM_ROWS and depend only on the shape and the thread count,
+ * so results stay deterministic for a given thread count. */
+#define GEMM_ROWS 16
+
+#ifdef LMS_HAVE_OPENBLAS
+int openblas_get_parallel(void); /* 0 sequential, 1 pthreads, 2 OpenMP */
+#endif
+
+/* Threads to split `rows` over: 1 inside a parallel region, or when the BLAS
+ * keeps its own thread pool (a pthreads build would start threads per call). */
+static int gemm_threads(int rows) {
+#if defined(LMS_HAVE_OPENMP) && defined(LMS_HAVE_OPENBLAS)
+    static int blas_kind = -1;
+    if (blas_kind < 0) blas_kind = openblas_get_parallel();
+    if (blas_kind == 1 || omp_in_parallel()) return 1;
+    int t = omp_get_max_threads(), most = rows / GEMM_ROWS;
+    return t < most ? t : (most > 0 ? most : 1);
+#else
+    (void)rows;
+    return 1;
+#endif
+}
+
+static int thread_id(void) {
+#ifdef LMS_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* [lo, hi) of `rows` for thread i of n, in whole GEMM_ROWS blocks */
+static void gemm_part(int rows, int i, int n, int *lo, int *hi) {
+    int blocks = (rows + GEMM_ROWS - 1) / GEMM_ROWS;
+    int b0 = (int)((long)blocks * i / n), b1 = (int)((long)blocks * (i + 1) / n);
+    *lo = b0 * GEMM_ROWS < rows ? b0 * GEMM_ROWS : rows;
+    *hi = b1 * GEMM_ROWS < rows ? b1 * GEMM_ROWS : rows;
+}
+
 static lms_status cpu_matmul_fwd(lms_backend *be, float *out, const float *inp, const float *w,
                             const float *bias, int N, int IC, int OC) {
-    float beta = 0.0f;
-    if (bias) {
-#pragma omp parallel for schedule(static)
-        for (int i = 0; i < N; i++) memcpy(out + (size_t)i * OC, bias, sizeof(float) * OC);
-        beta = 1.0f;
+    const float beta = bias ? 1.0f : 0.0f;
+    const int nt = gemm_threads(N);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int lo, hi;
+        gemm_part(N, thread_id(), nt, &lo, &hi);
+        if (bias)
+            for (int i = lo; i < hi; i++) memcpy(out + (size_t)i * OC, bias, sizeof(float) * OC);
+        if (hi > lo)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, hi - lo, OC, IC, 1.0f, inp + (size_t)lo * IC, IC,
+                        w, IC, beta, out + (size_t)lo * OC, OC);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta,
-                out, OC);
     return LMS_OK;
 }
 
 static lms_status cpu_matmul_bwd(lms_backend *be, float *dinp, float *dw, float *dbias,
                             const float *dout, const float *inp, const float *w, int N, int IC,
                             int OC) {
-    if (dinp)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
-                    1.0f, dinp, IC);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f,
-                dw, IC);
+    const int nt = gemm_threads(N > OC ? N : OC);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int lo, hi;
+        if (dinp) { /* dinp rows: dout rows times w */
+            gemm_part(N, thread_id(), nt, &lo, &hi);
+            if (hi > lo)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, hi - lo, IC, OC, 1.0f, dout + (size_t)lo * OC,
+                            OC, w, IC, 1.0f, dinp + (size_t)lo * IC, IC);
+        }
+        /* dw rows (output channels): dout's columns times inp */
+        gemm_part(OC, thread_id(), nt, &lo, &hi);
+        if (hi > lo)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, hi - lo, IC, N, 1.0f, dout + lo, OC, inp, IC, 1.0f,
+                        dw + (size_t)lo * IC, IC);
+    }
     if (dbias) colsum_acc(dbias, dout, N, OC);
     return LMS_OK;
 }
