@@ -65,7 +65,7 @@ static void run(lms_comm *w, int accum, size_t bucket_bytes) {
     w->i->allreduce(w, &mine, &sum, 1, LMS_DT_F64, LMS_RED_SUM);
     CHECK(fabs(sum - ref_loss) < 1e-5 * ref_loss, "[dp=%d accum=%d] loss %.7f vs one process %.7f", P, accum,
           sum, ref_loss);
-    double e = rel_err(m.grads, ref.grads, m.num_params, 1e-6);
+    double e = rel_err(lms_dp_sync_reduced(&dp), ref.grads, m.num_params, 1e-6);
     CHECK(e < 1e-5, "[dp=%d accum=%d bucket=%zu] gradients vs one process: rel err %g", P, accum, bucket_bytes, e);
     if (bucket_bytes < 65536)
         CHECK(dp.buckets_before_finish >= cfg.L, "[dp=%d] %d buckets started during backward (overlap)", P,

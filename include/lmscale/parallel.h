@@ -66,8 +66,12 @@ void lms_dp_sync_free(lms_dp_sync *s);
 void lms_dp_sync_begin(lms_dp_sync *s);
 /* The lms_grad_ready_fn to pass to lms_gpt_backward_ex with ctx = s. */
 lms_status lms_dp_sync_ready(void *s, size_t offset, size_t count);
-/* Launches what is left and waits for every bucket. */
+/* Launches what is left and waits for every bucket. The sums are then in
+ * lms_dp_sync_reduced(s), not in the gradients given to init (those keep
+ * this rank's own, until the next step zeroes them). */
 lms_status lms_dp_sync_finish(lms_dp_sync *s);
+/* The all-reduced gradients, in the layout of the gradients given to init. */
+const float *lms_dp_sync_reduced(const lms_dp_sync *s);
 
 /* ---- ZeRO: sharded optimizer state (1), gradients (2) and parameters (3) ----
  * Every parameter unit (lms_gpt_unit_range: embeddings, each block, ln_f)

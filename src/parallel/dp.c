@@ -1,8 +1,9 @@
 /* Bucketed, overlapped gradient all-reduce for data parallelism.
  *
  * Each bucket is reduced out of place, from the gradients into a persistent
- * receive buffer of the same layout, allocated and touched once at init,
- * and copied back when its request completes. In-place MPI_Iallreduce made
+ * receive buffer of the same layout, allocated and touched once at init;
+ * the optimizer reads the reduced gradients there (lms_dp_sync_reduced), so
+ * no copy back (a 4-bytes-per-parameter memcpy per step) is made. In-place MPI_Iallreduce made
  * Open MPI stage every bucket through temporary buffers that it allocates
  * per call: fresh pages, faulted in on every step (22 % of a dp 2 step at
  * 124M; docs/performance.md). `lmscale bench comm --ops dp_buckets` times
@@ -80,16 +81,15 @@ lms_status lms_dp_sync_ready(void *ctx, size_t offset, size_t count) {
     return LMS_OK;
 }
 
+const float *lms_dp_sync_reduced(const lms_dp_sync *s) { return s->recv ? s->recv : s->grads; }
+
 lms_status lms_dp_sync_finish(lms_dp_sync *s) {
     LMS_ASSERT(s->ready_lo == 0); /* backward reported every gradient */
     launch(s, 0);
     lms_status st = s->err;
-    /* request i covers [lo[i], lo[i-1]) (the first: up to n) */
     for (int i = 0; i < s->nreq; i++) {
         lms_status w = lms_comm_wait(s->comm, s->reqs[i]);
         if (st == LMS_OK) st = w;
-        size_t hi = i == 0 ? s->n : s->lo[i - 1];
-        if (w == LMS_OK && s->recv) memcpy(s->grads + s->lo[i], s->recv + s->lo[i], (hi - s->lo[i]) * sizeof(float));
     }
     s->nreq = 0;
     if (st != LMS_OK) return lms_error_context(st, "while all-reducing gradients over %d data-parallel ranks",

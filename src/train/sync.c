@@ -39,15 +39,23 @@ static void none_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void *
 
 static lms_status none_finish(lms_grad_sync *s) { return LMS_OK; }
 
+static const lms_grad_sync_i dp_i;
+
+/* The gradients the update uses: dp's reduced ones (its receive buffer), else the model's */
+static const float *update_grads(const lms_grad_sync *s) {
+    return s->i == &dp_i ? lms_dp_sync_reduced(s->impl) : s->m->grads;
+}
+
 static lms_status full_norm(lms_grad_sync *s, double *norm) {
     double ss = 0;
     const lms_gpt *m = s->m;
+    const float *g = update_grads(s);
     if (!m->tp) {
-        LMS_CHECK(s->be->i->sumsq(s->be, m->grads, m->num_params, &ss));
+        LMS_CHECK(s->be->i->sumsq(s->be, g, m->num_params, &ss));
     } else { /* split tensors summed over the tp group, replicated ones counted once */
         for (int i = 0; i < m->num_tensors; i++) {
             double x = 0;
-            LMS_CHECK(s->be->i->sumsq(s->be, m->grads + m->tensors[i].offset, m->tensors[i].numel, &x));
+            LMS_CHECK(s->be->i->sumsq(s->be, g + m->tensors[i].offset, m->tensors[i].numel, &x));
             ss += lms_tp_norm_weight(m, &m->tensors[i]) * x;
         }
         LMS_CHECK(m->tp->comm->i->allreduce(m->tp->comm, &ss, &ss, 1, LMS_DT_F64, LMS_RED_SUM));
@@ -58,7 +66,7 @@ static lms_status full_norm(lms_grad_sync *s, double *norm) {
 
 static lms_status full_step(lms_grad_sync *s, lms_adamw *opt, float lr, float grad_scale) {
     lms_gpt *m = s->m;
-    return lms_adamw_step(opt, s->be, m->params, m->grads, m->tensors, m->num_tensors, lr, grad_scale);
+    return lms_adamw_step(opt, s->be, m->params, update_grads(s), m->tensors, m->num_tensors, lr, grad_scale);
 }
 
 /* Every rank holds the same state: rank 0 writes it all. */
