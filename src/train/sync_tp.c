@@ -5,6 +5,7 @@
 #include "lmscale/train.h"
 #include "train_impl.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,31 @@ lms_status lms_sync_tp_add(const lms_gpt *m, const lms_tensor_view *v, const cha
         *pc = p;
         *cap = nc;
     }
+}
+
+lms_status lms_sync_piece_add(const lms_gpt *m, const lms_tensor_view *v, const char *group, size_t start,
+                              size_t count, const float *data, lms_ckpt_piece **pc, int *n, int *cap) {
+    if (m->tp) {
+        if (v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) return LMS_OK; /* replicated: tp rank 0's */
+        return lms_sync_tp_add(m, v, group, start, count, data, pc, n, cap);
+    }
+    if (*n == *cap) {
+        const int nc = *cap ? 2 * *cap : 256;
+        lms_ckpt_piece *p = realloc(*pc, sizeof *p * (size_t)nc);
+        if (!p) return lms_errorf(LMS_ERR_OOM, "out of memory for the checkpoint pieces");
+        *pc = p;
+        *cap = nc;
+    }
+    lms_ckpt_piece *q = &(*pc)[(*n)++];
+    memset(q, 0, sizeof *q);
+    snprintf(q->name, sizeof q->name, "%s%s", group, v->name);
+    q->ndim = v->ndim;
+    q->shape[0] = v->shape[0];
+    q->shape[1] = v->shape[1];
+    q->start = start;
+    q->count = count;
+    q->data = data;
+    return LMS_OK;
 }
 
 lms_status lms_grad_sync_save_tp(lms_grad_sync *s, const char *root, const lms_ckpt_state *st,

@@ -42,9 +42,7 @@ static lms_status zero_restore(lms_grad_sync *s, const lms_train_source *src, lm
         return LMS_OK;
     }
     if (!src->ck && z->stage < 3) /* tp: this rank's part */
-        return !m->tp ? lms_hf_load_params(src->hf_dir, &m->cfg, m->params)
-               : src->hf_dir ? lms_tp_load_hf(src->hf_dir, m, m->params)
-                             : lms_gpt_init_params_tp(m, src->seed, m->params);
+        return src->hf_dir ? lms_sync_load_hf(src->hf_dir, m, m->params) : lms_gpt_init_params_tp(m, src->seed, m->params);
     lms_status st = LMS_OK;
     float *buf = NULL;
     size_t cap = !src->ck ? m->num_params : 0; /* --init: the whole model, then its parts */
@@ -52,10 +50,8 @@ static lms_status zero_restore(lms_grad_sync *s, const lms_train_source *src, lm
         if (m->tensors[i].numel > cap) cap = m->tensors[i].numel;
     LMS_TRY(lms_alloc_checked((void **)&buf, sizeof(float) * cap, "checkpoint loading"));
     if (!src->ck) {
-        if (!m->tp)
-            LMS_TRY(lms_hf_load_params(src->hf_dir, &m->cfg, buf));
-        else if (src->hf_dir)
-            LMS_TRY(lms_tp_load_hf(src->hf_dir, m, buf));
+        if (src->hf_dir)
+            LMS_TRY(lms_sync_load_hf(src->hf_dir, m, buf));
         else
             LMS_TRY(lms_gpt_init_params_tp(m, src->seed, buf));
         LMS_TRY(lms_zero_shard_from_full(z, buf, z->master));
@@ -207,7 +203,7 @@ static lms_status zero_gather(lms_grad_sync *s) {
     }
     m->params = m->param_buf.data;
     m->hooks = NULL;
-    lms_gpt_bind(&m->cfg, m->params, &m->p);
+    lms_gpt_bind_views(m, m->params, &m->p);
     return LMS_OK;
 }
 
