@@ -61,11 +61,9 @@ lms_status lms_grad_sync_save_tp(lms_grad_sync *s, const char *root, const lms_c
     static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
     for (int g = 0; g < 3 && r == LMS_OK; g++) {
         const float *src = g == 0 ? m->params : g == 1 ? opt->m : opt->v;
-        for (int i = 0; i < m->num_tensors && r == LMS_OK; i++) {
-            const lms_tensor_view *v = &m->tensors[i];
-            if (v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) continue; /* replicated: tp rank 0 */
-            r = lms_sync_tp_add(m, v, groups[g], 0, v->numel, src + v->offset, &pc, &n, &cap);
-        }
+        for (int i = 0; i < m->num_tensors && r == LMS_OK; i++)
+            r = lms_sync_piece_add(m, &m->tensors[i], groups[g], 0, m->tensors[i].numel, src + m->tensors[i].offset,
+                                   &pc, &n, &cap);
     }
     if (r == LMS_OK) r = lms_ckpt_save_pieces(root, st, m->tp->comm, pc, n, keep_last, path);
     free(pc);
