@@ -70,6 +70,54 @@ else
     bad "--log-all-ranks run failed: $(tail -3 "$T/all.out")"
 fi
 
+# each stage holds only its own parameters: every rank's param_mb and grad_mb are its stage's
+# tensors (computed here from the layer shapes), AdamW's optim_mb twice that, and the stages
+# together hold the whole model plus the last stage's copy of wte
+for how in "2 --pp 2" "4 --pp 4" "2 --pp 2 --virtual-stages 2" "2 --pp 2 --pp-layers 3,5"; do
+    read -r np flags <<<"$how"
+    rm -f "$T"/mem.jsonl*
+    # shellcheck disable=SC2086
+    if bash "$MPI" "$np" "$BIN" "${COMMON[@]}" $flags --steps 2 --log-all-ranks --metrics "$T/mem.jsonl" \
+        >"$T/mem.out" 2>&1; then
+        files=("$T/mem.jsonl")
+        for ((r = 1; r < np; r++)); do files+=("$T/mem.jsonl.rank$r"); done
+        $PY - "$flags" "${files[@]}" <<'EOF' && ok || bad "pp $flags: per-stage parameter memory"
+import json, sys
+flags, paths = sys.argv[1].split(), sys.argv[2:]
+p = int(flags[flags.index("--pp") + 1])
+v = int(flags[flags.index("--virtual-stages") + 1]) if "--virtual-stages" in flags else 1
+L, C, maxT, V = 8, 64, 128, 257
+Vp = (V + 63) // 64 * 64
+block = 4 * C + 3 * C * C + 3 * C + C * C + C + 4 * C * C + 4 * C + 4 * C * C + C  # ln1, attn, ln2, mlp
+wte, wpe, lnf = Vp * C, maxT * C, 2 * C
+if "--pp-layers" in flags:
+    counts = [int(x) for x in flags[flags.index("--pp-layers") + 1].split(",")]
+else:  # even split into p*v chunks, the first L % (p*v) one layer longer
+    counts = [L // (p * v) + (j < L % (p * v)) for j in range(p * v)]
+floats = [0] * p
+for j, n in enumerate(counts):  # chunk j runs on stage j % p
+    floats[j % p] += n * block
+floats[0] += wte + wpe
+floats[-1] += lnf + wte  # ln_f and the LM head's copy of the tied wte
+MB = 1048576.0
+rows = [json.loads(open(f).readlines()[-1]) for f in paths]
+fail = 0
+for s, r in enumerate(rows):
+    want = 4 * floats[s] / MB
+    got = (r["param_mb"], r["grad_mb"], r["optim_mb"])
+    if ("%.3f" % got[0], "%.3f" % got[1], "%.3f" % got[2]) != ("%.3f" % want, "%.3f" % want, "%.3f" % (2 * want)):
+        print("  stage %d: param/grad/optim %s MB, analytic %.3f/%.3f/%.3f" % (s, got, want, want, 2 * want)); fail = 1
+whole = wte + wpe + L * block + lnf
+if sum(floats) != whole + wte: print("  the stages hold %d floats, not whole + wte = %d" % (sum(floats), whole + wte)); fail = 1
+print("  pp %-28s param_mb per stage %s (analytic %s; whole model %.3f MB)" % (" ".join(flags), [r["param_mb"] for r in rows],
+      ["%.3f" % (4 * f / MB) for f in floats], 4 * whole / MB))
+sys.exit(fail)
+EOF
+    else
+        bad "pp $flags run failed: $(tail -3 "$T/mem.out")"
+    fi
+done
+
 # bad configurations: every rank exits non-zero, one message, nothing written
 expect_mpi_fail "fewer layers than stages" "--pp 4 is more than the model's 3 layers" 4 \
     "$BIN" "${COMMON[@]}" --num-layers 3 --pp 4 --metrics "$T/never.jsonl"

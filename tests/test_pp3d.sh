@@ -7,7 +7,8 @@
 # parallelism), dp2 x tp2 x pp2 (8 ranks; accumulation, ZeRO-1) and
 # dp x pp with ZeRO-1 match the one-process run within relative 1e-5 (fp32,
 # clipping active); every rank logs the same losses; each stage's AdamW
-# state under ZeRO-1 is its units' / dp. Checkpoints saved at tp2 x pp2 and
+# state under ZeRO-1 is its units' / dp; at tp 2 x pp 2 each rank's parameters and gradients are
+# its stage's tensors' tp part. Checkpoints saved at tp2 x pp2 and
 # at dp2 x tp2 x pp2 with ZeRO-1 resume at one process, pp 1, pp 4 and dp 4,
 # and one saved at one process resumes at dp2 x tp2 x pp2, with the
 # uninterrupted losses (1e-6); validation and --save-model at dp2 x tp2 x pp2
@@ -82,6 +83,27 @@ assert all(abs(g - want[r // 2]) < 1e-3 for r, g in enumerate(got)), (got, want)
 EOF
 else
     bad "--log-all-ranks run failed: $(grep -m3 -i error "$T/all.out")"
+fi
+
+# tp 2 x pp 2: each rank holds its stage's tensors' tp part (param_mb, grad_mb from the shapes)
+rm -f "$T"/tpm.jsonl*
+if bash "$MPI" 4 "$BIN" "${COMMON[@]}" --tp 2 --pp 2 --steps 2 --log-all-ranks --metrics "$T/tpm.jsonl" \
+    >"$T/tpm.out" 2>&1; then
+    $PY - "$T"/tpm.jsonl "$T"/tpm.jsonl.rank{1,2,3} <<'EOF' && ok || bad "tp=2 x pp=2: per-rank parameter memory"
+import json, sys
+L, C, maxT, V, tp = 4, 64, 128, 257, 2
+Vp = (V + 64 * tp - 1) // (64 * tp) * (64 * tp)  # padded to a multiple of 64 tp
+# a block's tp part: LayerNorms and the row-parallel layers' biases whole, the rest split
+block = 2 * C + 3 * C * C // tp + 3 * C // tp + C * C // tp + C + 2 * C + 4 * C * C // tp + 4 * C // tp + 4 * C * C // tp + C
+wte = Vp // tp * C
+want = [wte + maxT * C + L // 2 * block, L // 2 * block + 2 * C + wte]  # stage 0; the last with ln_f, wte copy
+rows = [json.loads(open(p).readlines()[-1]) for p in sys.argv[1:]]  # world ranks 0, 1 (stage 0), 2, 3 (stage 1)
+got = [(r["param_mb"], r["grad_mb"]) for r in rows]
+print("  tp=2 x pp=2 param_mb/grad_mb per rank %s, analytic %s" % (got, ["%.3f" % (4 * w / 1048576) for w in want]))
+assert all("%.3f" % g == "%.3f" % (4 * want[k // 2] / 1048576) for k, gs in enumerate(got) for g in gs), got
+EOF
+else
+    bad "tp=2 x pp=2 --log-all-ranks run failed: $(grep -m3 -i error "$T/tpm.out")"
 fi
 
 # resharding: steps 11..20 after a checkpoint at step 10 are the one-process run's (1e-6)

@@ -155,6 +155,7 @@ typedef struct {
     int cap_B, cap_T;         /* the micro-batch size the caller set the model up for */
     const struct lms_gpt_hooks *hooks; /* NULL, or ZeRO's per-unit gather/scatter (below) */
     struct lms_gpt_tp *tp;    /* NULL, or this rank's tensor-parallel group (cfg.tp > 1; below) */
+    int part;                 /* 1: only some tensors are held (lms_gpt_init_part: a pipeline stage's) */
 } lms_gpt;
 
 /* ---- tensor parallelism (Megatron-LM; src/model/gpt_tp.c, docs/parallelism.md) ----
@@ -275,6 +276,10 @@ static inline lms_gpt_layer_acts *lms_gpt_acts_layer(lms_gpt_acts *a, int l) { r
  * L+1 = ln_f. */
 int lms_gpt_num_units(const lms_gpt_config *c);
 void lms_gpt_unit_range(const lms_gpt_config *c, int unit, size_t *offset, size_t *count);
+/* Where unit u's tensors lie in m's own flat buffers (under lms_gpt_init_part
+ * only those the model holds, packed): 0 when it holds none of them. For a
+ * whole model the same as lms_gpt_unit_range. */
+int lms_gpt_unit_span(const lms_gpt *m, int unit, size_t *offset, size_t *count);
 /* Points the parameter (pbase) and/or gradient (gbase) views of one unit at
  * a buffer holding just that unit; NULL leaves that side as it is. */
 void lms_gpt_bind_unit(lms_gpt *m, int unit, float *pbase, float *gbase);
@@ -308,6 +313,17 @@ lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, 
 /* As lms_gpt_init_ex, with parameters and gradients in buffers of backend
  * be (be->i->buffer_alloc); NULL: host memory (lms_gpt_init_ex). */
 lms_status lms_gpt_init_on(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags, lms_backend *be);
+/* Which tensors a part of the model holds: per unit (lms_gpt_num_units
+ * entries), none, all, or of unit 0 only wte (the last pipeline stage's copy
+ * of the tied embedding, for its LM head). */
+enum { LMS_GPT_HOLD_NONE = 0, LMS_GPT_HOLD_ALL = 1, LMS_GPT_HOLD_WTE = 2 };
+/* As lms_gpt_init_on, holding only the tensors hold[] names (NULL: all):
+ * m->tensors lists just those, with their global names, layers and units,
+ * at offsets packed into buffers of their size (num_params floats); the
+ * pointers of tensors not held stay NULL (m->part = 1). A pipeline stage's
+ * model (src/train/pipe.c). */
+lms_status lms_gpt_init_part(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags, lms_backend *be,
+                             const unsigned char *hold);
 /* Makes the model's parameters and gradients host memory that needs no
  * backend (m->be NULL), so that the model can outlive its backend (a
  * trainer's model handed to its caller). On a host-memory backend (the CPU
@@ -331,8 +347,17 @@ size_t lms_gpt_act_floats_rc(const lms_gpt_config *cfg, int B, int T, lms_recomp
  * used by tools that read parameters without a model (export, checkpoint). */
 lms_status lms_gpt_layout(const lms_gpt_config *cfg, lms_tensor_view **out, int *count,
                           size_t *num_params);
+/* The same for only the tensors hold[] names (lms_gpt_init_part), packed. */
+lms_status lms_gpt_layout_part(const lms_gpt_config *cfg, const unsigned char *hold, lms_tensor_view **out,
+                               int *count, size_t *num_params);
+/* Parameters of the whole model of cfg (lms_gpt_layout's num_params). */
+size_t lms_gpt_num_params(const lms_gpt_config *cfg);
 /* Binds per-tensor pointers over a flat buffer laid out as lms_gpt_layout. */
 void lms_gpt_bind(const lms_gpt_config *cfg, float *base, lms_gpt_tensors *t);
+/* The same over a buffer laid out as m's own (m->tensors: whole or part). */
+void lms_gpt_bind_views(const lms_gpt *m, float *base, lms_gpt_tensors *t);
+/* The view named name among v[0..n); NULL if none. */
+const lms_tensor_view *lms_gpt_find_view(const lms_tensor_view *v, int n, const char *name);
 /* Find a view by name; NULL if none. */
 const lms_tensor_view *lms_gpt_find(const lms_gpt *m, const char *name);
 

@@ -191,12 +191,16 @@ lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_sta
  * trainer's compute path (the dtype's rounding). */
 lms_backend *lms_trainer_compute_backend(lms_trainer *t);
 /* Leaves t->m holding the whole model with no hooks (for lms_model_save
- * and callers that keep the model); collective under ZeRO-3. */
+ * and callers that keep the model); collective under ZeRO-3. Every rank
+ * calls it; under pipeline parallelism only world rank 0 and the ranks of
+ * its tp group then hold the whole model (the others keep their stage's
+ * part), assembled there without a whole-model buffer anywhere else. */
 lms_status lms_trainer_gather_model(lms_trainer *t);
-/* Pipeline parallelism: every stage's current parameters to every rank of
- * the pipeline group, so that each rank holds all layers (of its tp part:
- * a validation forward then runs on every tp group); a no-op at pp = 1. */
-lms_status lms_trainer_gather_stages(lms_trainer *t);
+/* A forward of tokens x (B, T) with targets y outside the step (validation)
+ * on the compute path: *loss, their mean cross-entropy. Pipeline
+ * parallelism: through the stages, each running its own layers; every rank
+ * of the pipeline calls it and gets the last stage's loss. */
+lms_status lms_trainer_forward(lms_trainer *t, const int32_t *x, const int32_t *y, int B, int T, float *loss);
 /* The pipeline's measurements of the last step; NULL at pp = 1. */
 const lms_pp_stats *lms_trainer_pp_stats(const lms_trainer *t);
 /* Writes `, "pp_idle": [...], "pp_bubble": [...], "pp_peak_sets": [...]`

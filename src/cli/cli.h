@@ -357,10 +357,14 @@ lms_status cli_load_model(const char *load, const char *init, const char *resume
 /* Refuses --data whose tokenizer contradicts the model's (eval). */
 lms_status cli_check_data_tokenizer(const char *data, const cli_tok_id *model);
 
-/* Evaluate mean loss over sequential windows; used by train and eval. */
-lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
-                     double *loss, long *tokens);
-/* The same, reporting tokens done to prog (may be NULL). */
+/* A forward of tokens x (B, T) with targets y: *loss, their mean loss. */
+typedef lms_status (*eval_forward_fn)(void *ctx, const int32_t *x, const int32_t *y, int B, int T, float *loss);
+/* Evaluate mean loss over sequential windows of ld, batches of up to B
+ * (at most max_batches; <= 0: all) through fwd, reporting tokens done to
+ * prog (may be NULL); used by train (the trainer's forward) and eval. */
+lms_status eval_loss_fn(eval_forward_fn fwd, void *ctx, const lms_loader *ld, int B, long max_batches,
+                        double *loss, long *tokens, lms_progress *prog);
+/* The same through lms_gpt_forward(m, be, a, ...). */
 lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B,
                         long max_batches, double *loss, long *tokens, lms_progress *prog);
 

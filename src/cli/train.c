@@ -45,13 +45,30 @@ void train_opts_default(train_opts *o) {
     o->loss_scale_window = 1000;
 }
 
-lms_status eval_loss(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B, long max_batches,
-                     double *loss, long *tokens) {
-    return eval_loss_ex(m, be, a, ld, B, max_batches, loss, tokens, NULL);
+typedef struct {
+    lms_gpt *m;
+    lms_backend *be;
+    lms_gpt_acts *a;
+} gpt_eval;
+
+static lms_status gpt_forward(void *ctx, const int32_t *x, const int32_t *y, int B, int T, float *loss) {
+    gpt_eval *e = ctx;
+    return lms_gpt_forward(e->m, e->be, e->a, x, y, B, T, loss);
 }
 
 lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_loader *ld, int B,
                         long max_batches, double *loss, long *tokens, lms_progress *prog) {
+    gpt_eval e = {m, be, a};
+    return eval_loss_fn(gpt_forward, &e, ld, B, max_batches, loss, tokens, prog);
+}
+
+/* validation through the trainer: its compute path, and under pipeline parallelism its stages */
+static lms_status trainer_forward(void *ctx, const int32_t *x, const int32_t *y, int B, int T, float *loss) {
+    return lms_trainer_forward(ctx, x, y, B, T, loss);
+}
+
+lms_status eval_loss_fn(eval_forward_fn fwd, void *ctx, const lms_loader *ld, int B, long max_batches,
+                        double *loss, long *tokens, lms_progress *prog) {
     const int T = ld->T;
     int32_t *x = malloc(sizeof(int32_t) * (size_t)B * T), *y = malloc(sizeof(int32_t) * (size_t)B * T);
     if (!x || !y) {
@@ -66,7 +83,7 @@ lms_status eval_loss_ex(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const lms_
         int b = 0;
         for (; b < B && w < nw; b++, w++) lms_loader_window(ld, w, x + (size_t)b * T, y + (size_t)b * T);
         float l;
-        lms_status st = lms_gpt_forward(m, be, a, x, y, b, T, &l);
+        lms_status st = fwd(ctx, x, y, b, T, &l);
         if (st != LMS_OK) {
             free(x);
             free(y);
@@ -347,7 +364,7 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
     const lms_logger *lg = &ctx.log;
     lms_log(lg, LMS_LOG_INFO, "model: L=%d H=%d C=%d maxT=%d V=%d (padded %d) | %.2fM parameters | "
             "%.3f GFLOP/token", p.cfg.L, p.cfg.NH, p.cfg.C, p.cfg.maxT, p.cfg.V, p.cfg.Vp,
-            (double)m->num_params / 1e6, fpt / 1e9);
+            (double)lms_gpt_num_params(&p.cfg) / 1e6, fpt / 1e9);
     lms_log(lg, LMS_LOG_INFO, "train: %zu tokens%s%zu held out | batch %d x seq %d = %d tokens/step "
             "(dp %d x micro-batch %d x %d accumulation) | %d steps", n_train, val_tok ? " | validation " : " | ",
             n_val, o->batch_size, p.T, o->batch_size * p.T, p.topo.dp, p.micro, p.accum, o->steps);
@@ -371,8 +388,9 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
         else
             lms_log(lg, LMS_LOG_INFO, "mixed precision: bf16 compute, fp32 master weights | no loss scaling");
     }
-    lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
-            (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
+    if (!tr.pipe) /* a pipeline stage's are its pool's sets, as the schedule needs them (pp_peak_sets) */
+        lms_log(lg, LMS_LOG_INFO, "activations: %.1f MB for a micro-batch of %d x %d (recompute %s)",
+                (double)tr.acts.floats * 4.0 / MB, p.micro, p.T, lms_recompute_name(p.recompute));
     if (tr.pipe)
         lms_log(lg, LMS_LOG_INFO, "pipeline parallel: pp %d x dp %d x tp %d (%s): %s | per rank: params %.1f MB, grads "
                 "%.1f MB, optimizer %.1f MB", p.pp, p.topo.dp, p.topo.tp, p.world->i->name, tr.sync.how, state_mb[0],
@@ -429,14 +447,12 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             lms_obs_add_probe(ob, lms_backend_measure_peak_tflops(&p.be) * tr.topo.world);
         /* a forward that gathers parameters (ZeRO-3) needs every rank */
         const int eval_due = have_val && ((step + 1) % o->eval_interval == 0 || step + 1 == o->steps);
-        /* pipeline stages hold their own layers: the whole model to every rank first */
-        if (eval_due && tr.pipe) LMS_TRY(lms_trainer_gather_stages(&tr));
+        /* pipeline stages hold their own layers: the forward runs through them, on every rank */
         int do_eval = (rank0 || lms_trainer_forward_is_collective(&tr)) && eval_due;
         double vloss = NAN;
         if (do_eval) {
             long ntok;
-            LMS_TRY(eval_loss(m, lms_trainer_compute_backend(&tr), &tr.acts, &vld, p.micro, o->eval_batches,
-                              &vloss, &ntok));
+            LMS_TRY(eval_loss_fn(trainer_forward, &tr, &vld, p.micro, o->eval_batches, &vloss, &ntok, NULL));
             last_val = vloss;
         }
         if (!o->quiet && ((step + 1) % o->log_interval == 0 || step == 0 || step + 1 == o->steps)) {

@@ -152,11 +152,17 @@ lms_status lms_gpt_init_ex(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, 
 }
 
 lms_status lms_gpt_init_on(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags, lms_backend *be) {
+    return lms_gpt_init_part(m, cfg, B, T, flags, be, NULL);
+}
+
+lms_status lms_gpt_init_part(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, unsigned flags, lms_backend *be,
+                             const unsigned char *hold) {
     lms_status st;
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->be = be;
-    LMS_TRY(lms_gpt_layout(cfg, &m->tensors, &m->num_tensors, &m->num_params));
+    m->part = hold != NULL;
+    LMS_TRY(lms_gpt_layout_part(cfg, hold, &m->tensors, &m->num_tensors, &m->num_params));
     if (!(flags & LMS_GPT_NO_PARAMS)) {
         LMS_TRY(lms_buffer_alloc(be, m->num_params * sizeof(float), "parameters", &m->param_buf));
         m->params = m->param_buf.data;
@@ -171,8 +177,8 @@ lms_status lms_gpt_init_on(lms_gpt *m, const lms_gpt_config *cfg, int B, int T, 
         st = lms_errorf(LMS_ERR_OOM, "out of memory for layer tables");
         goto fail;
     }
-    if (m->params) lms_gpt_bind(cfg, m->params, &m->p);
-    if (m->grads) lms_gpt_bind(cfg, m->grads, &m->g);
+    if (m->params) lms_gpt_bind_views(m, m->params, &m->p);
+    if (m->grads) lms_gpt_bind_views(m, m->grads, &m->g);
     m->cap_B = B;
     m->cap_T = T;
     return LMS_OK;

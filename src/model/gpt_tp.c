@@ -63,16 +63,16 @@ lms_gpt_config lms_gpt_config_whole(const lms_gpt_config *local) {
     return c;
 }
 
-/* the whole model's view of the same tensor (same index in both layouts) */
+/* the whole model's view of the same tensor (by name: m may hold a part) */
 static lms_status whole_view(const lms_gpt *m, const lms_tensor_view *v, lms_tensor_view *out) {
     const lms_gpt_config whole = lms_gpt_config_whole(&m->cfg);
     lms_tensor_view *views = NULL;
     int n;
     size_t np;
     LMS_CHECK(lms_gpt_layout(&whole, &views, &n, &np));
-    const int i = (int)(v - m->tensors);
-    LMS_ASSERT(i >= 0 && i < n);
-    *out = views[i];
+    const lms_tensor_view *w = lms_gpt_find_view(views, n, v->name);
+    LMS_ASSERT(w);
+    *out = *w;
     free(views);
     return LMS_OK;
 }
@@ -91,10 +91,11 @@ lms_status lms_gpt_init_params_tp(const lms_gpt *m, uint64_t seed, float *dst) {
     size_t np;
     LMS_CHECK(lms_gpt_layout(&whole, &views, &n, &np));
     lms_status st = LMS_OK;
-    for (int i = 0; i < n && st == LMS_OK; i++) {
+    for (int i = 0; i < m->num_tensors && st == LMS_OK; i++) { /* m may hold a part: by name */
+        const lms_tensor_view *w = lms_gpt_find_view(views, n, m->tensors[i].name);
         lms_tp_shard s;
-        st = lms_gpt_tp_shard(&whole, &views[i], m->cfg.tp > 1 ? m->cfg.tp : 1, m->tp ? m->tp->rank : 0, &s);
-        if (st == LMS_OK) lms_gpt_init_tp_shard(&views[i], &s, seed, dst + m->tensors[i].offset);
+        st = lms_gpt_tp_shard(&whole, w, m->cfg.tp > 1 ? m->cfg.tp : 1, m->tp ? m->tp->rank : 0, &s);
+        if (st == LMS_OK) lms_gpt_init_tp_shard(w, &s, seed, dst + m->tensors[i].offset);
     }
     free(views);
     return st;

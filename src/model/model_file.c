@@ -20,6 +20,9 @@
 lms_status lms_model_save(const char *path, const lms_gpt *m, int tokenizer_kind) {
     unsigned char h[HEADER_BYTES] = {0};
     const lms_gpt_config *c = &m->cfg;
+    if (m->part || !m->params)
+        return lms_errorf(LMS_ERR_INVALID_ARG, "model file %s: the model holds only part of its parameters (a "
+                          "pipeline stage's): gather the whole model first (lms_trainer_gather_model)", path);
     uint32_t ver = MODEL_VERSION, tok = (uint32_t)tokenizer_kind;
     int32_t dims[6] = {c->L, c->NH, c->C, c->maxT, c->V, c->Vp};
     uint64_t np = m->num_params;

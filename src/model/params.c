@@ -10,9 +10,7 @@
 #include <string.h>
 
 const lms_tensor_view *lms_gpt_find(const lms_gpt *m, const char *name) {
-    for (int i = 0; i < m->num_tensors; i++)
-        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
-    return NULL;
+    return lms_gpt_find_view(m->tensors, m->num_tensors, name);
 }
 
 void lms_gpt_init_params_range(const lms_tensor_view *views, int nviews, uint64_t seed, size_t lo, size_t n,

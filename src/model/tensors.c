@@ -117,14 +117,17 @@ static void place(const lms_gpt_config *c, const lms_gpt_tensor_spec *s, int lay
     }
 }
 
-/* Places every tensor (views NULL: counts only); returns the count. */
-static int build(const lms_gpt_config *c, lms_tensor_view *views, size_t *total) {
+/* Places every tensor the part holds (hold NULL: all; views NULL: counts
+ * only), packed in flat-buffer order; returns the count. */
+static int build(const lms_gpt_config *c, const unsigned char *hold, lms_tensor_view *views, size_t *total) {
     int n = 0;
     size_t off = 0;
     for (int u = 0; u < lms_gpt_num_units(c); u++) {
         const lms_scope scope = unit_scope(c, u);
+        const int h = hold ? hold[u] : LMS_GPT_HOLD_ALL;
         for (int i = 0; i < NSPECS; i++) {
-            if (SPECS[i].scope != scope) continue;
+            if (SPECS[i].scope != scope || h == LMS_GPT_HOLD_NONE) continue;
+            if (h == LMS_GPT_HOLD_WTE && SPECS[i].slot != TOP(wte)) continue;
             if (views) place(c, &SPECS[i], scope == LMS_SCOPE_BLOCK ? u - 1 : -1, u, off, &views[n]);
             off += spec_numel(c, &SPECS[i]);
             n++;
@@ -134,14 +137,31 @@ static int build(const lms_gpt_config *c, lms_tensor_view *views, size_t *total)
     return n;
 }
 
-lms_status lms_gpt_layout(const lms_gpt_config *cfg, lms_tensor_view **out, int *count, size_t *num_params) {
-    const int n = build(cfg, NULL, num_params);
-    lms_tensor_view *v = calloc((size_t)n, sizeof *v);
+lms_status lms_gpt_layout_part(const lms_gpt_config *cfg, const unsigned char *hold, lms_tensor_view **out,
+                               int *count, size_t *num_params) {
+    const int n = build(cfg, hold, NULL, num_params);
+    lms_tensor_view *v = calloc((size_t)n + 1, sizeof *v);
     if (!v) return lms_errorf(LMS_ERR_OOM, "out of memory building the parameter layout");
-    build(cfg, v, num_params);
+    build(cfg, hold, v, num_params);
     *out = v;
     *count = n;
     return LMS_OK;
+}
+
+lms_status lms_gpt_layout(const lms_gpt_config *cfg, lms_tensor_view **out, int *count, size_t *num_params) {
+    return lms_gpt_layout_part(cfg, NULL, out, count, num_params);
+}
+
+size_t lms_gpt_num_params(const lms_gpt_config *cfg) {
+    size_t n;
+    build(cfg, NULL, NULL, &n);
+    return n;
+}
+
+const lms_tensor_view *lms_gpt_find_view(const lms_tensor_view *v, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(v[i].name, name) == 0) return &v[i];
+    return NULL;
 }
 
 void lms_gpt_hf_name(const lms_tensor_view *v, char *buf, size_t n) {
@@ -181,6 +201,25 @@ void lms_gpt_bind(const lms_gpt_config *c, float *base, lms_gpt_tensors *t) {
         lms_gpt_unit_range(c, u, &off, &n);
         bind_unit(c, u, base + off, t);
     }
+}
+
+void lms_gpt_bind_views(const lms_gpt *m, float *base, lms_gpt_tensors *t) {
+    for (int i = 0; i < m->num_tensors; i++) {
+        const lms_tensor_view *v = &m->tensors[i];
+        char *holder = v->layer >= 0 ? (char *)&t->h[v->layer] : (char *)t;
+        *(float **)(holder + v->spec->slot) = base + v->offset;
+    }
+}
+
+int lms_gpt_unit_span(const lms_gpt *m, int unit, size_t *offset, size_t *count) {
+    *offset = *count = 0;
+    for (int i = 0; i < m->num_tensors; i++) {
+        const lms_tensor_view *v = &m->tensors[i];
+        if (v->unit != unit) continue;
+        if (!*count) *offset = v->offset;
+        *count += v->numel; /* a unit's tensors are contiguous */
+    }
+    return *count > 0;
 }
 
 void lms_gpt_bind_unit(lms_gpt *m, int unit, float *pbase, float *gbase) {

@@ -83,8 +83,10 @@ lms_status lms_tp_load_hf(const char *dir, const lms_gpt *m, float *dst) {
     float *all = NULL;
     lms_status st = lms_alloc_checked((void **)&all, sizeof(float) * np, "the Hugging Face weights");
     if (st == LMS_OK) st = lms_hf_load_params(dir, &whole, all);
-    for (int i = 0; i < n && st == LMS_OK; i++)
-        st = lms_tp_extract(m, &m->tensors[i], all + views[i].offset, views[i].shape[0], dst + m->tensors[i].offset);
+    for (int i = 0; i < m->num_tensors && st == LMS_OK; i++) { /* m may hold a part: by name */
+        const lms_tensor_view *w = lms_gpt_find_view(views, n, m->tensors[i].name);
+        st = lms_tp_extract(m, &m->tensors[i], all + w->offset, w->shape[0], dst + m->tensors[i].offset);
+    }
     lms_free(all);
     free(views);
     return st;

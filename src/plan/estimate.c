@@ -107,13 +107,15 @@ static zero_cut stage_cut(const lms_gpt_config *cfg, const int *first, int p, in
 }
 
 /* Pipeline parallelism (src/train/pipe.c, pipe_sync.c), on the stage that
- * needs the most: every stage holds the whole flat buffers (it updates its
- * own units; under ZeRO-1 the AdamW moments of its units' shards) and the
- * trainer's one-micro-batch activation buffer, plus the pool's activation
- * sets (each the layout of a chunk of the most layers, allocated as the
- * schedule first needs them), a receive, send and gradient buffer of b·s·h
- * floats per (micro-batch, chunk) that crosses a stage boundary, and the
- * step's tokens. */
+ * needs the most: each stage holds the flat buffers of its own units (and a
+ * last stage its copy of wte: stage_cut's n floats) for parameters,
+ * gradients, AdamW moments (under ZeRO-1 its units' shards) and, in mixed
+ * precision, the compute copy; the pool's activation sets (each the layout
+ * of a chunk of the most layers, allocated as the schedule first needs them;
+ * validation runs through them too, so the trainer keeps no whole-model
+ * activation buffer), a receive, send and gradient buffer of b·s·h floats
+ * per (micro-batch, chunk) that crosses a stage boundary, and the step's
+ * tokens. */
 static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms_estimate *e) {
     const int p = lo->pp, v = lo->vpp > 1 ? lo->vpp : 1, m = lo->accum, nv = p * v, d = lo->dp;
     lms_pp_schedule sched;
@@ -131,7 +133,9 @@ static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms
     const double set = 4.0 * (double)lms_gpt_act_floats_rc(&sub, lo->micro_batch, lo->seq_len, lo->recompute);
     const double NC = (double)lo->micro_batch * lo->seq_len * cfg->C;
     const double sp = lo->seq_parallel && lo->tp > 1 ? lo->tp : 1; /* sequence parallel: 1/tp of each crosses */
-    const double base_acts = e->acts, base_buf = e->buffers + 2 * 4.0 * m * lo->micro_batch * lo->seq_len;
+    const int lowp = lo->prec != LMS_PREC_FP32;
+    /* lmscale_memory's buffers less its whole-model compute copy (mixed precision) */
+    const double base_buf = e->buffers - (lowp ? 4.0 * e->params_rank : 0) + 2 * 4.0 * m * lo->micro_batch * lo->seq_len;
     double best = -1;
     for (int s = 0; s < p; s++) {
         int nbuf = 0;
@@ -140,17 +144,21 @@ static void pipeline_memory(const lms_gpt_config *cfg, const lms_layout *lo, lms
             nbuf += (j > 0) + (j < nv - 1) + 1;
         }
         const int sets = peak_sets(sched, p, s, m, v);
-        double optim = e->optim, gwork = 0, staging = 0;
+        const zero_cut z = stage_cut(cfg, first, p, v, s, d);
+        const double state = 4.0 * z.n; /* parameters, and gradients, of the stage's tensors */
+        double optim = 2 * state, gwork = 0, staging = 0;
         if (lo->zero == 1) { /* ZeRO-1 over the stage's units */
-            const zero_cut z = stage_cut(cfg, first, p, v, s, d);
             optim = 2 * 4.0 * z.shard;
             gwork = z.uneven ? 4.0 * z.max_padded : 0;
-            staging = d > 1 ? 2.0 * (d - 1) / d * 4.0 * z.n : 0; /* Open MPI's, as at pp 1 */
+            staging = d > 1 ? 2.0 * (d - 1) / d * state : 0; /* Open MPI's, as at pp 1 */
         }
-        const double acts = base_acts + sets * set, buf = base_buf + (double)m * nbuf * 4.0 * NC / sp + staging;
-        const double tot = optim + gwork + acts + buf;
+        const double acts = sets * set;
+        const double buf = base_buf + (lowp ? state : 0) + (double)m * nbuf * 4.0 * NC / sp + staging;
+        const double tot = 2 * state + optim + gwork + acts + buf;
         if (tot > best) {
             best = tot;
+            e->params_rank = (double)z.n;
+            e->weights = e->grads = state;
             e->inflight = sets;
             e->acts_layer = set;
             e->acts = acts;

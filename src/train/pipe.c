@@ -26,6 +26,28 @@ int lms_pipe_unit_owner(const lms_pipe *p, int unit) {
 
 int lms_pipe_owns(const lms_pipe *p, int unit) { return lms_pipe_unit_owner(p, unit) == p->s; }
 
+lms_status lms_pipe_hold(const lms_trainer_opts *o, int L, int p, int s, unsigned char *hold) {
+    const int v = o->vpp > 1 ? o->vpp : 1;
+    int *first = calloc((size_t)p * v + 1, sizeof *first);
+    if (!first) return lms_errorf(LMS_ERR_OOM, "out of memory for the pipeline's layer split");
+    lms_status st = lms_pp_split_layers(L, p, v, o->pp_layers, o->pp_layers ? p : 0, first);
+    for (int u = 0; st == LMS_OK && u <= L + 1; u++)
+        hold[u] = lms_pp_unit_owner(first, L, p, v, u) == s ? LMS_GPT_HOLD_ALL : LMS_GPT_HOLD_NONE;
+    if (st == LMS_OK && s == p - 1 && s != 0) hold[0] = LMS_GPT_HOLD_WTE; /* the LM head's copy of the tied wte */
+    free(first);
+    return st;
+}
+
+/* a blocking send (or receive) of n floats to (from) stage peer */
+static lms_status p2p(lms_pipe *p, float *buf, size_t n, int peer, int tag, int is_send) {
+    lms_comm_req *r = NULL;
+    if (is_send)
+        LMS_CHECK(p->pp->i->isend(p->pp, buf, n, LMS_DT_F32, peer, tag, &r));
+    else
+        LMS_CHECK(p->pp->i->irecv(p->pp, buf, n, LMS_DT_F32, peer, tag, &r));
+    return lms_comm_wait(p->pp, r);
+}
+
 static lms_status alloc_floats(float **out, size_t n, const char *what) {
     return lms_alloc_checked((void **)out, n * sizeof(float), what);
 }
@@ -332,6 +354,40 @@ lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, float dl
     LMS_CHECK(p->pp->i->allreduce(p->pp, &sum, loss, 1, LMS_DT_F64, LMS_RED_SUM));
     p->t_total = lms_now_s() - t0;
     return gather_stats(p);
+}
+
+lms_status lms_pipe_forward(lms_trainer *t, const int32_t *x, const int32_t *y, int B, int T, float *loss) {
+    lms_pipe *p = t->pipe;
+    lms_gpt *m = &t->m;
+    lms_backend *be = &t->cbe;
+    const int last = vlast(p);
+    /* the rows of the residual stream a rank holds (as p->NC, for B sequences) */
+    const size_t nc = (size_t)B * T * m->cfg.C / (m->tp && m->tp->seq_parallel ? m->tp->size : 1);
+    int k;
+    LMS_CHECK(set_acquire(p, &k));
+    lms_gpt_acts *a = &p->pool[k];
+    lms_status st = LMS_OK;
+    double mine = 0, sum = 0;
+    for (int j = p->s; j <= last && st == LMS_OK; j += p->p) { /* this stage's chunks, in order */
+        const int l0 = p->first[j], nl = p->first[j + 1] - l0;
+        st = j == 0 ? lms_gpt_embed_forward(m, be, x, B, T, 0, a->stream[0])
+                    : p2p(p, a->stream[0], nc, (j - 1) % p->p, j, 0);
+        for (int q = 0; q < nl && st == LMS_OK; q++)
+            st = lms_gpt_block_forward(m, be, l0 + q, a->stream[q], &a->layer[q], a->stream[q + 1], B, T, NULL);
+        if (st != LMS_OK) break;
+        if (j < last) {
+            st = p2p(p, a->stream[nl], nc, (j + 1) % p->p, j + 1, 1);
+        } else {
+            float l;
+            st = lms_gpt_head_forward(m, be, a->stream[nl], &a->head, y, B, T, &l);
+            mine = l;
+        }
+    }
+    set_release(p, k);
+    LMS_CHECK(st);
+    LMS_CHECK(p->pp->i->allreduce(p->pp, &mine, &sum, 1, LMS_DT_F64, LMS_RED_SUM)); /* the last stage's */
+    *loss = (float)sum;
+    return LMS_OK;
 }
 
 const lms_pp_stats *lms_trainer_pp_stats(const lms_trainer *t) { return t->pipe ? &t->pipe->stats : NULL; }

@@ -50,6 +50,13 @@ int lms_pipe_owns(const lms_pipe *p, int unit);
 /* Unit u's gradient is final for the step: its data-parallel all-reduce
  * starts (and, for the head, that of the wte copy). */
 lms_status lms_pipe_unit_final(lms_pipe *p, int unit);
+/* hold[0..L+1] (lms_gpt_init_part) of stage s of p under o's split: its
+ * units, and on a last stage its copy of the tied wte. */
+lms_status lms_pipe_hold(const lms_trainer_opts *o, int L, int p, int s, unsigned char *hold);
+/* The whole model of this rank's tp part (*whole: host memory, caller
+ * frees) assembled on stage 0 of data-parallel rank 0 from every stage's
+ * parameters: *got = 1 there, 0 on the other ranks (which only send). */
+lms_status lms_pipe_gather(lms_pipe *p, lms_gpt *whole, int *got);
 /* Builds t->sync as the "pp" strategy over p. */
 lms_status lms_pipe_sync_init(lms_pipe *p);
 

@@ -1,6 +1,7 @@
-/* The pipeline's gradient strategy "pp" (lms_grad_sync_i): each stage
- * holds the whole flat buffers but computes and updates only its units;
- * the last stage also keeps a copy of the tied wte, for the LM head.
+/* The pipeline's gradient strategy "pp" (lms_grad_sync_i): each stage's
+ * model holds only its units' tensors (lms_gpt_init_part: its flat
+ * parameter and gradient buffers are theirs alone), and the last stage
+ * also a copy of the tied wte, for the LM head.
  *   finish   the data-parallel all-reduce of each unit's gradient, started
  *            when the step's last backward through it ends (pipe.c), is
  *            completed; then the two copies of wte's gradient are summed
@@ -13,12 +14,16 @@
  *   --zero 1 the same with ZeRO-1 over the stage's units (zero_init): each
  *            unit's gradient is reduce-scattered instead of all-reduced,
  *            AdamW runs on the rank's part, the parts are all-gathered;
- *   gather   each unit broadcast from its stage over the pipeline group,
- *            so every rank holds the whole model (validation, --save-model);
- *   save     gather parameters and AdamW moments, then world rank 0 (under
- *            tensor parallelism its tp group, each rank its parts as chunks
- *            of the whole tensors) writes the checkpoint, in global names:
- *            it loads at any layout. */
+ *   gather   (--save-model) every stage sends its units to stage 0 of
+ *            data-parallel rank 0, which alone assembles the whole model
+ *            (lms_pipe_gather); validation instead runs through the stages
+ *            (lms_pipe_forward);
+ *   save     every stage of data-parallel rank 0 writes its own tensors
+ *            and their AdamW moments (not the wte copy) as pieces of one
+ *            checkpoint (under tensor parallelism each rank its parts as
+ *            chunks of the whole tensors), in global names: it loads at
+ *            any layout. */
+#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "pipe_impl.h"
 
 #include <math.h>
@@ -29,7 +34,7 @@
 lms_status lms_pipe_unit_final(lms_pipe *p, int unit) {
     lms_trainer *t = p->t;
     size_t off, n;
-    lms_gpt_unit_range(&t->m.cfg, unit, &off, &n);
+    lms_gpt_unit_span(&t->m, unit, &off, &n);
     if (p->zs.i) /* ZeRO-1: the unit's reduce-scatter; the embedding's waits for the embedding group (finish) */
         return unit == 0 ? LMS_OK : lms_zero_ready(p->zs.impl, off, n);
     if (t->dp->size == 1) return LMS_OK;
@@ -77,7 +82,7 @@ static lms_status pp_finish(lms_grad_sync *s) {
     /* ZeRO-1: the units holding wte, now summed over the embedding group, go last */
     if (lms_pipe_owns(p, 0)) {
         size_t off, n;
-        lms_gpt_unit_range(&s->m->cfg, 0, &off, &n);
+        lms_gpt_unit_span(s->m, 0, &off, &n);
         LMS_CHECK(lms_zero_ready(p->zs.impl, off, n));
     } else if (lms_pipe_owns(p, s->m->cfg.L + 1)) {
         LMS_CHECK(lms_zero_ready(p->zs.impl, p->wte->offset, p->wte->numel));
@@ -106,36 +111,64 @@ static lms_status pp_step(lms_grad_sync *s, lms_adamw *opt, float lr, float grad
     return lms_adamw_step(opt, s->be, s->m->params, s->m->grads, p->own, p->nown, lr, grad_scale);
 }
 
-/* every unit from the stage that holds it, into buf (params or a moment) */
-static lms_status bcast_units(lms_pipe *p, float *buf) {
-    const lms_gpt_config *c = &p->t->m.cfg;
-    for (int u = 0; u < lms_gpt_num_units(c); u++) {
-        size_t off, n;
-        lms_gpt_unit_range(c, u, &off, &n);
-        LMS_CHECK(p->pp->i->broadcast(p->pp, buf + off, n, LMS_DT_F32, lms_pipe_unit_owner(p, u)));
+lms_status lms_pipe_gather(lms_pipe *p, lms_gpt *whole, int *got) {
+    const lms_gpt *m = &p->t->m;
+    const lms_gpt_config *c = &m->cfg;
+    const int root = p->s == 0;
+    *got = 0;
+    if (p->t->topo.dp_rank != 0) return LMS_OK;
+    if (root) LMS_CHECK(lms_gpt_init(whole, c, m->cap_B, m->cap_T, 0));
+    lms_status st = LMS_OK;
+    for (int u = 0; u < lms_gpt_num_units(c) && st == LMS_OK; u++) {
+        const int owner = lms_pipe_unit_owner(p, u);
+        size_t off = 0, n = 0, woff, wn;
+        lms_gpt_unit_range(c, u, &woff, &wn);
+        if (owner == p->s) lms_gpt_unit_span(m, u, &off, &n);
+        if (owner == p->s && root)
+            memcpy(whole->params + woff, m->params + off, sizeof(float) * n);
+        else if (owner == p->s || root) { /* in unit order on both sides: no wait can deadlock */
+            lms_comm_req *r = NULL;
+            st = root ? p->pp->i->irecv(p->pp, whole->params + woff, wn, LMS_DT_F32, owner, u, &r)
+                      : p->pp->i->isend(p->pp, m->params + off, n, LMS_DT_F32, 0, u, &r);
+            if (st == LMS_OK) st = lms_comm_wait(p->pp, r);
+        }
     }
+    if (st != LMS_OK) {
+        if (root) lms_gpt_free(whole);
+        return st;
+    }
+    *got = root;
     return LMS_OK;
 }
 
-static lms_status pp_gather(lms_grad_sync *s) { return bcast_units(s->impl, s->m->params); }
+static lms_status pp_gather(lms_grad_sync *s) { return LMS_OK; /* lms_pipe_gather, from the trainer */ }
 
 static lms_status pp_save(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
                           int keep_last, char **path) {
     lms_pipe *p = s->impl;
+    const lms_gpt *m = s->m;
     *path = NULL;
     if (p->zs.i) { /* every rank writes its stage's parts */
         p->zs.world = s->world;
         return p->zs.i->save(&p->zs, root, st, opt, keep_last, path);
     }
-    LMS_CHECK(bcast_units(p, s->m->params));
-    /* the moments of units this rank does not update are only a copy for
-     * the checkpoint: no stage reads them */
-    LMS_CHECK(bcast_units(p, opt->m));
-    LMS_CHECK(bcast_units(p, opt->v));
-    if (p->t->topo.dp_rank != 0 || p->s != 0) return LMS_OK;
-    /* tensor parallelism: the tp group of world rank 0 writes its parts as chunks of whole tensors */
-    if (s->m->tp) return lms_grad_sync_save_tp(s, root, st, opt, keep_last, path);
-    return lms_ckpt_save_train(root, st, s->m, opt, keep_last, path);
+    /* data-parallel rank 0 of each stage: its units (the wte copy's original is stage 0's) */
+    lms_ckpt_piece *pc = NULL;
+    int n = 0, cap = 0;
+    lms_status r = LMS_OK;
+    static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
+    for (int g = 0; g < 3 && r == LMS_OK && p->t->topo.dp_rank == 0; g++) {
+        const float *src = g == 0 ? m->params : g == 1 ? opt->m : opt->v;
+        for (int i = 0; i < m->num_tensors && r == LMS_OK; i++) {
+            const lms_tensor_view *v = &m->tensors[i];
+            if (!lms_pipe_owns(p, v->unit)) continue;
+            r = lms_sync_piece_add(m, v, groups[g], 0, v->numel, src + v->offset, &pc, &n, &cap);
+        }
+    }
+    if (r == LMS_OK) r = lms_ckpt_save_pieces(root, st, s->world, pc, n, keep_last, path);
+    free(pc);
+    if (r == LMS_OK && !*path && !(*path = strdup(root))) r = lms_errorf(LMS_ERR_OOM, "out of memory");
+    return r;
 }
 
 static void pp_free(lms_grad_sync *s) { lms_grad_sync_free(&((lms_pipe *)s->impl)->zs); }
@@ -156,11 +189,11 @@ static lms_status zero_init(lms_pipe *p) {
     lms_zero_range *r = calloc((size_t)nu + 1, sizeof *r);
     if (!r) return lms_errorf(LMS_ERR_OOM, "out of memory for the ZeRO layout");
     int nr = 0;
-    if (!lms_pipe_owns(p, 0) && lms_pipe_owns(p, c->L + 1)) /* the wte copy (first in the flat layout) */
+    if (!lms_pipe_owns(p, 0) && lms_pipe_owns(p, c->L + 1)) /* the wte copy (first in the stage's layout) */
         r[nr++] = (lms_zero_range){p->wte->offset, p->wte->numel, 1};
     for (int u = 0; u < nu; u++)
         if (lms_pipe_owns(p, u)) {
-            lms_gpt_unit_range(c, u, &r[nr].off, &r[nr].n);
+            lms_gpt_unit_span(s->m, u, &r[nr].off, &r[nr].n);
             nr++;
         }
     p->zs = (lms_grad_sync){.m = s->m, .be = s->be, .dp = s->dp};
@@ -183,7 +216,7 @@ lms_status lms_pipe_sync_init(lms_pipe *p) {
     s->impl = p; /* owned by the trainer (t->pipe) */
     const size_t f = sizeof(float), N = s->m->num_params;
     s->optim_n = N;
-    s->mem.param = N * f; /* every stage allocates the whole flat buffers today */
+    s->mem.param = N * f; /* the stage's own tensors (lms_gpt_init_part) */
     s->mem.grad = N * f;
     s->mem.optim = 2 * N * f;
     if (p->t->o.zero) LMS_CHECK(zero_init(p));

@@ -15,6 +15,11 @@ unsigned lms_grad_sync_model_flags(int dp_size, int zero) {
     return (zero <= 1 ? LMS_GPT_GRADS : 0) | (zero == 3 ? LMS_GPT_NO_PARAMS : 0);
 }
 
+lms_status lms_sync_load_hf(const char *dir, const lms_gpt *m, float *dst) {
+    /* a part (a pipeline stage's) takes its tensors by name, as a tp part does */
+    return m->tp || m->part ? lms_tp_load_hf(dir, m, dst) : lms_hf_load_params(dir, &m->cfg, dst);
+}
+
 /* ---- none and dp ---- */
 
 lms_status lms_grad_sync_full_restore(lms_grad_sync *s, const lms_train_source *src, lms_adamw *opt) {
@@ -25,7 +30,7 @@ lms_status lms_grad_sync_full_restore(lms_grad_sync *s, const lms_train_source *
         return lms_gpt_init_params_tp(m, src->seed, m->params);
     }
     if (src->ck) return lms_ckpt_load_train(src->ck, m, opt);
-    if (src->hf_dir) return lms_hf_load_params(src->hf_dir, &m->cfg, m->params);
+    if (src->hf_dir) return lms_sync_load_hf(src->hf_dir, m, m->params);
     lms_gpt_init_params(m, src->seed);
     return LMS_OK;
 }

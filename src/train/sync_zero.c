@@ -42,9 +42,7 @@ static lms_status zero_restore(lms_grad_sync *s, const lms_train_source *src, lm
         return LMS_OK;
     }
     if (!src->ck && z->stage < 3) /* tp: this rank's part */
-        return !m->tp ? lms_hf_load_params(src->hf_dir, &m->cfg, m->params)
-               : src->hf_dir ? lms_tp_load_hf(src->hf_dir, m, m->params)
-                             : lms_gpt_init_params_tp(m, src->seed, m->params);
+        return src->hf_dir ? lms_sync_load_hf(src->hf_dir, m, m->params) : lms_gpt_init_params_tp(m, src->seed, m->params);
     lms_status st = LMS_OK;
     float *buf = NULL;
     size_t cap = !src->ck ? m->num_params : 0; /* --init: the whole model, then its parts */
@@ -52,10 +50,8 @@ static lms_status zero_restore(lms_grad_sync *s, const lms_train_source *src, lm
         if (m->tensors[i].numel > cap) cap = m->tensors[i].numel;
     LMS_TRY(lms_alloc_checked((void **)&buf, sizeof(float) * cap, "checkpoint loading"));
     if (!src->ck) {
-        if (!m->tp)
-            LMS_TRY(lms_hf_load_params(src->hf_dir, &m->cfg, buf));
-        else if (src->hf_dir)
-            LMS_TRY(lms_tp_load_hf(src->hf_dir, m, buf));
+        if (src->hf_dir)
+            LMS_TRY(lms_sync_load_hf(src->hf_dir, m, buf));
         else
             LMS_TRY(lms_gpt_init_params_tp(m, src->seed, buf));
         LMS_TRY(lms_zero_shard_from_full(z, buf, z->master));
@@ -97,12 +93,15 @@ static lms_status zero_step(lms_grad_sync *s, lms_adamw *opt, float lr, float gr
     return lms_zero_step(Z(s), opt, s->be, lr, grad_scale);
 }
 
-/* Under tensor parallelism: the same parts as chunks of the whole tensors
- * (a replicated tensor's by tp rank 0 only); every rank of the job writes. */
-static lms_status zero_save_tp(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
-                               int keep_last, char **path) {
+/* This rank's parts of the optimizer state (and of the parameters at
+ * stage 3; dp rank 0 writes the whole parameters at stages 1 and 2). Under
+ * tensor parallelism the same parts as chunks of the whole tensors (a
+ * replicated tensor's by tp rank 0 only); every rank of the job writes. */
+static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
+                            int keep_last, char **path) {
     const lms_zero *z = Z(s);
     const lms_gpt *m = z->m;
+    *path = NULL;
     lms_ckpt_piece *pc = NULL;
     int n = 0, cap = 0;
     lms_status r = LMS_OK;
@@ -111,8 +110,8 @@ static lms_status zero_save_tp(lms_grad_sync *s, const char *root, const lms_ckp
         if (g == 0 && z->stage < 3) { /* whole (tp-local) parameters on every dp rank: dp rank 0 writes */
             for (int i = 0; z->rank == 0 && i < m->num_tensors && r == LMS_OK; i++) {
                 const lms_tensor_view *v = &m->tensors[i];
-                if ((v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) || !lms_zero_holds(z, v)) continue;
-                r = lms_sync_tp_add(m, v, groups[g], 0, v->numel, m->params + v->offset, &pc, &n, &cap);
+                if (!lms_zero_holds(z, v)) continue; /* the wte copy of a last pipeline stage */
+                r = lms_sync_piece_add(m, v, groups[g], 0, v->numel, m->params + v->offset, &pc, &n, &cap);
             }
             continue;
         }
@@ -124,66 +123,13 @@ static lms_status zero_save_tp(lms_grad_sync *s, const char *root, const lms_ckp
                 const lms_tensor_view *v = &m->tensors[i];
                 size_t a, b;
                 if (!lms_zero_overlap(z, u, v, &a, &b)) continue;
-                if (v->spec->split == LMS_SPLIT_NONE && m->tp->rank != 0) continue;
-                r = lms_sync_tp_add(m, v, groups[g], a - v->offset, b - a, src + z->units[u].shard_off + (a - lo),
-                                    &pc, &n, &cap);
-            }
-        }
-    }
-    if (r == LMS_OK) r = lms_ckpt_save_pieces(root, st, s->world, pc, n, keep_last, path);
-    free(pc);
-    if (r == LMS_OK && !*path && !(*path = strdup(root))) r = lms_errorf(LMS_ERR_OOM, "out of memory");
-    return r;
-}
-
-/* This rank's parts of the optimizer state (and of the parameters at
- * stage 3; rank 0 writes the whole parameters at stages 1 and 2). */
-static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
-                            int keep_last, char **path) {
-    const lms_zero *z = Z(s);
-    const lms_gpt *m = z->m;
-    *path = NULL;
-    if (m->tp) return zero_save_tp(s, root, st, opt, keep_last, path);
-    int cap = (z->nviews + m->num_tensors) * 3, n = 0;
-    lms_ckpt_piece *pc = calloc((size_t)cap, sizeof *pc);
-    if (!pc) return lms_errorf(LMS_ERR_OOM, "out of memory");
-    static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
-    for (int g = 0; g < 3; g++) {
-        if (g == 0 && z->stage < 3) { /* the parameters are whole on every rank */
-            for (int i = 0; z->rank == 0 && i < m->num_tensors; i++) {
-                const lms_tensor_view *v = &m->tensors[i];
-                if (!lms_zero_holds(z, v)) continue; /* another pipeline stage's */
-                snprintf(pc[n].name, sizeof pc[n].name, "model.%s", v->name);
-                pc[n].ndim = v->ndim;
-                pc[n].shape[0] = v->shape[0];
-                pc[n].shape[1] = v->shape[1];
-                pc[n].count = v->numel;
-                pc[n++].data = m->params + v->offset;
-            }
-            continue;
-        }
-        const float *src = g == 0 ? z->master : g == 1 ? opt->m : opt->v;
-        for (int u = 0; u < z->nunits; u++) {
-            if (z->units[u].copy) continue; /* its original is written */
-            const size_t lo = lms_zero_part_lo(z, u);
-            for (int i = 0; i < m->num_tensors; i++) {
-                const lms_tensor_view *v = &m->tensors[i];
-                size_t a, b;
-                if (!lms_zero_overlap(z, u, v, &a, &b)) continue;
-                LMS_ASSERT(n < cap);
-                snprintf(pc[n].name, sizeof pc[n].name, "%s%s", groups[g], v->name);
-                pc[n].ndim = v->ndim;
-                pc[n].shape[0] = v->shape[0];
-                pc[n].shape[1] = v->shape[1];
-                pc[n].start = a - v->offset;
-                pc[n].count = b - a;
-                pc[n].data = src + z->units[u].shard_off + (a - lo);
-                n++;
+                r = lms_sync_piece_add(m, v, groups[g], a - v->offset, b - a, src + z->units[u].shard_off + (a - lo),
+                                       &pc, &n, &cap);
             }
         }
     }
     /* the world: under pipeline parallelism each stage's dp group holds its own units */
-    lms_status r = lms_ckpt_save_pieces(root, st, s->world ? s->world : z->comm, pc, n, keep_last, path);
+    if (r == LMS_OK) r = lms_ckpt_save_pieces(root, st, s->world ? s->world : z->comm, pc, n, keep_last, path);
     free(pc);
     if (r == LMS_OK && !*path && !(*path = strdup(root))) r = lms_errorf(LMS_ERR_OOM, "out of memory");
     return r; /* every rank took part: each gets a path */
@@ -207,7 +153,7 @@ static lms_status zero_gather(lms_grad_sync *s) {
     }
     m->params = m->param_buf.data;
     m->hooks = NULL;
-    lms_gpt_bind(&m->cfg, m->params, &m->p);
+    lms_gpt_bind_views(m, m->params, &m->p);
     return LMS_OK;
 }
 

@@ -25,8 +25,16 @@ lms_status lms_grad_sync_zero_init_units(lms_grad_sync *s, int stage, const lms_
  * full-gradient strategies, written by this rank's tp group. */
 lms_status lms_sync_tp_add(const lms_gpt *m, const lms_tensor_view *v, const char *group, size_t start,
                            size_t count, const float *data, lms_ckpt_piece **pc, int *n, int *cap);
+/* The same for any model: under tensor parallelism as lms_sync_tp_add
+ * (a replicated tensor by tp rank 0 only), else one run of the tensor. */
+lms_status lms_sync_piece_add(const lms_gpt *m, const lms_tensor_view *v, const char *group, size_t start,
+                              size_t count, const float *data, lms_ckpt_piece **pc, int *n, int *cap);
 lms_status lms_grad_sync_save_tp(lms_grad_sync *s, const char *root, const lms_ckpt_state *st,
                                  const lms_adamw *opt, int keep_last, char **path);
+
+/* Hugging Face weights into dst, laid out as m's buffers: the whole model,
+ * or (tensor parallelism, a pipeline stage's part) m's tensors by name. */
+lms_status lms_sync_load_hf(const char *dir, const lms_gpt *m, float *dst);
 
 /* The starting parameters and AdamW state of a strategy holding the whole
  * model on every rank: the checkpoint, Hugging Face weights, or the seed. */
@@ -40,5 +48,9 @@ void lms_pipe_free(struct lms_pipe *p);
 /* Every micro-batch of step `step` through this stage's schedule; *loss =
  * the sum of the micro-batch losses, on every stage. */
 lms_status lms_pipe_run(lms_trainer *t, const lms_loader *ld, int step, float dloss, double *loss);
+/* lms_trainer_forward under pipeline parallelism: one forward of (B, T)
+ * through the stages (each its chunks, activations passed by blocking
+ * send/receive), the last stage's loss to every stage. */
+lms_status lms_pipe_forward(lms_trainer *t, const int32_t *x, const int32_t *y, int B, int T, float *loss);
 
 #endif

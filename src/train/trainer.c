@@ -73,7 +73,7 @@ static void lowp_refresh(lms_trainer *t) {
     if (!t->lp) return;
     memcpy(t->lp, t->m.params, t->m.num_params * sizeof(float));
     lms_round_to(t->lp, t->m.num_params, lms_lowp_dtype(t->lowp));
-    lms_gpt_bind(&t->m.cfg, t->lp, &t->m.p);
+    lms_gpt_bind_views(&t->m, t->lp, &t->m.p);
 }
 
 lms_backend *lms_trainer_compute_backend(lms_trainer *t) {
@@ -105,8 +105,20 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
     const int local = o->global_batch / t->topo.dp;
     t->accum = local / o->micro_batch;
     t->first_sample = (uint64_t)t->topo.dp_rank * (uint64_t)local;
-    LMS_TRY(lms_gpt_init_on(&t->m, &lcfg, o->micro_batch, o->seq_len, lms_grad_sync_model_flags(t->topo.dp, o->zero),
-                            be));
+    /* a pipeline stage holds only its units' tensors (and the last its copy of wte) */
+    unsigned char *hold = NULL;
+    if (pp > 1) {
+        LMS_TRY(lms_alloc_checked((void **)&hold, (size_t)cfg->L + 2, "the pipeline stage's layout"));
+        st = lms_pipe_hold(o, cfg->L, pp, t->topo.pp_rank, hold);
+        if (st == LMS_OK)
+            st = lms_gpt_init_part(&t->m, &lcfg, o->micro_batch, o->seq_len,
+                                   lms_grad_sync_model_flags(t->topo.dp, o->zero), be, hold);
+        lms_free(hold);
+        if (st != LMS_OK) goto fail;
+    } else {
+        LMS_TRY(lms_gpt_init_on(&t->m, &lcfg, o->micro_batch, o->seq_len,
+                                lms_grad_sync_model_flags(t->topo.dp, o->zero), be));
+    }
     if (tp > 1) {
         if (o->seq_parallel && (o->micro_batch * o->seq_len) % tp) {
             st = lms_errorf(LMS_ERR_INVALID_ARG, "--sequence-parallel splits the %d positions over --tp %d: choose "
@@ -117,7 +129,8 @@ lms_status lms_trainer_init(lms_trainer *t, const lms_trainer_opts *o, const lms
                               .seq_parallel = o->seq_parallel};
         t->m.tp = &t->tpx;
     }
-    LMS_TRY(lms_gpt_acts_init_on(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
+    /* a pipeline stage's activations are its pool's (pipe.c), validation's too */
+    if (pp == 1) LMS_TRY(lms_gpt_acts_init_on(&t->acts, &lcfg, o->micro_batch, o->seq_len, 1, o->recompute, be));
     if (pp > 1 && o->zero > 1) {
         st = lms_errorf(LMS_ERR_INVALID_ARG, "--zero %d with --pp %d is not supported: use --zero 1 (the "
                         "distributed optimizer) with pipeline parallelism", o->zero, pp);
@@ -285,25 +298,43 @@ static lms_status step_run(lms_trainer *t, const lms_loader *ld, int step, lms_s
 }
 
 int lms_trainer_forward_is_collective(const lms_trainer *t) {
-    return t->sync.forward_collective || t->topo.tp > 1; /* tp: every forward uses the tp group */
+    /* tp: every forward uses the tp group; pp: every stage its own layers */
+    return t->sync.forward_collective || t->topo.tp > 1 || t->pipe;
+}
+
+lms_status lms_trainer_forward(lms_trainer *t, const int32_t *x, const int32_t *y, int B, int T, float *loss) {
+    lms_backend *be = lms_trainer_compute_backend(t);
+    if (t->pipe) return lms_pipe_forward(t, x, y, B, T, loss);
+    return lms_gpt_forward(&t->m, be, &t->acts, x, y, B, T, loss);
 }
 
 lms_status lms_trainer_save(lms_trainer *t, const char *root, const lms_ckpt_state *st, int keep_last, char **path) {
     return t->sync.i->save(&t->sync, root, st, &t->opt, keep_last, path);
 }
 
-lms_status lms_trainer_gather_stages(lms_trainer *t) {
-    return t->pipe ? t->sync.i->gather_model(&t->sync) : LMS_OK;
+/* t->m becomes *whole (training is over: the compute copy goes too) */
+static void swap_model(lms_trainer *t, lms_gpt *whole) {
+    lms_gpt_free(&t->m);
+    t->m = *whole;
+    lms_free(t->lp);
+    t->lp = NULL;
 }
 
 lms_status lms_trainer_gather_model(lms_trainer *t) {
     if (t->inner_hooks && t->m.hooks == &t->lp_hooks) t->m.hooks = t->inner_hooks; /* ZeRO-3 gathers the master */
     LMS_CHECK(t->sync.i->gather_model(&t->sync));
-    if (t->lp) lms_gpt_bind(&t->m.cfg, t->m.params, &t->m.p); /* the views on the master again */
+    if (t->lp) lms_gpt_bind_views(&t->m, t->m.params, &t->m.p); /* the views on the master again */
+    lms_gpt whole;
+    if (t->pipe) { /* the stages' parts, on stage 0 of dp rank 0 only (the others keep their parts) */
+        int got;
+        LMS_CHECK(lms_pipe_gather(t->pipe, &whole, &got));
+        if (!got) return LMS_OK;
+        whole.tp = t->m.tp;
+        swap_model(t, &whole);
+    }
     if (!t->m.tp) return LMS_OK;
-    lms_gpt whole; /* the tp group's parts put together, on every rank of it */
+    /* the tp group's parts put together, on every rank of it */
     LMS_CHECK(lms_tp_gather_whole(&t->m, &whole));
-    lms_gpt_free(&t->m);
-    t->m = whole;
+    swap_model(t, &whole);
     return LMS_OK;
 }
