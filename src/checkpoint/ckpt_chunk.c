@@ -64,7 +64,7 @@ lms_status ckpt_parse_chunk(const lms_json *q, const lms_ckpt_tensor *t, int ver
     if (version >= 2) {
         ok = u53array(q, "offsets", s->ndim, s->off) && u53array(q, "sizes", s->ndim, s->size);
     } else {
-        int64_t a, c;
+        int64_t a = 0, c = 0; /* read only when ok, but a failed parse must not leave them unset */
         ok = lms_json_get_int(q, "start", 0, (int64_t)LIM53, &a) && lms_json_get_int(q, "count", 0, (int64_t)LIM53, &c);
         s->off[0] = (uint64_t)a;
         s->size[0] = (uint64_t)c;
