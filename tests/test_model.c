@@ -226,7 +226,7 @@ static void check_init(void) {
               ranges[r][0], ranges[r][1]);
     }
     free(part);
-    /* units tile the flat buffer in order, and bind the same pointers as lms_gpt_bind */
+    /* units tile the flat buffer in order, and bind the same pointers as lms_gpt_bind_views (init) */
     lms_gpt mc;
     lms_gpt_init_ex(&mc, &a, 1, 8, LMS_GPT_NO_PARAMS);
     size_t next = 0;
@@ -239,7 +239,7 @@ static void check_init(void) {
     }
     CHECK(next == ma.num_params, "units cover the %zu parameters (%zu)", ma.num_params, next);
     CHECK(mc.p.wpe == ma.p.wpe && mc.p.h[1].fcprojb == ma.p.h[1].fcprojb && mc.p.lnfb == ma.p.lnfb &&
-          mc.p.h[0].qkvw == ma.p.h[0].qkvw, "lms_gpt_bind_unit points where lms_gpt_bind does");
+          mc.p.h[0].qkvw == ma.p.h[0].qkvw, "lms_gpt_bind_unit points where lms_gpt_bind_views does");
     lms_gpt_free(&mc);
     lms_gpt_init_params(&mb, 8);
     CHECK(memcmp(ma.params + ta->offset, mb.params + tb->offset, ta->numel * 4) != 0, "seed changes init");

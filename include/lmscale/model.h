@@ -352,9 +352,8 @@ lms_status lms_gpt_layout_part(const lms_gpt_config *cfg, const unsigned char *h
                                int *count, size_t *num_params);
 /* Parameters of the whole model of cfg (lms_gpt_layout's num_params). */
 size_t lms_gpt_num_params(const lms_gpt_config *cfg);
-/* Binds per-tensor pointers over a flat buffer laid out as lms_gpt_layout. */
-void lms_gpt_bind(const lms_gpt_config *cfg, float *base, lms_gpt_tensors *t);
-/* The same over a buffer laid out as m's own (m->tensors: whole or part). */
+/* Binds per-tensor pointers over a flat buffer laid out as m's own
+ * (m->tensors: lms_gpt_layout's, or a part's). */
 void lms_gpt_bind_views(const lms_gpt *m, float *base, lms_gpt_tensors *t);
 /* The view named name among v[0..n); NULL if none. */
 const lms_tensor_view *lms_gpt_find_view(const lms_tensor_view *v, int n, const char *name);

@@ -44,7 +44,7 @@ void lms_groups_free(lms_groups *g);
  * in descending order (the model's layer-major layout guarantees it); a
  * bucket never splits a reported range. The sum is taken: scale the loss
  * gradient by 1/dp to get the mean. Buckets are reduced out of place into
- * `recv` (persistent, touched once) and copied back as each completes. */
+ * `recv` (persistent, touched once), where the sums stay (lms_dp_sync_reduced). */
 typedef struct {
     lms_comm *comm;    /* not owned */
     float *grads;      /* not owned */
@@ -54,7 +54,6 @@ typedef struct {
     size_t launched_lo; /* [launched_lo, n) has its all-reduce started */
     int nreq, cap;
     lms_comm_req **reqs;
-    size_t *lo;         /* lo[i]: start of request i's range */
     float *recv;        /* n floats, the reduced buckets (NULL on one rank) */
     lms_status err;     /* first error from a launch */
     int buckets_before_finish; /* launched while backward was still running (overlap) */

@@ -195,14 +195,6 @@ static void bind_unit(const lms_gpt_config *c, int unit, float *base, lms_gpt_te
     }
 }
 
-void lms_gpt_bind(const lms_gpt_config *c, float *base, lms_gpt_tensors *t) {
-    for (int u = 0; u < lms_gpt_num_units(c); u++) {
-        size_t off, n;
-        lms_gpt_unit_range(c, u, &off, &n);
-        bind_unit(c, u, base + off, t);
-    }
-}
-
 void lms_gpt_bind_views(const lms_gpt *m, float *base, lms_gpt_tensors *t) {
     for (int i = 0; i < m->num_tensors; i++) {
         const lms_tensor_view *v = &m->tensors[i];

@@ -3,8 +3,8 @@
  * Each bucket is reduced out of place, from the gradients into a persistent
  * receive buffer of the same layout, allocated and touched once at init;
  * the optimizer reads the reduced gradients there (lms_dp_sync_reduced), so
- * no copy back (a 4-bytes-per-parameter memcpy per step) is made. In-place MPI_Iallreduce made
- * Open MPI stage every bucket through temporary buffers that it allocates
+ * no copy back (a 4-bytes-per-parameter memcpy per step) is made.
+ * In-place MPI_Iallreduce made Open MPI stage every bucket through temporary buffers that it allocates
  * per call: fresh pages, faulted in on every step (22 % of a dp 2 step at
  * 124M; docs/performance.md). `lmscale bench comm --ops dp_buckets` times
  * this path next to plain MPI_Allreduce. */
@@ -22,9 +22,8 @@ lms_status lms_dp_sync_init(lms_dp_sync *s, lms_comm *dp, float *grads, size_t n
     if (s->bucket_floats == 0) s->bucket_floats = 1;
     s->cap = 64;
     s->reqs = calloc((size_t)s->cap, sizeof *s->reqs);
-    s->lo = calloc((size_t)s->cap, sizeof *s->lo);
     s->recv = dp->size > 1 ? lms_alloc(n * sizeof(float)) : NULL;
-    if (!s->reqs || !s->lo || (dp->size > 1 && !s->recv)) {
+    if (!s->reqs || (dp->size > 1 && !s->recv)) {
         lms_dp_sync_free(s);
         return lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets (%.1f MB receive buffer)",
                           n * 4.0 / 1048576.0);
@@ -36,7 +35,6 @@ lms_status lms_dp_sync_init(lms_dp_sync *s, lms_comm *dp, float *grads, size_t n
 void lms_dp_sync_free(lms_dp_sync *s) {
     if (!s) return;
     free(s->reqs);
-    free(s->lo);
     lms_free(s->recv);
     memset(s, 0, sizeof *s);
 }
@@ -52,19 +50,17 @@ static void launch(lms_dp_sync *s, size_t lo) {
     if (s->err != LMS_OK || lo >= s->launched_lo) return;
     if (s->nreq == s->cap) {
         lms_comm_req **r = realloc(s->reqs, sizeof *r * (size_t)s->cap * 2);
-        if (r) s->reqs = r;
-        size_t *l = r ? realloc(s->lo, sizeof *l * (size_t)s->cap * 2) : NULL;
-        if (!l) {
+        if (!r) {
             s->err = lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets");
             return;
         }
-        s->lo = l;
+        s->reqs = r;
         s->cap *= 2;
     }
     size_t n = s->launched_lo - lo;
     float *send = s->grads + lo, *recv = s->recv ? s->recv + lo : send;
     s->err = s->comm->i->iallreduce(s->comm, send, recv, n, LMS_DT_F32, LMS_RED_SUM, &s->reqs[s->nreq]);
-    if (s->err == LMS_OK) s->lo[s->nreq++] = lo;
+    if (s->err == LMS_OK) s->nreq++;
     s->launched_lo = lo;
 }
 

@@ -23,7 +23,6 @@
  *            checkpoint (under tensor parallelism each rank its parts as
  *            chunks of the whole tensors), in global names: it loads at
  *            any layout. */
-#define _POSIX_C_SOURCE 200809L /* strdup */
 #include "pipe_impl.h"
 
 #include <math.h>
@@ -143,32 +142,20 @@ lms_status lms_pipe_gather(lms_pipe *p, lms_gpt *whole, int *got) {
 
 static lms_status pp_gather(lms_grad_sync *s) { return LMS_OK; /* lms_pipe_gather, from the trainer */ }
 
+/* a tensor of this stage's own units (not the last stage's wte copy) */
+static int stage_keeps(const void *ctx, const lms_tensor_view *v) { return lms_pipe_owns(ctx, v->unit); }
+
 static lms_status pp_save(lms_grad_sync *s, const char *root, const lms_ckpt_state *st, const lms_adamw *opt,
                           int keep_last, char **path) {
     lms_pipe *p = s->impl;
-    const lms_gpt *m = s->m;
     *path = NULL;
     if (p->zs.i) { /* every rank writes its stage's parts */
         p->zs.world = s->world;
         return p->zs.i->save(&p->zs, root, st, opt, keep_last, path);
     }
     /* data-parallel rank 0 of each stage: its units (the wte copy's original is stage 0's) */
-    lms_ckpt_piece *pc = NULL;
-    int n = 0, cap = 0;
-    lms_status r = LMS_OK;
-    static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
-    for (int g = 0; g < 3 && r == LMS_OK && p->t->topo.dp_rank == 0; g++) {
-        const float *src = g == 0 ? m->params : g == 1 ? opt->m : opt->v;
-        for (int i = 0; i < m->num_tensors && r == LMS_OK; i++) {
-            const lms_tensor_view *v = &m->tensors[i];
-            if (!lms_pipe_owns(p, v->unit)) continue;
-            r = lms_sync_piece_add(m, v, groups[g], 0, v->numel, src + v->offset, &pc, &n, &cap);
-        }
-    }
-    if (r == LMS_OK) r = lms_ckpt_save_pieces(root, st, s->world, pc, n, keep_last, path);
-    free(pc);
-    if (r == LMS_OK && !*path && !(*path = strdup(root))) r = lms_errorf(LMS_ERR_OOM, "out of memory");
-    return r;
+    return lms_sync_save_tensors(s->m, opt, p->t->topo.dp_rank == 0, stage_keeps, p, s->world, root, st, keep_last,
+                                 path);
 }
 
 static void pp_free(lms_grad_sync *s) { lms_grad_sync_free(&((lms_pipe *)s->impl)->zs); }

@@ -44,11 +44,10 @@ static void none_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void *
 
 static lms_status none_finish(lms_grad_sync *s) { return LMS_OK; }
 
-static const lms_grad_sync_i dp_i;
-
-/* The gradients the update uses: dp's reduced ones (its receive buffer), else the model's */
+/* The gradients the update uses: dp's reduced ones (its receive buffer; only
+ * dp has an impl), else the model's */
 static const float *update_grads(const lms_grad_sync *s) {
-    return s->i == &dp_i ? lms_dp_sync_reduced(s->impl) : s->m->grads;
+    return s->impl ? lms_dp_sync_reduced(s->impl) : s->m->grads;
 }
 
 static lms_status full_norm(lms_grad_sync *s, double *norm) {
@@ -79,7 +78,8 @@ static lms_status full_save(lms_grad_sync *s, const char *root, const lms_ckpt_s
                             int keep_last, char **path) {
     *path = NULL;
     if (s->dp->rank != 0) return LMS_OK;
-    if (s->m->tp) return lms_grad_sync_save_tp(s, root, st, opt, keep_last, path); /* the tp group writes */
+    if (s->m->tp) /* the tp group writes */
+        return lms_sync_save_tensors(s->m, opt, 1, NULL, NULL, s->m->tp->comm, root, st, keep_last, path);
     return lms_ckpt_save_train(root, st, s->m, opt, keep_last, path);
 }
 

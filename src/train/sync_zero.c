@@ -105,13 +105,12 @@ static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_s
     lms_ckpt_piece *pc = NULL;
     int n = 0, cap = 0;
     lms_status r = LMS_OK;
-    static const char *const groups[3] = {"model.", "optim.exp_avg.", "optim.exp_avg_sq."};
     for (int g = 0; g < 3 && r == LMS_OK; g++) {
         if (g == 0 && z->stage < 3) { /* whole (tp-local) parameters on every dp rank: dp rank 0 writes */
             for (int i = 0; z->rank == 0 && i < m->num_tensors && r == LMS_OK; i++) {
                 const lms_tensor_view *v = &m->tensors[i];
                 if (!lms_zero_holds(z, v)) continue; /* the wte copy of a last pipeline stage */
-                r = lms_sync_piece_add(m, v, groups[g], 0, v->numel, m->params + v->offset, &pc, &n, &cap);
+                r = lms_sync_piece_add(m, v, lms_sync_ckpt_groups[g], 0, v->numel, m->params + v->offset, &pc, &n, &cap);
             }
             continue;
         }
@@ -123,7 +122,7 @@ static lms_status zero_save(lms_grad_sync *s, const char *root, const lms_ckpt_s
                 const lms_tensor_view *v = &m->tensors[i];
                 size_t a, b;
                 if (!lms_zero_overlap(z, u, v, &a, &b)) continue;
-                r = lms_sync_piece_add(m, v, groups[g], a - v->offset, b - a, src + z->units[u].shard_off + (a - lo),
+                r = lms_sync_piece_add(m, v, lms_sync_ckpt_groups[g], a - v->offset, b - a, src + z->units[u].shard_off + (a - lo),
                                        &pc, &n, &cap);
             }
         }

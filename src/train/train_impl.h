@@ -29,8 +29,18 @@ lms_status lms_sync_tp_add(const lms_gpt *m, const lms_tensor_view *v, const cha
  * (a replicated tensor by tp rank 0 only), else one run of the tensor. */
 lms_status lms_sync_piece_add(const lms_gpt *m, const lms_tensor_view *v, const char *group, size_t start,
                               size_t count, const float *data, lms_ckpt_piece **pc, int *n, int *cap);
-lms_status lms_grad_sync_save_tp(lms_grad_sync *s, const char *root, const lms_ckpt_state *st,
-                                 const lms_adamw *opt, int keep_last, char **path);
+/* The name prefixes of a checkpoint's parameters and AdamW moments. */
+extern const char *const lms_sync_ckpt_groups[3];
+/* Whether a tensor of the model goes into the checkpoint (ctx: the caller's). */
+typedef int lms_sync_keep_fn(const void *ctx, const lms_tensor_view *v);
+/* m's tensors (those keep accepts; NULL: all) and their AdamW moments, whole,
+ * as pieces of one checkpoint written collectively over comm (under tensor
+ * parallelism each rank's parts as chunks of the whole tensors, a
+ * replicated tensor by tp rank 0 only). A rank with writes = 0 adds no
+ * pieces but takes part. *path: the checkpoint, on every rank. */
+lms_status lms_sync_save_tensors(const lms_gpt *m, const lms_adamw *opt, int writes, lms_sync_keep_fn *keep,
+                                 const void *ctx, lms_comm *comm, const char *root, const lms_ckpt_state *st,
+                                 int keep_last, char **path);
 
 /* Hugging Face weights into dst, laid out as m's buffers: the whole model,
  * or (tensor parallelism, a pipeline stage's part) m's tensors by name. */
