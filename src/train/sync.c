@@ -135,15 +135,23 @@ lms_status lms_grad_sync_init(lms_grad_sync *s, int zero, lms_comm *dp, lms_gpt 
     }
     lms_dp_sync *d = calloc(1, sizeof *d);
     if (!d) return lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets");
-    lms_status st = lms_dp_sync_init(d, dp, m->grads, N, bucket_bytes);
+    /* the shared-memory sum on one node unless LMSCALE_DP_SHM=0 (host backends) */
+    const char *env = lms_env("LMSCALE_DP_SHM");
+    const int shm = be->i->host_memory && !(env && strcmp(env, "0") == 0);
+    lms_status st = lms_dp_sync_init(d, dp, m->grads, N, bucket_bytes, shm);
+    if (st == LMS_OK && lms_dp_sync_grads(d) != m->grads) st = lms_gpt_use_grads(m, lms_dp_sync_grads(d));
     if (st != LMS_OK) {
+        lms_dp_sync_free(d);
         free(d);
         return st;
     }
     s->impl = d;
     s->i = &dp_i;
-    s->mem.grad_work = N * f; /* the all-reduce's receive buffer */
-    snprintf(s->how, sizeof s->how, "all-reduce buckets of %.1f MB", (double)bucket_bytes / 1048576.0);
+    s->mem.grad_work = N * f; /* the sums: the all-reduce's receive buffer, or the shared one (rank 0's block) */
+    if (d->shm)
+        snprintf(s->how, sizeof s->how, "summed in shared memory, chunks of %.1f MB", (double)bucket_bytes / 1048576.0);
+    else
+        snprintf(s->how, sizeof s->how, "all-reduce buckets of %.1f MB", (double)bucket_bytes / 1048576.0);
     return LMS_OK;
 }
 
