@@ -341,6 +341,8 @@ void lms_gpt_free(lms_gpt *m);
  * gradient buffer, in place of the one m allocated (freed here). m must
  * hold gradients and live in host memory. */
 lms_status lms_gpt_use_grads(lms_gpt *m, float *grads);
+/* The same for the parameters (their values are the caller's to fill). */
+lms_status lms_gpt_use_params(lms_gpt *m, float *params);
 /* Floats of the activation buffer lms_gpt_acts_init allocates for training
  * (with backward) micro-batches up to (B, T); the memory estimate of
  * src/plan/ uses it. */

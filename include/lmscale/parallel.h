@@ -93,6 +93,13 @@ lms_status lms_dp_sync_ready(void *s, size_t offset, size_t count);
 lms_status lms_dp_sync_finish(lms_dp_sync *s);
 /* The summed gradients, in the layout of the gradients. */
 const float *lms_dp_sync_reduced(const lms_dp_sync *s);
+/* The optimizer step on the sums. MPI: AdamW over every parameter, on
+ * every rank. Shared memory: the parameters and AdamW's moments live in
+ * node-shared memory too, one copy per node (adopted at the first step:
+ * the model and the optimizer are pointed there, their own buffers freed),
+ * and each rank updates its own chunks, then waits for the others. The
+ * arithmetic is AdamW's element by element, so the bits are the same. */
+lms_status lms_dp_sync_step(lms_dp_sync *s, lms_gpt *m, lms_adamw *opt, lms_backend *be, float lr, float grad_scale);
 
 /* ---- ZeRO: sharded optimizer state (1), gradients (2) and parameters (3) ----
  * Every parameter unit (lms_gpt_unit_range: embeddings, each block, ln_f)

@@ -30,6 +30,7 @@
 #include "lmscale/parallel.h"
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
@@ -43,10 +44,16 @@ typedef struct {
     char pad0[64 - sizeof(uint64_t)];
     _Atomic uint64_t done;
     char pad1[64 - sizeof(uint64_t)];
+    _Atomic uint64_t updated; /* seq once the rank's AdamW of step seq is done */
+    char pad2[64 - sizeof(uint64_t)];
 } dp_counters;
 
 struct lms_dp_shm {
-    lms_comm_shm *g, *r; /* every rank's counters + gradients; the sums (rank 0's block) */
+    lms_comm_shm *g, *r; /* every rank's counters + gradients; the sums, parameters and moments (rank 0's block) */
+    float *params, *m, *v; /* n each, after the sums in r */
+    size_t *lo, *hi;     /* this rank's chunks */
+    int nown;
+    int adopted;         /* the model and the optimizer use params, m, v */
     int p, rank;
     float **peer;        /* peer[q]: rank q's gradients */
     dp_counters **ctr;   /* ctr[q]: rank q's counters */
@@ -65,6 +72,8 @@ static void shm_free(lms_dp_sync *s) {
     lms_comm_shm_free(s->comm, h->g);
     free(h->peer);
     free(h->ctr);
+    free(h->lo);
+    free(h->hi);
     free(h);
     s->shm = NULL;
 }
@@ -77,7 +86,7 @@ static lms_status shm_init(lms_dp_sync *s) {
     lms_comm_shm *g = NULL, *r = NULL;
     LMS_CHECK(lms_comm_shm_alloc(c, DP_HEAD + bytes, &g));
     if (!g) return LMS_OK;
-    lms_status st = lms_comm_shm_alloc(c, c->rank == 0 ? bytes : 0, &r);
+    lms_status st = lms_comm_shm_alloc(c, c->rank == 0 ? 4 * bytes : 0, &r);
     lms_dp_shm *h = st == LMS_OK && r ? calloc(1, sizeof *h) : NULL;
     if (h) {
         h->g = g;
@@ -86,9 +95,11 @@ static lms_status shm_init(lms_dp_sync *s) {
         h->rank = c->rank;
         h->peer = calloc((size_t)c->size, sizeof *h->peer);
         h->ctr = calloc((size_t)c->size, sizeof *h->ctr);
+        h->lo = calloc(nchunks(s) / (size_t)c->size + 1, sizeof *h->lo);
+        h->hi = calloc(nchunks(s) / (size_t)c->size + 1, sizeof *h->hi);
     }
-    if (!h || !h->peer || !h->ctr) {
-        if (h) free(h->peer), free(h->ctr), free(h);
+    if (!h || !h->peer || !h->ctr || !h->lo || !h->hi) {
+        if (h) free(h->peer), free(h->ctr), free(h->lo), free(h->hi), free(h);
         lms_comm_shm_free(c, r);
         lms_comm_shm_free(c, g);
         if (st != LMS_OK || !r) return st; /* none (the same answer on every rank) or an error */
@@ -101,14 +112,20 @@ static lms_status shm_init(lms_dp_sync *s) {
     s->shm = h;
     s->grads = h->peer[h->rank];
     s->recv = r->seg[0];
-    /* each rank faults in its own block, and its share of the sums, once */
+    h->params = s->recv + s->n;
+    h->m = h->params + s->n;
+    h->v = h->m + s->n;
+    /* each rank faults in its own block, and its chunks of the rest, once */
     memset(s->grads, 0, bytes);
     for (size_t k = (size_t)h->rank; k < nchunks(s); k += (size_t)h->p) {
         size_t lo = k * s->bucket_floats, hi = lo + s->bucket_floats < s->n ? lo + s->bucket_floats : s->n;
-        memset(s->recv + lo, 0, (hi - lo) * sizeof(float));
+        h->lo[h->nown] = lo;
+        h->hi[h->nown++] = hi;
+        for (int b = 0; b < 4; b++) memset(s->recv + (size_t)b * s->n + lo, 0, (hi - lo) * sizeof(float));
     }
     atomic_store_explicit(&h->ctr[h->rank]->progress, 0, memory_order_relaxed);
     atomic_store_explicit(&h->ctr[h->rank]->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&h->ctr[h->rank]->updated, 0, memory_order_relaxed);
     st = c->i->barrier(c); /* (a barrier orders memory: MPI synchronises) */
     if (st != LMS_OK) shm_free(s);
     return st;
@@ -213,10 +230,12 @@ static void sum_reported(lms_dp_sync *s, int wait) {
     }
 }
 
-static void wait_done(const lms_dp_sync *s) {
+/* until every rank's counter (done or updated) is this step's */
+static void wait_all(const lms_dp_sync *s, size_t which) {
     const lms_dp_shm *h = s->shm;
-    for (int q = 0; q < h->p; q++)
-        for (unsigned k = 0; atomic_load_explicit(&h->ctr[q]->done, memory_order_acquire) < h->seq; k++) {
+    for (int q = 0; q < h->p; q++) {
+        _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)h->ctr[q] + which);
+        for (unsigned k = 0; atomic_load_explicit(c, memory_order_acquire) < h->seq; k++) {
             if (k < 64) {
                 sched_yield();
             } else {
@@ -224,6 +243,7 @@ static void wait_done(const lms_dp_sync *s) {
                 nanosleep(&ts, NULL);
             }
         }
+    }
 }
 
 /* ---- both paths ---- */
@@ -286,7 +306,7 @@ lms_status lms_dp_sync_finish(lms_dp_sync *s) {
         lms_comm_track_begin(s->comm, "allreduce", s->n * sizeof(float)); /* as the watchdog and traces name it */
         sum_reported(s, 1);
         atomic_store_explicit(&h->ctr[h->rank]->done, h->seq, memory_order_release);
-        wait_done(s);
+        wait_all(s, offsetof(dp_counters, done));
         lms_comm_track_end(s->comm);
         return LMS_OK;
     }
@@ -299,5 +319,29 @@ lms_status lms_dp_sync_finish(lms_dp_sync *s) {
     s->nreq = 0;
     if (st != LMS_OK) return lms_error_context(st, "while all-reducing gradients over %d data-parallel ranks",
                                                s->comm->size);
+    return LMS_OK;
+}
+
+lms_status lms_dp_sync_step(lms_dp_sync *s, lms_gpt *m, lms_adamw *opt, lms_backend *be, float lr, float grad_scale) {
+    lms_dp_shm *h = s->shm;
+    if (!h) return lms_adamw_step(opt, be, m->params, lms_dp_sync_reduced(s), m->tensors, m->num_tensors, lr, grad_scale);
+    if (!h->adopted) { /* every rank holds the same values: each brings its chunks */
+        LMS_ASSERT(opt->n == s->n && (size_t)m->num_params == s->n);
+        for (int k = 0; k < h->nown; k++) {
+            const size_t lo = h->lo[k], b = (h->hi[k] - lo) * sizeof(float);
+            memcpy(h->params + lo, m->params + lo, b);
+            memcpy(h->m + lo, opt->m + lo, b);
+            memcpy(h->v + lo, opt->v + lo, b);
+        }
+        LMS_CHECK(lms_gpt_use_params(m, h->params)); /* the other chunks are read only after the wait below */
+        lms_adamw_use_state(opt, h->m, h->v);
+        h->adopted = 1;
+    }
+    LMS_CHECK(lms_adamw_step_ranges(opt, be, m->params, s->recv, m->tensors, m->num_tensors, lr, grad_scale, h->lo,
+                                    h->hi, h->nown));
+    atomic_store_explicit(&h->ctr[h->rank]->updated, h->seq, memory_order_release);
+    lms_comm_track_begin(s->comm, "barrier", 0); /* the next forward reads every rank's chunks */
+    wait_all(s, offsetof(dp_counters, updated));
+    lms_comm_track_end(s->comm);
     return LMS_OK;
 }

@@ -87,12 +87,12 @@ static lms_status full_gather(lms_grad_sync *s) { return LMS_OK; }
 
 static void none_free(lms_grad_sync *s) {}
 
-/* none and dp differ only in the hook, the finish and what they free */
-#define FULL_I(nm, ready, fin, fr)                                                                          \
+/* none and dp differ only in the hook, the finish, the step and what they free */
+#define FULL_I(nm, ready, fin, stp, fr)                                                                          \
     {.name = nm, .restore = lms_grad_sync_full_restore, .begin_step = full_begin, .grad_ready = ready, .finish = fin,    \
-     .global_norm = full_norm, .optimizer_step = full_step, .save = full_save, .gather_model = full_gather, \
+     .global_norm = full_norm, .optimizer_step = stp, .save = full_save, .gather_model = full_gather, \
      .free = fr}
-static const lms_grad_sync_i none_i = FULL_I("none", none_ready, none_finish, none_free);
+static const lms_grad_sync_i none_i = FULL_I("none", none_ready, none_finish, full_step, none_free);
 
 /* dp: only the step's last micro-batch communicates */
 static void dp_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **ctx) {
@@ -107,12 +107,16 @@ static void dp_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **c
 
 static lms_status dp_finish(lms_grad_sync *s) { return lms_dp_sync_finish(s->impl); }
 
+static lms_status dp_step(lms_grad_sync *s, lms_adamw *opt, float lr, float grad_scale) {
+    return lms_dp_sync_step(s->impl, s->m, opt, s->be, lr, grad_scale);
+}
+
 static void dp_free(lms_grad_sync *s) {
     lms_dp_sync_free(s->impl);
     free(s->impl);
 }
 
-static const lms_grad_sync_i dp_i = FULL_I("dp", dp_ready, dp_finish, dp_free);
+static const lms_grad_sync_i dp_i = FULL_I("dp", dp_ready, dp_finish, dp_step, dp_free);
 
 /* ---- the choice ---- */
 
