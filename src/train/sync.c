@@ -153,7 +153,8 @@ lms_status lms_grad_sync_init(lms_grad_sync *s, int zero, lms_comm *dp, lms_gpt 
     s->i = &dp_i;
     s->mem.grad_work = N * f; /* the sums: the all-reduce's receive buffer, or the shared one (rank 0's block) */
     if (d->shm)
-        snprintf(s->how, sizeof s->how, "shared-memory sum, one copy of parameters + AdamW state per node, %.1f MB chunks", (double)bucket_bytes / 1048576.0);
+        snprintf(s->how, sizeof s->how, "shared-memory sum, one copy of parameters + AdamW state per node, "
+                 "%.1f MB chunks", (double)bucket_bytes / 1048576.0);
     else
         snprintf(s->how, sizeof s->how, "all-reduce buckets of %.1f MB", (double)bucket_bytes / 1048576.0);
     return LMS_OK;
