@@ -279,8 +279,11 @@ static lms_status m_shm_alloc(lms_comm *c, size_t bytes, lms_comm_shm **out) {
     }
     void *base = NULL;
     track(c, "win_allocate_shared", bytes, -1);
-    st = done(c, MPI_Win_allocate_shared((MPI_Aint)bytes, 1, MPI_INFO_NULL, w->node, &base, &w->win),
-              "win_allocate_shared");
+    MPI_Info info; /* each rank's block on its own pages */
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    st = done(c, MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, w->node, &base, &w->win), "win_allocate_shared");
+    MPI_Info_free(&info);
     int rc = MPI_SUCCESS;
     if (st == LMS_OK && (rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, w->win)) != MPI_SUCCESS) {
         st = mpi_fail(rc, "win_lock_all");

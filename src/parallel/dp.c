@@ -8,8 +8,8 @@
  * bucket through temporary buffers that it allocates per call: fresh pages,
  * faulted in on every step (22 % of a dp 2 step at 124M; docs/performance.md).
  *
- * Shared memory (all ranks on one node): every rank's gradients are a block
- * of one node-shared window, the sums another (rank 0's block); each rank
+ * Shared memory (all ranks on one node): every rank's gradients are in its
+ * block of one node-shared window, the sums in rank 0's; each rank
  * sums its chunks (chunk c, of a bucket's size, is rank c mod p's) over all
  * ranks' gradients as soon as every rank has reported the chunk final. Even
  * on one node, MPI moves every byte through its own buffers (copy in, sum,
@@ -49,8 +49,8 @@ typedef struct {
 } dp_counters;
 
 struct lms_dp_shm {
-    lms_comm_shm *g, *r; /* every rank's counters + gradients; the sums, parameters and moments (rank 0's block) */
-    float *params, *m, *v; /* n each, after the sums in r */
+    lms_comm_shm *g;     /* every rank's counters + gradients; in rank 0's block also the sums, parameters, moments */
+    float *params, *m, *v; /* n each, after the sums */
     size_t *lo, *hi;     /* this rank's chunks */
     int nown;
     int adopted;         /* the model and the optimizer use params, m, v */
@@ -68,7 +68,6 @@ static uint64_t enc(const lms_dp_sync *s, uint64_t seq, size_t lo) { return seq 
 static void shm_free(lms_dp_sync *s) {
     lms_dp_shm *h = s->shm;
     if (!h) return;
-    lms_comm_shm_free(s->comm, h->r);
     lms_comm_shm_free(s->comm, h->g);
     free(h->peer);
     free(h->ctr);
@@ -83,14 +82,16 @@ static void shm_free(lms_dp_sync *s) {
 static lms_status shm_init(lms_dp_sync *s) {
     lms_comm *c = s->comm;
     const size_t bytes = s->n * sizeof(float);
-    lms_comm_shm *g = NULL, *r = NULL;
-    LMS_CHECK(lms_comm_shm_alloc(c, DP_HEAD + bytes, &g));
-    if (!g) return LMS_OK;
-    lms_status st = lms_comm_shm_alloc(c, c->rank == 0 ? 4 * bytes : 0, &r);
-    lms_dp_shm *h = st == LMS_OK && r ? calloc(1, sizeof *h) : NULL;
+    /* one window: every rank's block holds its counters and gradients; rank
+     * 0's also the sums, the parameters and the moments. Blocks are whole
+     * pages, so every block and its counters are aligned. */
+    const size_t page = 4096, own = (DP_HEAD + bytes + page - 1) / page * page;
+    lms_comm_shm *g = NULL;
+    LMS_CHECK(lms_comm_shm_alloc(c, own + (c->rank == 0 ? 4 * bytes : 0), &g));
+    if (!g) return LMS_OK; /* the same answer on every rank */
+    lms_dp_shm *h = calloc(1, sizeof *h);
     if (h) {
         h->g = g;
-        h->r = r;
         h->p = c->size;
         h->rank = c->rank;
         h->peer = calloc((size_t)c->size, sizeof *h->peer);
@@ -100,9 +101,7 @@ static lms_status shm_init(lms_dp_sync *s) {
     }
     if (!h || !h->peer || !h->ctr || !h->lo || !h->hi) {
         if (h) free(h->peer), free(h->ctr), free(h->lo), free(h->hi), free(h);
-        lms_comm_shm_free(c, r);
         lms_comm_shm_free(c, g);
-        if (st != LMS_OK || !r) return st; /* none (the same answer on every rank) or an error */
         return lms_errorf(LMS_ERR_OOM, "out of memory for the shared-memory gradient sum");
     }
     for (int q = 0; q < c->size; q++) {
@@ -111,7 +110,7 @@ static lms_status shm_init(lms_dp_sync *s) {
     }
     s->shm = h;
     s->grads = h->peer[h->rank];
-    s->recv = r->seg[0];
+    s->recv = (float *)((char *)g->seg[0] + own);
     h->params = s->recv + s->n;
     h->m = h->params + s->n;
     h->v = h->m + s->n;
@@ -126,7 +125,7 @@ static lms_status shm_init(lms_dp_sync *s) {
     atomic_store_explicit(&h->ctr[h->rank]->progress, 0, memory_order_relaxed);
     atomic_store_explicit(&h->ctr[h->rank]->done, 0, memory_order_relaxed);
     atomic_store_explicit(&h->ctr[h->rank]->updated, 0, memory_order_relaxed);
-    st = c->i->barrier(c); /* (a barrier orders memory: MPI synchronises) */
+    lms_status st = c->i->barrier(c); /* (a barrier orders memory: MPI synchronises) */
     if (st != LMS_OK) shm_free(s);
     return st;
 }
