@@ -73,6 +73,13 @@ static void run(lms_comm *w, int accum, size_t bucket_bytes, int shm) {
     CHECK(fabs(sum - ref_loss) < 1e-5 * ref_loss, "[dp=%d accum=%d] loss %.7f vs one process %.7f", P, accum,
           sum, ref_loss);
     double e = rel_err(lms_dp_sync_reduced(&dp), ref.grads, m.num_params, 1e-6);
+    double ss = 0, ref_ss = 0; /* shared memory: the norm's sum of squares, formed with the sums */
+    for (size_t i = 0; i < m.num_params; i++) ref_ss += (double)ref.grads[i] * ref.grads[i];
+    if (lms_dp_sync_sumsq(&dp, &ss))
+        CHECK(fabs(ss - ref_ss) < 1e-5 * ref_ss, "[dp=%d accum=%d] sum of squares %.9g vs one process %.9g", P,
+              accum, ss, ref_ss);
+    else
+        CHECK(!dp.shm, "[dp=%d] no sum of squares on the shared-memory path", P);
     CHECK(e < 1e-5, "[dp=%d accum=%d bucket=%zu] gradients vs one process: rel err %g", P, accum, bucket_bytes, e);
     /* MPI: every rank starts buckets while its backward runs. Shared memory:
      * a chunk is summed once every rank has reported it, so which rank sums

@@ -93,6 +93,11 @@ lms_status lms_dp_sync_ready(void *s, size_t offset, size_t count);
 lms_status lms_dp_sync_finish(lms_dp_sync *s);
 /* The summed gradients, in the layout of the gradients. */
 const float *lms_dp_sync_reduced(const lms_dp_sync *s);
+/* Shared memory: 1, and *out = the sum of squares of the sums, which each
+ * rank formed for its chunks as it summed them (so no rank reads them all
+ * again for the norm); added chunk by chunk in order, the same on every
+ * rank and for any thread count. MPI: 0 (the caller reads the sums). */
+int lms_dp_sync_sumsq(const lms_dp_sync *s, double *out);
 /* The optimizer step on the sums. MPI: AdamW over every parameter, on
  * every rank. Shared memory: the parameters and AdamW's moments live in
  * node-shared memory too, one copy per node (adopted at the first step:

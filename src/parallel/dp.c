@@ -51,6 +51,8 @@ typedef struct {
 struct lms_dp_shm {
     lms_comm_shm *g;     /* every rank's counters + gradients; in rank 0's block also the sums, parameters, moments */
     float *params, *m, *v; /* n each, after the sums */
+    double *chunk_ss;    /* each chunk's sum of squares of the sums (after the moments) */
+    double *sub_ss;      /* this rank's scratch: a chunk's DP_SUB pieces' */
     size_t *lo, *hi;     /* this rank's chunks */
     int nown;
     int adopted;         /* the model and the optimizer use params, m, v */
@@ -73,6 +75,7 @@ static void shm_free(lms_dp_sync *s) {
     free(h->ctr);
     free(h->lo);
     free(h->hi);
+    free(h->sub_ss);
     free(h);
     s->shm = NULL;
 }
@@ -87,7 +90,7 @@ static lms_status shm_init(lms_dp_sync *s) {
      * pages, so every block and its counters are aligned. */
     const size_t page = 4096, own = (DP_HEAD + bytes + page - 1) / page * page;
     lms_comm_shm *g = NULL;
-    LMS_CHECK(lms_comm_shm_alloc(c, own + (c->rank == 0 ? 4 * bytes : 0), &g));
+    LMS_CHECK(lms_comm_shm_alloc(c, own + (c->rank == 0 ? 4 * bytes + nchunks(s) * sizeof(double) : 0), &g));
     if (!g) return LMS_OK; /* the same answer on every rank */
     lms_dp_shm *h = calloc(1, sizeof *h);
     if (h) {
@@ -98,9 +101,10 @@ static lms_status shm_init(lms_dp_sync *s) {
         h->ctr = calloc((size_t)c->size, sizeof *h->ctr);
         h->lo = calloc(nchunks(s) / (size_t)c->size + 1, sizeof *h->lo);
         h->hi = calloc(nchunks(s) / (size_t)c->size + 1, sizeof *h->hi);
+        h->sub_ss = calloc(s->bucket_floats / DP_SUB + 1, sizeof *h->sub_ss);
     }
-    if (!h || !h->peer || !h->ctr || !h->lo || !h->hi) {
-        if (h) free(h->peer), free(h->ctr), free(h->lo), free(h->hi), free(h);
+    if (!h || !h->peer || !h->ctr || !h->lo || !h->hi || !h->sub_ss) {
+        if (h) free(h->peer), free(h->ctr), free(h->lo), free(h->hi), free(h->sub_ss), free(h);
         lms_comm_shm_free(c, g);
         return lms_errorf(LMS_ERR_OOM, "out of memory for the shared-memory gradient sum");
     }
@@ -114,6 +118,7 @@ static lms_status shm_init(lms_dp_sync *s) {
     h->params = s->recv + s->n;
     h->m = h->params + s->n;
     h->v = h->m + s->n;
+    h->chunk_ss = (double *)(h->v + s->n); /* 16n bytes after a whole page: aligned */
     /* each rank faults in its own block, and its chunks of the rest, once */
     memset(s->grads, 0, bytes);
     for (size_t k = (size_t)h->rank; k < nchunks(s); k += (size_t)h->p) {
@@ -183,15 +188,19 @@ static int all_reported(const lms_dp_sync *s, size_t lo) {
     return 1;
 }
 
-/* sums[lo, hi) = the ranks' gradients added in rank order */
-static void sum_chunk(const lms_dp_sync *s, size_t lo, size_t hi) {
+/* sums[lo, hi) = the ranks' gradients added in rank order, and chunk k's
+ * sum of squares of them (in double, DP_SUB pieces added in order, so it
+ * does not depend on the thread count) */
+static void sum_chunk(const lms_dp_sync *s, long k, size_t lo, size_t hi) {
     const lms_dp_shm *h = s->shm;
     float *out = s->recv;
     float *const *g = h->peer;
+    double *sub = h->sub_ss;
     const int p = h->p;
+    const long npieces = (long)((hi - lo + DP_SUB - 1) / DP_SUB);
 #pragma omp parallel for schedule(static)
-    for (size_t a = lo; a < hi; a += DP_SUB) {
-        const size_t b = a + DP_SUB < hi ? a + DP_SUB : hi;
+    for (long j = 0; j < npieces; j++) {
+        const size_t a = lo + (size_t)j * DP_SUB, b = a + DP_SUB < hi ? a + DP_SUB : hi;
         const float *g0 = g[0], *g1 = g[1];
 #pragma omp simd
         for (size_t i = a; i < b; i++) out[i] = g0[i] + g1[i];
@@ -200,7 +209,14 @@ static void sum_chunk(const lms_dp_sync *s, size_t lo, size_t hi) {
 #pragma omp simd
             for (size_t i = a; i < b; i++) out[i] += gq[i];
         }
+        double ss = 0; /* the piece is in L1 */
+#pragma omp simd reduction(+ : ss)
+        for (size_t i = a; i < b; i++) ss += (double)out[i] * out[i];
+        sub[j] = ss;
     }
+    double ss = 0;
+    for (long j = 0; j < npieces; j++) ss += sub[j];
+    h->chunk_ss[k] = ss;
 }
 
 static void chunk_range(const lms_dp_sync *s, long k, size_t *lo, size_t *hi) {
@@ -224,7 +240,7 @@ static void sum_reported(lms_dp_sync *s, int wait) {
                 nanosleep(&ts, NULL);
             }
         }
-        sum_chunk(s, lo, hi);
+        sum_chunk(s, h->next, lo, hi);
         if (!wait) s->buckets_before_finish++;
     }
 }
@@ -297,6 +313,14 @@ lms_status lms_dp_sync_ready(void *ctx, size_t offset, size_t count) {
 }
 
 const float *lms_dp_sync_reduced(const lms_dp_sync *s) { return s->recv ? s->recv : s->grads; }
+
+int lms_dp_sync_sumsq(const lms_dp_sync *s, double *out) {
+    if (!s->shm) return 0;
+    double ss = 0; /* every rank adds the chunks' in chunk order: the same on all */
+    for (size_t k = 0; k < nchunks(s); k++) ss += s->shm->chunk_ss[k];
+    *out = ss;
+    return 1;
+}
 
 lms_status lms_dp_sync_finish(lms_dp_sync *s) {
     LMS_ASSERT(s->ready_lo == 0); /* backward reported every gradient */

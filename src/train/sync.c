@@ -54,8 +54,8 @@ static lms_status full_norm(lms_grad_sync *s, double *norm) {
     double ss = 0;
     const lms_gpt *m = s->m;
     const float *g = update_grads(s);
-    if (!m->tp) {
-        LMS_CHECK(s->be->i->sumsq(s->be, g, m->num_params, &ss));
+    if (!m->tp) { /* dp in shared memory squared the sums as it formed them */
+        if (!s->impl || !lms_dp_sync_sumsq(s->impl, &ss)) LMS_CHECK(s->be->i->sumsq(s->be, g, m->num_params, &ss));
     } else { /* split tensors summed over the tp group, replicated ones counted once */
         for (int i = 0; i < m->num_tensors; i++) {
             double x = 0;
