@@ -219,6 +219,17 @@ static void sum_chunk(const lms_dp_sync *s, long k, size_t lo, size_t hi) {
     h->chunk_ss[k] = ss;
 }
 
+/* the k-th wait for another rank: yield, then sleep (the other rank, still
+ * computing, may need this core: more ranks than cores is allowed) */
+static void backoff(unsigned k) {
+    if (k < 64) {
+        sched_yield();
+    } else {
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void chunk_range(const lms_dp_sync *s, long k, size_t *lo, size_t *hi) {
     *lo = (size_t)k * s->bucket_floats;
     *hi = *lo + s->bucket_floats < s->n ? *lo + s->bucket_floats : s->n;
@@ -233,12 +244,7 @@ static void sum_reported(lms_dp_sync *s, int wait) {
         chunk_range(s, h->next, &lo, &hi);
         for (unsigned k = 0; !all_reported(s, lo); k++) {
             if (!wait) return;
-            if (k < 64) {
-                sched_yield();
-            } else {
-                struct timespec ts = {0, 20000}; /* another rank still in backward: sleep, leave it the core */
-                nanosleep(&ts, NULL);
-            }
+            backoff(k);
         }
         sum_chunk(s, h->next, lo, hi);
         if (!wait) s->buckets_before_finish++;
@@ -250,14 +256,7 @@ static void wait_all(const lms_dp_sync *s, size_t which) {
     const lms_dp_shm *h = s->shm;
     for (int q = 0; q < h->p; q++) {
         _Atomic uint64_t *c = (_Atomic uint64_t *)((char *)h->ctr[q] + which);
-        for (unsigned k = 0; atomic_load_explicit(c, memory_order_acquire) < h->seq; k++) {
-            if (k < 64) {
-                sched_yield();
-            } else {
-                struct timespec ts = {0, 20000};
-                nanosleep(&ts, NULL);
-            }
-        }
+        for (unsigned k = 0; atomic_load_explicit(c, memory_order_acquire) < h->seq; k++) backoff(k);
     }
 }
 
