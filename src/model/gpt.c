@@ -197,22 +197,23 @@ void lms_gpt_free(lms_gpt *m) {
     memset(m, 0, sizeof *m);
 }
 
-lms_status lms_gpt_use_grads(lms_gpt *m, float *grads) {
-    if (!m->grads || (m->be && !m->be->i->host_memory))
-        return lms_errorf(LMS_ERR_INTERNAL, "lms_gpt_use_grads: the model holds no gradients in host memory");
-    lms_buffer_free(m->be, &m->grad_buf);
-    m->grads = grads;
-    lms_gpt_bind_views(m, m->grads, &m->g);
+/* *slot (held in buf) becomes ext, and the views t point into it */
+static lms_status use_buffer(lms_gpt *m, float **slot, lms_buffer *buf, lms_gpt_tensors *t, float *ext,
+                             const char *what) {
+    if (!*slot || (m->be && !m->be->i->host_memory))
+        return lms_errorf(LMS_ERR_INTERNAL, "the model holds no %s in host memory to replace", what);
+    lms_buffer_free(m->be, buf);
+    *slot = ext;
+    lms_gpt_bind_views(m, ext, t);
     return LMS_OK;
 }
 
+lms_status lms_gpt_use_grads(lms_gpt *m, float *grads) {
+    return use_buffer(m, &m->grads, &m->grad_buf, &m->g, grads, "gradients");
+}
+
 lms_status lms_gpt_use_params(lms_gpt *m, float *params) {
-    if (!m->params || (m->be && !m->be->i->host_memory))
-        return lms_errorf(LMS_ERR_INTERNAL, "lms_gpt_use_params: the model holds no parameters in host memory");
-    lms_buffer_free(m->be, &m->param_buf);
-    m->params = params;
-    lms_gpt_bind_views(m, m->params, &m->p);
-    return LMS_OK;
+    return use_buffer(m, &m->params, &m->param_buf, &m->p, params, "parameters");
 }
 
 lms_status lms_gpt_zero_grad(lms_gpt *m, lms_backend *be) {
