@@ -285,6 +285,9 @@ static lms_status run_xent_in_place(lms_backend *be, void *const *p, const int *
     LMS_CHECK(be->i->xent_fwd(be, F(0), F(1), F(2), I(3), d[0], d[1], d[2]));
     return be->i->xent_bwd(be, F(2), F(2), F(1), I(3), 0.25f, d[0], d[1], d[2]); /* dlogits over logits */
 }
+static lms_status run_xent_fused(lms_backend *be, void *const *p, const int *d, double *s) {
+    return be->i->xent_fused(be, F(0), F(1), F(2), I(3), 0.25f, d[0], d[1], d[2]); /* dlogits over logits */
+}
 static lms_status run_xent_bwd_outside(lms_backend *be, void *const *p, const int *d, double *s) {
     return be->i->xent_bwd(be, F(3), F(0), F(1), I(2), 0.25f, d[0], d[1], d[2]);
 }
@@ -376,6 +379,10 @@ static int make_cases(op_case *c) {
                            {ARG("losses", A_OUT, N, 0, 1e-5), ARG("lse", A_OUT, N, 0, 1e-5),
                             ARG("logits", A_ACC, N * Vp, 2, 1e-5), ARG("targets", A_TOK, N, (float)V, 0)},
                            {N, V, Vp}, NOSCALAR, run_xent_in_place};
+        c[n++] = (op_case){"xent_fused (dlogits over the logits)", {LMS_OP_XENT_FUSED}, 1, 4,
+                           {ARG("losses", A_OUT, N, 0, 1e-5), ARG("lse", A_OUT, N, 0, 1e-5),
+                            ARG("logits", A_ACC, N * Vp, 2, 1e-5), ARG("targets", A_TOK, N, (float)V, 0)},
+                           {N, V, Vp}, NOSCALAR, run_xent_fused};
         /* a vocabulary-parallel rank's columns: about half the targets are outside [0, V) */
         c[n++] = (op_case){"xent_bwd, targets outside the columns", {LMS_OP_XENT_BWD}, 1, 4,
                            {ARG("logits", A_IN, N * Vp, 2, 0), ARG("lse", A_IN, N, 1, 0),
@@ -562,6 +569,45 @@ static void decode_vs_full(const lms_backend_i *bi) {
     CHECK(worst < 1e-5, "%s: attention_decode vs attention_fwd's rows: rel err %.3g", bi->name, worst);
 }
 
+/* Backend i's xent_fused gives the bits of its xent_fwd then xent_bwd
+ * (dlogits over the logits): losses, lse and every dlogit, at GPT-2's
+ * vocabulary (V = 50257 of Vp = 50304: the vector loops' remainders and the
+ * zero padding) and a small one, with the trainer's dloss and an fp16 loss
+ * scale's. Training relies on this: golden runs stay bit-identical. */
+static void xent_fused_vs_pair(const lms_backend_i *bi) {
+    static const int shapes[2][3] = {{7, 50257, 50304}, {5, 100, 128}};
+    static const float dl[2] = {1.0f / 1024.0f, 32768.0f / 3072.0f};
+    lms_backend be = {bi, NULL};
+    for (int s = 0; s < 2; s++) {
+        const int N = shapes[s][0], V = shapes[s][1], Vp = shapes[s][2];
+        const size_t n = (size_t)N * Vp;
+        int32_t tg[7];
+        for (int i = 0; i < N; i++) tg[i] = (int32_t)(lms_rng_u64(60 + s, i) % (uint64_t)V);
+        tg[0] = V - 1; /* the last real column */
+        float *x = randn(n, 61 + s, 3.0f), *ref = tracked(n), *got = tracked(n);
+        float *l0 = zeros(N), *e0 = zeros(N), *l1 = zeros(N), *e1 = zeros(N);
+        for (int i = 0; i < N; i++)
+            for (int j = V; j < Vp; j++) x[(size_t)i * Vp + j] = 5.0f; /* padding the ops must not read */
+        memcpy(ref, x, n * sizeof(float));
+        memcpy(got, x, n * sizeof(float));
+        int ok = bi->xent_fwd(&be, l0, e0, ref, tg, N, V, Vp) == LMS_OK &&
+                 bi->xent_bwd(&be, ref, ref, e0, tg, dl[s], N, V, Vp) == LMS_OK;
+        ok &= bi->xent_fused(&be, l1, e1, got, tg, dl[s], N, V, Vp) == LMS_OK;
+        CHECK(ok, "[%s] xent ops run: %s", bi->name, lms_last_error());
+        size_t bad = 0;
+        for (size_t k = 0; k < n; k++) bad += memcmp(&ref[k], &got[k], sizeof(float)) != 0;
+        CHECK(bad == 0 && !memcmp(l0, l1, N * sizeof(float)) && !memcmp(e0, e1, N * sizeof(float)),
+              "[%s] xent_fused (N=%d V=%d Vp=%d) is bit-identical to xent_fwd + xent_bwd: %zu dlogits differ, "
+              "losses %s, lse %s",
+              bi->name, N, V, Vp, bad, memcmp(l0, l1, N * sizeof(float)) ? "differ" : "equal",
+              memcmp(e0, e1, N * sizeof(float)) ? "differ" : "equal");
+        double pad = 0;
+        for (int i = 0; i < N; i++)
+            for (int j = V; j < Vp; j++) pad += fabs(got[(size_t)i * Vp + j]);
+        CHECK(pad == 0, "[%s] xent_fused zeroes the padded columns", bi->name);
+    }
+}
+
 static void test_vexpf(void) {
     double worst = 0;
     for (int i = 0; i <= 2000; i++) {
@@ -593,6 +639,7 @@ int main(void) {
         device_functions(lms_backend_registered(k));
         decode_vs_full(lms_backend_registered(k));
         adamw_position_independent(lms_backend_registered(k));
+        xent_fused_vs_pair(lms_backend_registered(k));
         int ran = backend_vs_ref(lms_backend_registered(k));
         printf("backend %s: %d cases against ref\n", lms_backend_registered(k)->name, ran);
     }
