@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Data-parallel scaling on one machine: tokens/s of the same training job
 # (same global batch) at dp = 1 (one process, all cores) and dp = 2 (two
-# processes, cores split between them), and the ratio, with each run's time
-# in forward, backward, the gradient all-reduce backward did not hide, and
-# the optimizer.
-#   bash bench/dp_bench.sh [build/lmscale] [steps] [model] [batch] [seq] [micro]
+# processes, cores split between them), on both of dp's paths: the sum in
+# node-shared memory (training's path on one node) and MPI's bucketed
+# all-reduce (LMSCALE_DP_SHM=0, training's path across nodes). Each round
+# runs the three one after the other; the table has every round (time per
+# phase: forward, backward, the gradient sum backward did not hide, the
+# optimizer) and the medians, and the ratios of the medians.
+#   bash bench/dp_bench.sh [build/lmscale] [steps] [model] [batch] [seq] [micro] [rounds]
 # model: small (4 layers, C=256, GPT-2 vocabulary; default, batch 16 micro 8
 # seq 64) or 124m (GPT-2 124M; default batch 4, seq 64, micro = batch / dp).
-# The machines are shared: wrap it in `flock /tmp/lms-heavy.lock`.
+# rounds: default 1. The machines are shared and noisy: take 3 or more, and
+# wrap it in `flock /tmp/lms-heavy.lock`.
 set -euo pipefail
 BIN=${1:-build/lmscale}
 STEPS=${2:-8}
+ROUNDS=${7:-1}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PY=/usr/bin/python3
 T=$(mktemp -d)
@@ -27,19 +32,34 @@ JOB=(bench train "${MODEL[@]}" --batch-size "$GB" "${MICRO[@]}" --seq-len "$SEQ"
 # mean ms/step after the warm-up and its phases, from `lmscale bench train --json` (rank 0's line)
 step_ms() { $PY -c 'import json,sys; d = json.loads(sys.stdin.read().splitlines()[-1]); p = d["phases_ms"]
 print("%.1f %.0f %.0f %.0f %.0f" % (d["step_ms"], p["forward"], p["backward"], p["grad_comm"], p["optim"]))'; }
-d1=$("$BIN" "${JOB[@]}" --threads "$CORES" 2>/dev/null | step_ms)
-d2=$(OMP_NUM_THREADS=$((CORES / 2 > 0 ? CORES / 2 : 1)) bash "$HERE/../tests/mpirun.sh" 2 "$BIN" "${JOB[@]}" \
-    --threads $((CORES / 2 > 0 ? CORES / 2 : 1)) 2>/dev/null | step_ms)
-$PY - "$GB" "$SEQ" "$CORES" $d1 $d2 <<'PYEOF'
-import sys
+H=$((CORES / 2 > 0 ? CORES / 2 : 1))
+rows=()
+for r in $(seq 1 "$ROUNDS"); do
+    rows+=("1 $("$BIN" "${JOB[@]}" --threads "$CORES" 2>/dev/null | step_ms)")
+    rows+=("shm $(OMP_NUM_THREADS=$H bash "$HERE/../tests/mpirun.sh" 2 "$BIN" "${JOB[@]}" --threads $H 2>/dev/null | step_ms)")
+    rows+=("mpi $(LMSCALE_DP_SHM=0 OMP_NUM_THREADS=$H bash "$HERE/../tests/mpirun.sh" 2 "$BIN" "${JOB[@]}" --threads $H \
+        2>/dev/null | step_ms)")
+done
+printf '%s\n' "${rows[@]}" >"$T/rows"
+$PY - "$GB" "$SEQ" "$CORES" "$T/rows" <<'PYEOF'
+import statistics, sys
 gb, seq, cores = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-a = [float(x) for x in sys.argv[4:9]]
-b = [float(x) for x in sys.argv[9:14]]
+runs = {"1": [], "shm": [], "mpi": []}
+for line in open(sys.argv[4]).read().split("\n"):
+    if line.strip():
+        k, *v = line.split()
+        runs[k].append([float(x) for x in v])
 tok = gb * seq
-print("| setting | ms/step | tokens/s | forward / backward / grad comm / optim ms |")
-print("|---|---|---|---|")
-print("| dp=1, %d threads | %.1f | %.0f | %.0f / %.0f / %.0f / %.0f |" % ((cores, a[0], tok / a[0] * 1e3) + tuple(a[1:])))
-print("| dp=2 (MPI), %d thread(s) each | %.1f | %.0f | %.0f / %.0f / %.0f / %.0f |" % (
-    (max(cores // 2, 1), b[0], tok / b[0] * 1e3) + tuple(b[1:])))
-print("| ratio dp=2 / dp=1 | | %.2f | |" % (a[0] / b[0]))
+name = {"1": "dp=1, %d threads" % cores, "shm": "dp=2 × %d thread(s), shared memory" % max(cores // 2, 1),
+        "mpi": "dp=2 × %d thread(s), MPI buckets" % max(cores // 2, 1)}
+print("| setting | ms/step, each round | median ms/step | tokens/s | forward / backward / grad sum / optim ms (median) |")
+print("|---|---|---|---|---|")
+med = {}
+for k in ("1", "shm", "mpi"):
+    r = runs[k]
+    med[k] = statistics.median(x[0] for x in r)
+    ph = [statistics.median(x[i] for x in r) for i in range(1, 5)]
+    print("| %s | %s | %.1f | %.0f | %.0f / %.0f / %.0f / %.0f |" % ((name[k], ", ".join("%.0f" % x[0] for x in r), med[k],
+          tok / med[k] * 1e3) + tuple(ph)))
+print("| ratio dp=2 / dp=1 (tokens/s, medians) | shared memory %.2f, MPI %.2f | | | |" % (med["1"] / med["shm"], med["1"] / med["mpi"]))
 PYEOF

@@ -129,9 +129,15 @@ grep -q "is not a step range" "$T/e5" && ok || bad "$(cat "$T/e5")"
 if [ "$WITH_MPI" = mpi ]; then
     run dp env OMP_NUM_THREADS=1 bash "$MPI" 2 "${TRAIN[@]}" --steps 4 --metrics "$T/dp.jsonl" \
         --tensorboard-dir "$T/tbdp" --profile 2:3 --trace "$T/dp.json" && ok
+    # one node: the gradient sum in shared memory, traced as an allreduce, and the wait after AdamW
     run trace_dp $PY "$O/check_trace.py" "$T/dp.json" --ranks 2 --comm \
-        --names "step,backward,grad_comm,iallreduce (issue),wait (iallreduce),allreduce,matmul_bwd" && ok
+        --names "step,backward,grad_comm,allreduce,barrier,matmul_bwd" && ok
     cat "$T/trace_dp.out"
+    # the MPI path (as across nodes): buckets issued during backward, waited for in grad_comm
+    run dp_mpi env OMP_NUM_THREADS=1 LMSCALE_DP_SHM=0 bash "$MPI" 2 "${TRAIN[@]}" --steps 3 --profile 2:3 \
+        --trace "$T/dpm.json" && ok
+    run trace_dp_mpi $PY "$O/check_trace.py" "$T/dpm.json" --ranks 2 --comm \
+        --names "step,backward,grad_comm,iallreduce (issue),wait (iallreduce),allreduce,matmul_bwd" && ok
     [ "$(ls "$T/tbdp" | wc -l)" = 1 ] && ok || bad "TensorBoard files of 2 ranks: $(ls "$T/tbdp")"
     run tb_dp $PY "$O/check_tensorboard.py" "$T/tbdp" --metrics "$T/dp.jsonl" && ok
 fi

@@ -29,6 +29,15 @@ typedef enum { LMS_RED_SUM = 0, LMS_RED_MAX, LMS_RED_MIN } lms_reduce_op;
 typedef struct lms_comm lms_comm;
 typedef struct lms_comm_req lms_comm_req; /* a pending non-blocking operation */
 
+/* Memory that every rank of a communicator on one node can read and write
+ * (MPI-3 shared windows): seg[r] is rank r's block of bytes[r] bytes, mapped
+ * in this process. Made and freed collectively (lms_comm_shm_alloc). */
+typedef struct {
+    void **seg;
+    size_t *bytes;
+    void *impl;
+} lms_comm_shm;
+
 typedef struct lms_comm_i {
     const char *name;
     /* recv = op over ranks of send; send == recv allowed (in place) */
@@ -69,6 +78,15 @@ typedef struct lms_comm_i {
                         lms_comm_req **req);
     lms_status (*irecv)(lms_comm *c, void *buf, size_t count, lms_dtype t, int peer, int tag,
                         lms_comm_req **req);
+    /* Node-shared memory (lms_comm_shm_alloc); NULL where the backend has
+     * none. *out NULL (and LMS_OK) when c's ranks are not all on one node. */
+    lms_status (*shm_alloc)(lms_comm *c, size_t bytes, lms_comm_shm **out);
+    void (*shm_free)(lms_comm *c, lms_comm_shm *shm);
+    /* An operation of the caller's own that can block on other ranks (a
+     * wait in shared memory): the watchdog tracks it from begin to end, and
+     * its bytes count as a collective's (coll_bytes). May be NULL. */
+    void (*track_begin)(lms_comm *c, const char *op, size_t bytes);
+    void (*track_end)(lms_comm *c);
 } lms_comm_i;
 
 struct lms_comm {
@@ -127,6 +145,24 @@ void lms_comm_mark_step(lms_comm *world, int step);
  * for this world rank and 1-based step (the trainer puts it into that
  * rank's gradients, with --dtype bf16|fp16), else 0. */
 float lms_comm_fault_grad(int rank, int step);
+
+/* ---- shared memory on one node ----
+ * Collective over c: every rank gives `bytes` (may differ between ranks,
+ * may be 0) and gets every rank's block mapped (seg[r], bytes[r]). *out is
+ * NULL, with LMS_OK, where there is no such memory: one rank, a backend
+ * without it (single), ranks on more than one node, or too little room in
+ * /dev/shm for the blocks (a tmpfs that fills up would end the job with
+ * SIGBUS on first touch, so it is checked first). The decision is the same
+ * on every rank. Free with lms_comm_shm_free (collective; NULL is a no-op). */
+lms_status lms_comm_shm_alloc(lms_comm *c, size_t bytes, lms_comm_shm **out);
+void lms_comm_shm_free(lms_comm *c, lms_comm_shm *shm);
+/* The watchdog tracks what the caller waits on between begin and end. */
+static inline void lms_comm_track_begin(lms_comm *c, const char *op, size_t bytes) {
+    if (c->i->track_begin) c->i->track_begin(c, op, bytes);
+}
+static inline void lms_comm_track_end(lms_comm *c) {
+    if (c->i->track_end) c->i->track_end(c);
+}
 
 /* Convenience wrappers through the vtable. */
 static inline lms_status lms_comm_allreduce(lms_comm *c, const void *s, void *r, size_t n, lms_dtype t,

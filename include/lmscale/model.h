@@ -339,6 +339,13 @@ lms_status lms_gpt_to_host(lms_gpt *m);
  * or that buffer is not held (LMS_GPT_NO_PARAMS, no gradients). */
 lms_status lms_gpt_tensor(lms_gpt *m, int i, int grad, lms_tensor *out);
 void lms_gpt_free(lms_gpt *m);
+/* Makes `grads` (num_params floats of host memory, owned by the caller and
+ * outliving m's use of it: data parallelism's node-shared block) m's
+ * gradient buffer, in place of the one m allocated (freed here). m must
+ * hold gradients and live in host memory. */
+lms_status lms_gpt_use_grads(lms_gpt *m, float *grads);
+/* The same for the parameters (their values are the caller's to fill). */
+lms_status lms_gpt_use_params(lms_gpt *m, float *params);
 /* Floats of the activation buffer lms_gpt_acts_init allocates for training
  * (with backward) micro-batches up to (B, T); the memory estimate of
  * src/plan/ uses it. */

@@ -30,8 +30,9 @@ float lms_schedule_lr(const lms_schedule *s, int step);
 typedef struct {
     float beta1, beta2, eps, weight_decay;
     size_t n;
-    float *m, *v; /* owned, n each */
+    float *m, *v; /* owned (unless borrowed), n each */
     int step;     /* number of updates done */
+    int borrowed; /* m and v belong to someone else (lms_adamw_use_state) */
 } lms_adamw;
 
 lms_status lms_adamw_init(lms_adamw *o, size_t n, float beta1, float beta2, float eps,
@@ -41,6 +42,17 @@ void lms_adamw_free(lms_adamw *o);
  * grad_scale first (clipping). */
 lms_status lms_adamw_step(lms_adamw *o, lms_backend *be, float *params, const float *grads,
                           const lms_tensor_view *views, int nviews, float lr, float grad_scale);
+
+/* The same update on the elements in [lo[k], hi[k]) of the flat buffers
+ * only (k < nranges; the views clipped to them): a rank's share when the
+ * buffers are shared between ranks. Element by element the arithmetic is
+ * lms_adamw_step's, so the bits are too. */
+lms_status lms_adamw_step_ranges(lms_adamw *o, lms_backend *be, float *params, const float *grads,
+                                 const lms_tensor_view *views, int nviews, float lr, float grad_scale,
+                                 const size_t *lo, const size_t *hi, int nranges);
+/* Makes m and v (n floats each, owned by the caller and outliving o's use)
+ * o's moments, in place of its own (freed here). */
+void lms_adamw_use_state(lms_adamw *o, float *m, float *v);
 
 /* PyTorch's clip_grad_norm_ factor: max_norm/(norm+1e-6) when that is below
  * 1, else 1; max_norm <= 0 disables clipping. */

@@ -38,39 +38,68 @@ lms_status lms_groups_init(lms_groups *g, lms_comm *world, const lms_topology *t
 void lms_groups_free(lms_groups *g);
 
 /* ---- data-parallel gradient synchronisation ----
- * Buckets of about bucket_bytes are all-reduced (non-blocking) as soon as
- * backward reports their gradients final (lms_grad_ready_fn), so
- * communication overlaps the rest of the backward pass. Ranges must arrive
- * in descending order (the model's layer-major layout guarantees it); a
- * bucket never splits a reported range. The sum is taken: scale the loss
- * gradient by 1/dp to get the mean. Buckets are reduced out of place into
- * `recv` (persistent, touched once), where the sums stay (lms_dp_sync_reduced). */
+ * Backward reports ranges of gradients final (lms_grad_ready_fn) in
+ * descending order (the model's layer-major layout guarantees it), and the
+ * sum over the dp ranks is formed while the rest of backward runs, by one of
+ * two paths (docs/parallelism.md, "Data parallelism"):
+ *   shared memory  the ranks are all on one node: each rank's gradients live
+ *                  in node-shared memory, and each rank sums its share of
+ *                  bucket-sized chunks (chunk c is rank c mod p's) over
+ *                  every rank's gradients, into one shared result, as soon
+ *                  as every rank has reported the chunk; nothing is copied,
+ *                  no message is sent, and the optimizer of every rank reads
+ *                  the one result. The sum is taken in rank order.
+ *   MPI            buckets of about bucket_bytes are all-reduced
+ *                  (non-blocking, out of place) into a persistent receive
+ *                  buffer as soon as they are complete; a bucket never
+ *                  splits a reported range.
+ * The sum is taken: scale the loss gradient by 1/dp to get the mean. */
+typedef struct lms_dp_shm lms_dp_shm;
 typedef struct {
     lms_comm *comm;    /* not owned */
-    float *grads;      /* not owned */
+    float *grads;      /* where backward must write: the caller's, or (shared memory) this rank's block */
     size_t n;          /* floats in grads */
     size_t bucket_floats;
     size_t ready_lo;    /* [ready_lo, n) is final */
     size_t launched_lo; /* [launched_lo, n) has its all-reduce started */
     int nreq, cap;
     lms_comm_req **reqs;
-    float *recv;        /* n floats, the reduced buckets (NULL on one rank) */
+    float *recv;        /* n floats, the sums (NULL on one rank) */
     lms_status err;     /* first error from a launch */
-    int buckets_before_finish; /* launched while backward was still running (overlap) */
+    int buckets_before_finish; /* MPI: buckets launched, shared memory: chunks summed, while backward ran */
+    lms_dp_shm *shm;    /* the shared-memory path's state, NULL on the MPI path */
 } lms_dp_sync;
 
-lms_status lms_dp_sync_init(lms_dp_sync *s, lms_comm *dp, float *grads, size_t n, size_t bucket_bytes);
+/* shm: 1 to take the shared-memory path when dp's ranks share a node (and
+ * /dev/shm has room), 0 for MPI. On the shared-memory path the gradients
+ * must be in lms_dp_sync_grads(s), not in `grads` (which is then unused):
+ * point the model at it (lms_gpt_use_grads). Collective over dp. */
+lms_status lms_dp_sync_init(lms_dp_sync *s, lms_comm *dp, float *grads, size_t n, size_t bucket_bytes, int shm);
+/* Collective over dp (the shared memory is unmapped on every rank). */
 void lms_dp_sync_free(lms_dp_sync *s);
+/* Where backward must write the gradients (n floats). */
+static inline float *lms_dp_sync_grads(const lms_dp_sync *s) { return s->grads; }
+/* "shared memory" or "MPI" */
+const char *lms_dp_sync_path(const lms_dp_sync *s);
 /* Before the backward pass whose gradients are to be synchronised. */
 void lms_dp_sync_begin(lms_dp_sync *s);
 /* The lms_grad_ready_fn to pass to lms_gpt_backward_ex with ctx = s. */
 lms_status lms_dp_sync_ready(void *s, size_t offset, size_t count);
-/* Launches what is left and waits for every bucket. The sums are then in
- * lms_dp_sync_reduced(s), not in the gradients given to init (those keep
- * this rank's own, until the next step zeroes them). */
+/* Sums what is left and waits for every rank. The sums are then in
+ * lms_dp_sync_reduced(s), not in the gradients (those keep this rank's
+ * own, until the next step zeroes them; on the shared-memory path the next
+ * step may zero them only after this returns on every rank, which it
+ * does: it returns once every rank's share is summed). */
 lms_status lms_dp_sync_finish(lms_dp_sync *s);
-/* The all-reduced gradients, in the layout of the gradients given to init. */
+/* The summed gradients, in the layout of the gradients. */
 const float *lms_dp_sync_reduced(const lms_dp_sync *s);
+/* The optimizer step on the sums. MPI: AdamW over every parameter, on
+ * every rank. Shared memory: the parameters and AdamW's moments live in
+ * node-shared memory too, one copy per node (adopted at the first step:
+ * the model and the optimizer are pointed there, their own buffers freed),
+ * and each rank updates its own chunks, then waits for the others. The
+ * arithmetic is AdamW's element by element, so the bits are the same. */
+lms_status lms_dp_sync_step(lms_dp_sync *s, lms_gpt *m, lms_adamw *opt, lms_backend *be, float lr, float grad_scale);
 
 /* ---- ZeRO: sharded optimizer state (1), gradients (2) and parameters (3) ----
  * Every parameter unit (lms_gpt_unit_range: embeddings, each block, ln_f)

@@ -6,12 +6,13 @@
  * all-gather — the rate each link must carry, comparable across rank
  * counts. Run it under mpirun or srun.
  *
- * Besides the blocking calls, two all-reduce paths with non-blocking
- * requests: iallreduce (MPI_Iallreduce in place, then wait) and dp_buckets,
- * the path training uses (lms_dp_sync, src/parallel/dp.c): the buffer in
- * --bucket-mb buckets, each reduced out of place into a persistent receive
- * buffer and copied back, all in flight before the waits. Their busbw is
- * the all-reduce's. */
+ * Besides the blocking calls, the all-reduce paths training can take
+ * (lms_dp_sync, src/parallel/dp.c), reported as all-reduces: iallreduce
+ * (MPI_Iallreduce in place, then wait); dp_buckets, the buffer in
+ * --bucket-mb buckets each all-reduced out of place into a persistent
+ * receive buffer, all in flight before the waits (training's path across
+ * nodes, or with LMSCALE_DP_SHM=0); dp_shm, the sum in node-shared memory
+ * in --bucket-mb chunks (training's path on one node). */
 #include "cli.h"
 #include "lmscale/comm.h"
 #include "lmscale/parallel.h"
@@ -32,8 +33,8 @@ static lms_status parse_bytes(const char *flag, const char *s, size_t *out) {
     return LMS_OK;
 }
 
-typedef enum { OP_ALLREDUCE, OP_IALLREDUCE, OP_DP_BUCKETS, OP_REDUCE_SCATTER, OP_ALLGATHER, OP_COUNT } bench_op;
-static const char *OP_NAMES[] = {"allreduce", "iallreduce", "dp_buckets", "reduce_scatter", "allgather"};
+typedef enum { OP_ALLREDUCE, OP_IALLREDUCE, OP_DP_BUCKETS, OP_DP_SHM, OP_REDUCE_SCATTER, OP_ALLGATHER, OP_COUNT } bench_op;
+static const char *OP_NAMES[] = {"allreduce", "iallreduce", "dp_buckets", "dp_shm", "reduce_scatter", "allgather"};
 
 /* training's path: backward reports the buffer in descending ranges of
  * about a bucket each; finish launches the rest and waits */
@@ -56,7 +57,8 @@ static lms_status run_op(lms_comm *w, bench_op op, float *a, float *b, size_t co
     case OP_IALLREDUCE:
         LMS_CHECK(w->i->iallreduce(w, a, a, count, LMS_DT_F32, LMS_RED_SUM, &req));
         return lms_comm_wait(w, req);
-    case OP_DP_BUCKETS: return run_dp(d, count);
+    case OP_DP_BUCKETS:
+    case OP_DP_SHM: return run_dp(d, count);
     case OP_REDUCE_SCATTER: return w->i->reduce_scatter(w, a, b, per, LMS_DT_F32, LMS_RED_SUM);
     case OP_ALLGATHER: return w->i->allgather(w, a, b, per, LMS_DT_F32);
     case OP_COUNT: break;
@@ -102,8 +104,17 @@ static lms_status bench_comm(const char *backend, size_t min_b, size_t max_b, in
             if (count == 0) continue;
             int iters = iters_opt > 0 ? iters_opt : (int)(64.0 * 1048576 / (double)bytes);
             if (iters_opt <= 0) iters = iters < 3 ? 3 : iters > 200 ? 200 : iters;
-            lms_dp_sync dps = {0}, *d = op == OP_DP_BUCKETS ? &dps : NULL;
-            if (d) LMS_TRY(lms_dp_sync_init(d, w, a, count, (size_t)(bucket_mb * 1048576.0f)));
+            lms_dp_sync dps = {0}, *d = op == OP_DP_BUCKETS || op == OP_DP_SHM ? &dps : NULL;
+            if (d) {
+                LMS_TRY(lms_dp_sync_init(d, w, a, count, (size_t)(bucket_mb * 1048576.0f), op == OP_DP_SHM));
+                if (op == OP_DP_SHM && !d->shm) {
+                    lms_dp_sync_free(d);
+                    if (w->rank == 0) printf("%-14s (no shared memory: the ranks are on more than one node)\n", "");
+                    break;
+                }
+                float *g = lms_dp_sync_grads(d);
+                for (size_t i = 0; i < count; i++) g[i] = 1.0f;
+            }
             for (int k = 0; k < warmup && st == LMS_OK; k++) st = run_op(w, (bench_op)op, a, b, count, d);
             if (st == LMS_OK) st = w->i->barrier(w);
             double t0 = lms_now_s();
@@ -113,7 +124,7 @@ static lms_status bench_comm(const char *backend, size_t min_b, size_t max_b, in
             if (st != LMS_OK) goto fail;
             LMS_TRY(w->i->allreduce(w, &dt, &worst, 1, LMS_DT_F64, LMS_RED_MAX));
             double sz = (double)count * 4, algbw = sz / worst / 1e9;
-            double factor = op <= OP_DP_BUCKETS ? 2.0 * (P - 1) / P : (double)(P - 1) / P;
+            double factor = op <= OP_DP_SHM ? 2.0 * (P - 1) / P : (double)(P - 1) / P;
             if (w->rank == 0)
                 printf("%-14s %12.0f %12zu %12.1f %12.3f %12.3f\n", "", sz, count, worst * 1e6, algbw,
                        algbw * factor);
@@ -141,15 +152,16 @@ int cmd_bench(int argc, char **argv) {
         lms_errorf(LMS_ERR_INVALID_ARG, "unknown benchmark '%s' (choose: train, comm, attention)", argc >= 1 ? argv[0] : "");
         return cli_fail("bench", LMS_ERR_INVALID_ARG);
     }
-    const char *min_s = "1K", *max_s = "256M", *backend = "auto", *ops = "allreduce,dp_buckets,reduce_scatter,allgather";
+    const char *min_s = "1K", *max_s = "256M", *backend = "auto", *ops = "allreduce,dp_buckets,dp_shm,reduce_scatter,allgather";
     int iters = 0, warmup = 3;
     float timeout = -1, bucket_mb = 25.0f;
     const cli_opt opts[] = {
         {"min-bytes", CLI_STR, &min_s, "SIZE", "smallest buffer (K, M, G suffixes)"},
         {"max-bytes", CLI_STR, &max_s, "SIZE", "largest buffer; sizes double from min to max"},
         {"ops", CLI_STR, &ops, "LIST", "collectives to time, comma separated: allreduce, iallreduce (in place, "
-         "non-blocking), dp_buckets (training's bucketed path), reduce_scatter, allgather"},
-        {"bucket-mb", CLI_FLOAT, &bucket_mb, "MB", "dp_buckets: bucket size (as train --bucket-mb)"},
+         "non-blocking), dp_buckets (training's MPI path), dp_shm (training's shared-memory path, one node), "
+         "reduce_scatter, allgather"},
+        {"bucket-mb", CLI_FLOAT, &bucket_mb, "MB", "dp_buckets, dp_shm: bucket size (as train --bucket-mb)"},
         {"iters", CLI_INT, &iters, "N", "timed calls per size (0 = by size, 3..200)"},
         {"warmup", CLI_INT, &warmup, "N", "untimed calls per size"},
         {"comm", CLI_STR, &backend, "NAME", "auto, single or mpi"},
@@ -174,7 +186,7 @@ int cmd_bench(int argc, char **argv) {
         for (int k = 0; k < OP_COUNT; k++) known |= strlen(OP_NAMES[k]) == n && !strncmp(p, OP_NAMES[k], n);
         if (!known) {
             lms_errorf(LMS_ERR_INVALID_ARG, "--ops: unknown collective '%.*s' (choose from allreduce, iallreduce, "
-                       "dp_buckets, reduce_scatter, allgather)", (int)n, p);
+                       "dp_buckets, dp_shm, reduce_scatter, allgather)", (int)n, p);
             return cli_fail("bench comm", LMS_ERR_INVALID_ARG);
         }
         p += n + (p[n] == ',');

@@ -519,11 +519,13 @@ lms_status train_run(const train_opts *o, const lms_tokens *train_tok, const lms
             "(mean after the first step, of a %.1f GFLOP/s peak per rank: %s)", ran, step, o->steps,
             (long)ran * G * p.T, total, mean_tps, 100 * lms_mfu(fpt, mean_tps, peak * tr.topo.world), peak * 1e3,
             peak_src);
-    if (timed && p.world->size > 1)
+    if (timed && p.world->size > 1) {
+        char pp_mb[48] = ""; /* only a pipeline sends between stages */
+        if (tr.pipe) snprintf(pp_mb, sizeof pp_mb, ", pp %.3f MB", comm_sum[2] / timed / MB);
         lms_log(lg, LMS_LOG_INFO, "communication per step (rank %d, collectives' sizes and sends, mean after the "
-                "first step): tp %.3f MB, dp %.3f MB%s%.3f%s", p.world->rank, comm_sum[0] / timed / MB,
-                comm_sum[1] / timed / MB, tr.pipe ? ", pp " : "", tr.pipe ? comm_sum[2] / timed / MB : 0.0,
-                tr.pipe ? " MB" : "");
+                "first step): tp %.3f MB, dp %.3f MB%s", p.world->rank, comm_sum[0] / timed / MB,
+                comm_sum[1] / timed / MB, pp_mb);
+    }
     LMS_TRY(train_obs_close(&tob, o, p.world, lg, (double)G * p.T, fpt, peak * tr.topo.world));
     if (o->save_model || keep) LMS_TRY(lms_trainer_gather_model(&tr)); /* the whole model, on every rank */
     if (o->save_model && rank0) {

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 
 /* Was this process started by a launcher that expects MPI (mpirun of Open
  * MPI or MPICH, srun)? */
@@ -66,3 +67,26 @@ void lms_comm_free(lms_comm *c) {
     if (c) c->i->free(c);
 }
 
+
+/* Room in /dev/shm (where Open MPI and MPICH put shared windows' backing
+ * files) for `bytes` more, with 64 MiB to spare. */
+static int shm_room(uint64_t bytes) {
+    struct statvfs v;
+    if (statvfs("/dev/shm", &v) != 0) return 0;
+    return (uint64_t)v.f_bavail * v.f_frsize >= bytes + (64u << 20);
+}
+
+lms_status lms_comm_shm_alloc(lms_comm *c, size_t bytes, lms_comm_shm **out) {
+    *out = NULL;
+    if (c->size == 1 || !c->i->shm_alloc) return LMS_OK;
+    double total = (double)bytes, ok;
+    LMS_CHECK(c->i->allreduce(c, &total, &total, 1, LMS_DT_F64, LMS_RED_SUM));
+    ok = shm_room((uint64_t)total);
+    LMS_CHECK(c->i->allreduce(c, &ok, &ok, 1, LMS_DT_F64, LMS_RED_MIN)); /* all or none */
+    if (ok == 0) return LMS_OK;
+    return c->i->shm_alloc(c, bytes, out);
+}
+
+void lms_comm_shm_free(lms_comm *c, lms_comm_shm *shm) {
+    if (shm) c->i->shm_free(c, shm);
+}

@@ -227,6 +227,88 @@ static lms_status m_wait(lms_comm *c, lms_comm_req *req) {
 
 static lms_status wrap(MPI_Comm mc, int is_world, lms_watchdog *wd, lms_comm **out);
 
+/* ---- shared memory on one node: an MPI-3 shared window over the ranks of
+ * c, when MPI_Comm_split_type(SHARED) finds them all on this node, kept in
+ * one passive-target epoch (lock_all) for its life so ranks may load and
+ * store it directly (with C11 atomics for what orders them). */
+typedef struct {
+    MPI_Comm node;
+    MPI_Win win;
+} mpi_shm;
+
+static void shm_release(mpi_shm *w, lms_comm_shm *s) {
+    if (w && w->win != MPI_WIN_NULL) {
+        MPI_Win_unlock_all(w->win);
+        MPI_Win_free(&w->win);
+    }
+    if (w && w->node != MPI_COMM_NULL) MPI_Comm_free(&w->node);
+    free(w);
+    if (s) {
+        free(s->seg);
+        free(s->bytes);
+        free(s);
+    }
+}
+
+static lms_status m_shm_alloc(lms_comm *c, size_t bytes, lms_comm_shm **out) {
+    *out = NULL;
+    mpi_shm *w = calloc(1, sizeof *w);
+    lms_comm_shm *s = calloc(1, sizeof *s);
+    if (w) w->node = MPI_COMM_NULL, w->win = MPI_WIN_NULL;
+    if (s) s->seg = calloc((size_t)c->size, sizeof *s->seg), s->bytes = calloc((size_t)c->size, sizeof *s->bytes);
+    if (!w || !s || !s->seg || !s->bytes) {
+        shm_release(w, s);
+        return lms_errorf(LMS_ERR_OOM, "out of memory for a shared-memory window");
+    }
+    track(c, "comm_split_type", 0, -1);
+    lms_status st = done(c, MPI_Comm_split_type(C(c), MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &w->node),
+                         "comm_split_type");
+    int nsize = 0, nrank = -1, same = 0;
+    if (st == LMS_OK) {
+        MPI_Comm_size(w->node, &nsize);
+        MPI_Comm_rank(w->node, &nrank);
+        same = nsize == c->size && nrank == c->rank; /* key 0 keeps c's order */
+        int all = 0;
+        track(c, "allreduce", sizeof all, -1);
+        st = done(c, MPI_Allreduce(&same, &all, 1, MPI_INT, MPI_MIN, C(c)), "allreduce");
+        same = all;
+    }
+    if (st != LMS_OK || !same) { /* more than one node: no shared memory */
+        shm_release(w, s);
+        return st;
+    }
+    void *base = NULL;
+    track(c, "win_allocate_shared", bytes, -1);
+    st = done(c, MPI_Win_allocate_shared((MPI_Aint)bytes, 1, MPI_INFO_NULL, w->node, &base, &w->win),
+              "win_allocate_shared");
+    int rc = MPI_SUCCESS;
+    if (st == LMS_OK && (rc = MPI_Win_lock_all(MPI_MODE_NOCHECK, w->win)) != MPI_SUCCESS) {
+        st = mpi_fail(rc, "win_lock_all");
+        MPI_Win_free(&w->win); /* not locked: shm_release would unlock it */
+    }
+    for (int r = 0; st == LMS_OK && r < c->size; r++) {
+        MPI_Aint sz = 0;
+        int du = 0;
+        if ((rc = MPI_Win_shared_query(w->win, r, &sz, &du, &s->seg[r])) != MPI_SUCCESS)
+            st = mpi_fail(rc, "win_shared_query");
+        s->bytes[r] = (size_t)sz;
+    }
+    if (st != LMS_OK) {
+        shm_release(w, s);
+        return st;
+    }
+    s->impl = w;
+    *out = s;
+    return LMS_OK;
+}
+static void m_shm_free(lms_comm *c, lms_comm_shm *s) {
+    track(c, "win_free", 0, -1);
+    shm_release(s->impl, s);
+    lms_watchdog_end(((mpi_impl *)c->impl)->wd);
+}
+static void m_track_begin(lms_comm *c, const char *op, size_t bytes) { track_coll(c, op, bytes); }
+static void m_track_end(lms_comm *c) { lms_watchdog_end(((mpi_impl *)c->impl)->wd); }
+
 static lms_status m_split(lms_comm *c, int color, int key, lms_comm **out) {
     MPI_Comm nc;
     track(c, "comm_split", 0, -1);
@@ -274,7 +356,8 @@ static const lms_comm_i mpi_i = {
     .broadcast = m_broadcast, .send = m_send, .recv = m_recv, .barrier = m_barrier,
     .iallreduce = m_iallreduce, .ireduce_scatter = m_ireduce_scatter, .iallgather = m_iallgather,
     .wait = m_wait, .split = m_split, .free = m_free, .abort = m_abort, .set_timeout = m_set_timeout,
-    .mark_step = m_mark_step, .isend = m_isend, .irecv = m_irecv,
+    .mark_step = m_mark_step, .isend = m_isend, .irecv = m_irecv, .shm_alloc = m_shm_alloc,
+    .shm_free = m_shm_free, .track_begin = m_track_begin, .track_end = m_track_end,
 };
 
 static lms_status wrap(MPI_Comm mc, int is_world, lms_watchdog *wd, lms_comm **out) {

@@ -197,6 +197,24 @@ void lms_gpt_free(lms_gpt *m) {
     memset(m, 0, sizeof *m);
 }
 
+lms_status lms_gpt_use_grads(lms_gpt *m, float *grads) {
+    if (!m->grads || (m->be && !m->be->i->host_memory))
+        return lms_errorf(LMS_ERR_INTERNAL, "lms_gpt_use_grads: the model holds no gradients in host memory");
+    lms_buffer_free(m->be, &m->grad_buf);
+    m->grads = grads;
+    lms_gpt_bind_views(m, m->grads, &m->g);
+    return LMS_OK;
+}
+
+lms_status lms_gpt_use_params(lms_gpt *m, float *params) {
+    if (!m->params || (m->be && !m->be->i->host_memory))
+        return lms_errorf(LMS_ERR_INTERNAL, "lms_gpt_use_params: the model holds no parameters in host memory");
+    lms_buffer_free(m->be, &m->param_buf);
+    m->params = params;
+    lms_gpt_bind_views(m, m->params, &m->p);
+    return LMS_OK;
+}
+
 lms_status lms_gpt_zero_grad(lms_gpt *m, lms_backend *be) {
     if (!m->grads) return LMS_OK;
     return be->i->memset(be, m->grads, 0, m->num_params * sizeof(float));

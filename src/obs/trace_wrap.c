@@ -154,7 +154,7 @@ void lms_trace_unwrap_backend(lms_backend *be) {
 /* Every op of lms_comm_i must be wrapped below (a pass-through would call
  * the wrapped backend with the wrapper's impl): this fails to compile when
  * one is added. */
-_Static_assert(sizeof(lms_comm_i) == 19 * sizeof(void *), "lms_comm_i changed: wrap the new op in src/obs/trace_wrap.c");
+_Static_assert(sizeof(lms_comm_i) == 23 * sizeof(void *), "lms_comm_i changed: wrap the new op in src/obs/trace_wrap.c");
 
 #define PENDING 64 /* non-blocking operations remembered for their waits */
 typedef struct {
@@ -167,6 +167,9 @@ typedef struct {
         size_t bytes;
     } pend[PENDING];
     int npend;
+    int64_t track_t0; /* a tracked wait of the caller's own (track_begin): when, what, how big */
+    const char *track_op;
+    size_t track_bytes;
 } cwrap;
 
 static void remember(cwrap *w, lms_comm_req **req, const char *name, size_t bytes) {
@@ -284,6 +287,35 @@ static lms_status w_wait(lms_comm *c, lms_comm_req *req) {
 
 static lms_status wrap_comm(lms_comm *inner, lms_trace *t, lms_comm **out);
 
+/* shared memory: the inner communicator's; the waits in it traced as ops */
+static lms_status w_shm_alloc(lms_comm *c, size_t bytes, lms_comm_shm **out) {
+    lms_comm *in = inner_of(c);
+    return counted(c, in, in->i->shm_alloc(in, bytes, out));
+}
+static void w_shm_free(lms_comm *c, lms_comm_shm *shm) {
+    lms_comm *in = inner_of(c);
+    in->i->shm_free(in, shm);
+}
+static void w_track_begin(lms_comm *c, const char *op, size_t bytes) {
+    cwrap *w = CW(c);
+    lms_comm *in = inner_of(c);
+    w->track_t0 = lms_trace_on(w->t) ? lms_trace_now(w->t) : -1;
+    w->track_op = op;
+    w->track_bytes = bytes;
+    if (in->i->track_begin) in->i->track_begin(in, op, bytes);
+    counted(c, in, LMS_OK);
+}
+static void w_track_end(lms_comm *c) {
+    cwrap *w = CW(c);
+    lms_comm *in = inner_of(c);
+    if (in->i->track_end) in->i->track_end(in);
+    if (w->track_t0 < 0 || !lms_trace_on(w->t)) return;
+    char a[160];
+    snprintf(a, sizeof a, "\"bytes\": %zu, \"group\": \"%s\", \"group_size\": %d, \"rank\": %d", w->track_bytes,
+             in->label ? in->label : "comm", in->size, in->rank);
+    lms_trace_event(w->t, w->track_op, "comm", w->track_t0, lms_trace_now(w->t), a);
+}
+
 static lms_status w_split(lms_comm *c, int color, int key, lms_comm **out) {
     lms_comm *in = inner_of(c), *sub = NULL;
     LMS_CHECK(in->i->split(in, color, key, &sub));
@@ -325,7 +357,9 @@ static lms_status wrap_comm(lms_comm *inner, lms_trace *t, lms_comm **out) {
                      w_ireduce_scatter, w_iallgather, w_wait,
                      w_split,      w_free,        w_abort,
                      ii->set_timeout ? w_set_timeout : NULL, ii->mark_step ? w_mark_step : NULL,
-                     ii->isend ? w_isend : NULL, ii->irecv ? w_irecv : NULL};
+                     ii->isend ? w_isend : NULL, ii->irecv ? w_irecv : NULL,
+                     ii->shm_alloc ? w_shm_alloc : NULL, ii->shm_alloc ? w_shm_free : NULL,
+                     w_track_begin, w_track_end};
     w->table = tb;
     w->inner = inner;
     w->t = t;

@@ -87,12 +87,12 @@ static lms_status full_gather(lms_grad_sync *s) { return LMS_OK; }
 
 static void none_free(lms_grad_sync *s) {}
 
-/* none and dp differ only in the hook, the finish and what they free */
-#define FULL_I(nm, ready, fin, fr)                                                                          \
+/* none and dp differ only in the hook, the finish, the step and what they free */
+#define FULL_I(nm, ready, fin, stp, fr)                                                                          \
     {.name = nm, .restore = lms_grad_sync_full_restore, .begin_step = full_begin, .grad_ready = ready, .finish = fin,    \
-     .global_norm = full_norm, .optimizer_step = full_step, .save = full_save, .gather_model = full_gather, \
+     .global_norm = full_norm, .optimizer_step = stp, .save = full_save, .gather_model = full_gather, \
      .free = fr}
-static const lms_grad_sync_i none_i = FULL_I("none", none_ready, none_finish, none_free);
+static const lms_grad_sync_i none_i = FULL_I("none", none_ready, none_finish, full_step, none_free);
 
 /* dp: only the step's last micro-batch communicates */
 static void dp_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **ctx) {
@@ -107,12 +107,16 @@ static void dp_ready(lms_grad_sync *s, int last, lms_grad_ready_fn *fn, void **c
 
 static lms_status dp_finish(lms_grad_sync *s) { return lms_dp_sync_finish(s->impl); }
 
+static lms_status dp_step(lms_grad_sync *s, lms_adamw *opt, float lr, float grad_scale) {
+    return lms_dp_sync_step(s->impl, s->m, opt, s->be, lr, grad_scale);
+}
+
 static void dp_free(lms_grad_sync *s) {
     lms_dp_sync_free(s->impl);
     free(s->impl);
 }
 
-static const lms_grad_sync_i dp_i = FULL_I("dp", dp_ready, dp_finish, dp_free);
+static const lms_grad_sync_i dp_i = FULL_I("dp", dp_ready, dp_finish, dp_step, dp_free);
 
 /* ---- the choice ---- */
 
@@ -135,15 +139,24 @@ lms_status lms_grad_sync_init(lms_grad_sync *s, int zero, lms_comm *dp, lms_gpt 
     }
     lms_dp_sync *d = calloc(1, sizeof *d);
     if (!d) return lms_errorf(LMS_ERR_OOM, "out of memory for gradient buckets");
-    lms_status st = lms_dp_sync_init(d, dp, m->grads, N, bucket_bytes);
+    /* the shared-memory sum on one node unless LMSCALE_DP_SHM=0 (host backends) */
+    const char *env = lms_env("LMSCALE_DP_SHM");
+    const int shm = be->i->host_memory && !(env && strcmp(env, "0") == 0);
+    lms_status st = lms_dp_sync_init(d, dp, m->grads, N, bucket_bytes, shm);
+    if (st == LMS_OK && lms_dp_sync_grads(d) != m->grads) st = lms_gpt_use_grads(m, lms_dp_sync_grads(d));
     if (st != LMS_OK) {
+        lms_dp_sync_free(d);
         free(d);
         return st;
     }
     s->impl = d;
     s->i = &dp_i;
-    s->mem.grad_work = N * f; /* the all-reduce's receive buffer */
-    snprintf(s->how, sizeof s->how, "all-reduce buckets of %.1f MB", (double)bucket_bytes / 1048576.0);
+    s->mem.grad_work = N * f; /* the sums: the all-reduce's receive buffer, or the shared one (rank 0's block) */
+    if (d->shm)
+        snprintf(s->how, sizeof s->how, "shared-memory sum, one copy of parameters + AdamW state per node, "
+                 "%.1f MB chunks", (double)bucket_bytes / 1048576.0);
+    else
+        snprintf(s->how, sizeof s->how, "all-reduce buckets of %.1f MB", (double)bucket_bytes / 1048576.0);
     return LMS_OK;
 }
 
