@@ -494,6 +494,57 @@ static void check_pieces(const fixture *f) {
     lms_gpt_free(&m);
 }
 
+/* Training's fused cross-entropy (lms_gpt_forward_train): the loss, the
+ * dlogits the forward leaves over the logits and every gradient are the
+ * bits of lms_gpt_forward then lms_gpt_backward, on both backends and under
+ * bf16 / fp16 storage (with a loss scale's dloss); a backward with another
+ * dloss than the forward's is refused. */
+static void check_fused_xent(const fixture *f) {
+    static const char *const names[4] = {"ref", "cpu", "cpu+bf16", "cpu+fp16"};
+    lms_gpt_config cfg = {f->L, f->NH, f->C, f->maxT, f->V, 0, 0};
+    lms_gpt_config_validate(&cfg);
+    const int B = f->B, T = f->T;
+    const size_t nl = (size_t)B * T * cfg.Vp;
+    for (int k = 0; k < 4; k++) {
+        lms_backend inner, be;
+        lms_lowp *lp = NULL;
+        lms_backend_init(&inner, k == 0 ? "ref" : "cpu");
+        be = inner;
+        if (k >= 2) CHECK(lms_lowp_init(&lp, &inner, k == 2 ? LMS_DT_BF16 : LMS_DT_F16, &be) == LMS_OK, "lowp");
+        const float dloss = (k == 3 ? 1024.0f : 1.0f) / (float)(B * T);
+        lms_gpt m;
+        lms_gpt_acts a;
+        CHECK(lms_gpt_init(&m, &cfg, B, T, 1) == LMS_OK && lms_gpt_acts_init(&a, &cfg, B, T, 1) == LMS_OK, "init");
+        memcpy(m.params, f->params, m.num_params * 4);
+        float *grads = malloc(m.num_params * 4), *dlogits = malloc(nl * 4), l0 = 0, l1 = 0;
+        lms_gpt_zero_grad(&m, &be);
+        CHECK(lms_gpt_forward(&m, &be, &a, f->tokens, f->targets, B, T, &l0) == LMS_OK && a.head.dlogits_dloss == 0,
+              "[%s] forward", names[k]);
+        CHECK(lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, dloss, NULL, NULL) == LMS_OK, "backward");
+        memcpy(grads, m.grads, m.num_params * 4);
+        memcpy(dlogits, a.head.logits, nl * 4); /* the backward left them there */
+        lms_gpt_zero_grad(&m, &be);
+        CHECK(lms_gpt_forward_train(&m, &be, &a, f->tokens, f->targets, B, T, dloss, &l1) == LMS_OK &&
+                  a.head.dlogits_dloss == dloss,
+              "[%s] forward_train fuses the cross-entropy", names[k]);
+        CHECK(l1 == l0 && memcmp(dlogits, a.head.logits, nl * 4) == 0,
+              "[%s] fused: loss %.9g vs %.9g, dlogits after the forward %s those of the backward", names[k], l1, l0,
+              memcmp(dlogits, a.head.logits, nl * 4) ? "differ from" : "equal");
+        CHECK(lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, dloss, NULL, NULL) == LMS_OK, "backward");
+        CHECK(memcmp(grads, m.grads, m.num_params * 4) == 0, "[%s] fused: the gradients are bit-identical", names[k]);
+        CHECK(lms_gpt_forward_train(&m, &be, &a, f->tokens, f->targets, B, T, dloss, &l1) == LMS_OK, "forward");
+        CHECK(lms_gpt_backward(&m, &be, &a, f->tokens, f->targets, 2 * dloss, NULL, NULL) == LMS_ERR_INTERNAL &&
+                  strstr(lms_last_error(), "dloss"),
+              "[%s] a backward with another dloss is refused: %s", names[k], lms_last_error());
+        printf("[%s] fused cross-entropy: loss, dlogits and gradients bit-identical\n", names[k]);
+        free(grads);
+        free(dlogits);
+        lms_gpt_acts_free(&a);
+        lms_gpt_free(&m);
+        lms_lowp_free(lp);
+    }
+}
+
 /* Two identical training steps from the same state give identical bits. */
 static void check_determinism(const fixture *f) {
     lms_backend be;
@@ -538,6 +589,7 @@ int main(void) {
     check_tp_shards();
     check_determinism(&f);
     check_pieces(&f);
+    check_fused_xent(&f);
     /* the fixture's buffers (so that the sanitizer build's leak check passes) */
     free(f.params), free(f.grads), free(f.final), free(f.tokens), free(f.targets), free(f.logits);
     free(f.losses), free(f.norms);

@@ -102,7 +102,7 @@ EOF2
 run tb_run $PY "$O/check_tensorboard.py" "$T/tbrun" --metrics "$T/c.jsonl" && ok
 cat "$T/tb_run.out"
 run trace_run $PY "$O/check_trace.py" "$T/run.json" --ranks 1 --comm \
-    --names step,data,forward,backward,optim,matmul_fwd,matmul_bwd,attention_bwd,xent_bwd,adamw,checkpoint_save && ok
+    --names step,data,forward,backward,optim,matmul_fwd,matmul_bwd,attention_bwd,xent_fused,adamw,checkpoint_save && ok
 cat "$T/trace_run.out"
 $PY - "$T/run.json" <<'EOF2' && ok || bad "the trace holds steps other than 3 and 4"
 import json, sys

@@ -285,6 +285,9 @@ static lms_status run_xent_in_place(lms_backend *be, void *const *p, const int *
     LMS_CHECK(be->i->xent_fwd(be, F(0), F(1), F(2), I(3), d[0], d[1], d[2]));
     return be->i->xent_bwd(be, F(2), F(2), F(1), I(3), 0.25f, d[0], d[1], d[2]); /* dlogits over logits */
 }
+static lms_status run_xent_fused(lms_backend *be, void *const *p, const int *d, double *s) {
+    return be->i->xent_fused(be, F(0), F(1), F(2), I(3), 0.25f, d[0], d[1], d[2]); /* dlogits over logits */
+}
 static lms_status run_xent_bwd_outside(lms_backend *be, void *const *p, const int *d, double *s) {
     return be->i->xent_bwd(be, F(3), F(0), F(1), I(2), 0.25f, d[0], d[1], d[2]);
 }
@@ -376,6 +379,10 @@ static int make_cases(op_case *c) {
                            {ARG("losses", A_OUT, N, 0, 1e-5), ARG("lse", A_OUT, N, 0, 1e-5),
                             ARG("logits", A_ACC, N * Vp, 2, 1e-5), ARG("targets", A_TOK, N, (float)V, 0)},
                            {N, V, Vp}, NOSCALAR, run_xent_in_place};
+        c[n++] = (op_case){"xent_fused (dlogits over the logits)", {LMS_OP_XENT_FUSED}, 1, 4,
+                           {ARG("losses", A_OUT, N, 0, 1e-5), ARG("lse", A_OUT, N, 0, 1e-5),
+                            ARG("logits", A_ACC, N * Vp, 2, 1e-5), ARG("targets", A_TOK, N, (float)V, 0)},
+                           {N, V, Vp}, NOSCALAR, run_xent_fused};
         /* a vocabulary-parallel rank's columns: about half the targets are outside [0, V) */
         c[n++] = (op_case){"xent_bwd, targets outside the columns", {LMS_OP_XENT_BWD}, 1, 4,
                            {ARG("logits", A_IN, N * Vp, 2, 0), ARG("lse", A_IN, N, 1, 0),
@@ -562,6 +569,131 @@ static void decode_vs_full(const lms_backend_i *bi) {
     CHECK(worst < 1e-5, "%s: attention_decode vs attention_fwd's rows: rel err %.3g", bi->name, worst);
 }
 
+/* Backend i's xent_fused gives the bits of its xent_fwd then xent_bwd
+ * (dlogits over the logits): losses, lse and every dlogit, at GPT-2's
+ * vocabulary (V = 50257 of Vp = 50304: the vector loops' remainders and the
+ * zero padding) and a small one, with the trainer's dloss and an fp16 loss
+ * scale's. Training relies on this: golden runs stay bit-identical. */
+static void xent_fused_vs_pair(const lms_backend_i *bi) {
+    static const int shapes[2][3] = {{7, 50257, 50304}, {5, 100, 128}};
+    static const float dl[2] = {1.0f / 1024.0f, 32768.0f / 3072.0f};
+    lms_backend be = {bi, NULL};
+    for (int s = 0; s < 2; s++) {
+        const int N = shapes[s][0], V = shapes[s][1], Vp = shapes[s][2];
+        const size_t n = (size_t)N * Vp;
+        int32_t tg[7];
+        for (int i = 0; i < N; i++) tg[i] = (int32_t)(lms_rng_u64(60 + s, i) % (uint64_t)V);
+        tg[0] = V - 1; /* the last real column */
+        float *x = randn(n, 61 + s, 3.0f), *ref = tracked(n), *got = tracked(n);
+        float *l0 = zeros(N), *e0 = zeros(N), *l1 = zeros(N), *e1 = zeros(N);
+        for (int i = 0; i < N; i++)
+            for (int j = V; j < Vp; j++) x[(size_t)i * Vp + j] = 5.0f; /* padding the ops must not read */
+        memcpy(ref, x, n * sizeof(float));
+        memcpy(got, x, n * sizeof(float));
+        int ok = bi->xent_fwd(&be, l0, e0, ref, tg, N, V, Vp) == LMS_OK &&
+                 bi->xent_bwd(&be, ref, ref, e0, tg, dl[s], N, V, Vp) == LMS_OK;
+        ok &= bi->xent_fused(&be, l1, e1, got, tg, dl[s], N, V, Vp) == LMS_OK;
+        CHECK(ok, "[%s] xent ops run: %s", bi->name, lms_last_error());
+        size_t bad = 0;
+        for (size_t k = 0; k < n; k++) bad += memcmp(&ref[k], &got[k], sizeof(float)) != 0;
+        CHECK(bad == 0 && !memcmp(l0, l1, N * sizeof(float)) && !memcmp(e0, e1, N * sizeof(float)),
+              "[%s] xent_fused (N=%d V=%d Vp=%d) is bit-identical to xent_fwd + xent_bwd: %zu dlogits differ, "
+              "losses %s, lse %s",
+              bi->name, N, V, Vp, bad, memcmp(l0, l1, N * sizeof(float)) ? "differ" : "equal",
+              memcmp(e0, e1, N * sizeof(float)) ? "differ" : "equal");
+        double pad = 0;
+        for (int i = 0; i < N; i++)
+            for (int j = V; j < Vp; j++) pad += fabs(got[(size_t)i * Vp + j]);
+        CHECK(pad == 0, "[%s] xent_fused zeroes the padded columns", bi->name);
+    }
+}
+
+/* With AVX2, the cpu backend's cross-entropy sums a row's exponentials in
+ * a fixed order (cpu.c: the order of GCC's vectorisation of the loops it
+ * replaced, which golden runs were recorded with): element j into lane
+ * j mod 8 below V & ~7, the rest into lane 0 one by one, then the lanes in
+ * order. Written out here in scalar code (whose float results no compiler
+ * may reorder), it must give the backend's bits: losses, lse and dlogits,
+ * for vocabularies below, at and off the vector width. */
+#ifdef LMS_HAVE_VEXPF8
+static void lanes_fwd(const float *x, int target, int V, float *lse, float *loss) {
+    const int V8 = V & ~7;
+    float lane[8], mx = -INFINITY, sum = 0;
+    for (int k = 0; k < 8; k++) lane[k] = -INFINITY;
+    for (int j = 0; j < V; j++) {
+        float *a = &lane[j < V8 ? j % 8 : 0];
+        *a = x[j] > *a ? x[j] : *a;
+    }
+    for (int k = 0; k < 8; k++) mx = lane[k] > mx ? lane[k] : mx;
+    for (int k = 0; k < 8; k++) lane[k] = 0;
+    for (int j = 0; j < V; j++) lane[j < V8 ? j % 8 : 0] += lms_vexpf(x[j] - mx);
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    *lse = mx + logf(sum);
+    *loss = *lse - x[target];
+}
+static void lanes_bwd(float *d, const float *x, float lse, int target, float dloss, int V, int Vp) {
+    for (int j = 0; j < Vp; j++) d[j] = j < V ? lms_vexpf(x[j] - lse) * dloss : 0.0f;
+    d[target] -= dloss;
+}
+#endif
+static void xent_cpu_order(void) {
+#ifdef LMS_HAVE_VEXPF8
+    static const int shapes[6][2] = {{50257, 50304}, {5, 16}, {8, 16}, {13, 16}, {100, 128}, {1031, 1040}};
+    lms_backend be = {&lms_backend_cpu_i, NULL};
+    const int N = 6;
+    const float dloss = 1.0f / 3072.0f;
+    for (int s = 0; s < 6; s++) {
+        const int V = shapes[s][0], Vp = shapes[s][1];
+        const size_t n = (size_t)N * Vp;
+        int32_t tg[6];
+        for (int i = 0; i < N; i++) tg[i] = (int32_t)(lms_rng_u64(70 + s, i) % (uint64_t)V);
+        float *x = randn(n, 71 + s, 4.0f), *want = tracked(n), *got = tracked(n), *fused = tracked(n);
+        float *lw = zeros(N), *ew = zeros(N), *lg = zeros(N), *eg = zeros(N), *lf = zeros(N), *ef = zeros(N);
+        x[(size_t)(N - 1) * Vp + V - 1] = 30.0f; /* the last row's maximum in the remainder */
+        for (int i = 0; i < N; i++) {
+            lanes_fwd(x + (size_t)i * Vp, tg[i], V, &ew[i], &lw[i]);
+            lanes_bwd(want + (size_t)i * Vp, x + (size_t)i * Vp, ew[i], tg[i], dloss, V, Vp);
+        }
+        memcpy(fused, x, n * sizeof(float));
+        int ok = be.i->xent_fwd(&be, lg, eg, x, tg, N, V, Vp) == LMS_OK &&
+                 be.i->xent_bwd(&be, got, x, eg, tg, dloss, N, V, Vp) == LMS_OK &&
+                 be.i->xent_fused(&be, lf, ef, fused, tg, dloss, N, V, Vp) == LMS_OK;
+        CHECK(ok, "cpu xent ops run");
+        CHECK(!memcmp(lw, lg, N * 4) && !memcmp(ew, eg, N * 4) && !memcmp(want, got, n * 4),
+              "cpu xent_fwd/xent_bwd (V=%d) sum in the documented order: losses %s, lse %s, dlogits %s", V,
+              memcmp(lw, lg, N * 4) ? "differ" : "equal", memcmp(ew, eg, N * 4) ? "differ" : "equal",
+              memcmp(want, got, n * 4) ? "differ" : "equal");
+        CHECK(!memcmp(lw, lf, N * 4) && !memcmp(ew, ef, N * 4) && !memcmp(want, fused, n * 4),
+              "cpu xent_fused (V=%d) sums in the documented order", V);
+    }
+#endif
+}
+
+/* lms_vexpf8 has lms_vexpf's bits in every lane: inputs spread over all
+ * 2^32 patterns (NaN, infinities, subnormals, both signs) and dense over
+ * the softmax range [-90, 1]. */
+static void test_vexpf8(void) {
+#ifdef LMS_HAVE_VEXPF8
+    enum { M = 1 << 16 };
+    static float x[M], want[M], got[M];
+    size_t bad = 0, total = 0;
+    for (int pass = 0; pass < 40; pass++) {
+        for (int i = 0; i < M; i++) {
+            uint32_t u = (uint32_t)((uint64_t)(pass * M + i) * 1637u); /* 1637 is odd: 40·2^16 distinct patterns */
+            memcpy(&x[i], &u, 4);
+            if (pass % 2) x[i] = -90.0f + 91.0f * (float)i / (float)M + 1e-3f * (float)pass;
+        }
+        for (int i = 0; i < M; i++) want[i] = lms_vexpf(x[i]);
+        for (int i = 0; i < M; i += 8) _mm256_storeu_ps(got + i, lms_vexpf8(_mm256_loadu_ps(x + i)));
+        for (int i = 0; i < M; i++) bad += memcmp(&want[i], &got[i], 4) != 0;
+        total += M;
+    }
+    CHECK(bad == 0, "lms_vexpf8 differs from lms_vexpf in %zu of %zu inputs", bad, total);
+#else
+    printf("  lms_vexpf8: not built (no AVX2/FMA)\n");
+#endif
+}
+
 static void test_vexpf(void) {
     double worst = 0;
     for (int i = 0; i <= 2000; i++) {
@@ -579,6 +711,8 @@ static void test_vexpf(void) {
 
 int main(void) {
     test_vexpf();
+    test_vexpf8();
+    xent_cpu_order();
     fd_layernorm();
     fd_matmul();
     fd_attention(2, 7, 12, 3);
@@ -593,6 +727,7 @@ int main(void) {
         device_functions(lms_backend_registered(k));
         decode_vs_full(lms_backend_registered(k));
         adamw_position_independent(lms_backend_registered(k));
+        xent_fused_vs_pair(lms_backend_registered(k));
         int ran = backend_vs_ref(lms_backend_registered(k));
         printf("backend %s: %d cases against ref\n", lms_backend_registered(k)->name, ran);
     }

@@ -65,6 +65,7 @@ typedef enum {
     LMS_OP_SUMSQ,
     LMS_OP_ADAMW,
     LMS_OP_ATTENTION_DECODE,
+    LMS_OP_XENT_FUSED,
     LMS_OP_COUNT
 } lms_op;
 /* "matmul_fwd", ...; "?" for an unknown value. */
@@ -159,6 +160,13 @@ typedef struct lms_backend_i {
      * logits. */
     lms_status (*xent_bwd)(lms_backend *be, float *dlogits, const float *logits, const float *lse,
                            const int32_t *targets, float dloss, int N, int V, int Vp);
+    /* Training's cross-entropy in one pass over the logits: losses and lse
+     * as xent_fwd, then the logits (N,Vp) overwritten in place with
+     * xent_bwd's dlogits for this dloss, each row while it is still in
+     * cache. Bit for bit what xent_fwd then xent_bwd (dlogits over the
+     * logits) give; targets in [0, V). */
+    lms_status (*xent_fused)(lms_backend *be, float *losses, float *lse, float *logits, const int32_t *targets,
+                             float dloss, int N, int V, int Vp);
 
     /* *out (host) = sum of x, accumulated in double in index order */
     lms_status (*sum)(lms_backend *be, const float *x, size_t n, double *out);
@@ -218,7 +226,7 @@ lms_status lms_lowp_init(lms_lowp **w, const lms_backend *inner, lms_dtype dt, l
 void lms_lowp_free(lms_lowp *w);
 lms_dtype lms_lowp_dtype(const lms_lowp *w);
 /* For tests (LMSCALE_FAULT=inf|nan): v is added to the first logit
- * gradient of the next xent_bwd. */
+ * gradient of the next xent_bwd or xent_fused. */
 void lms_lowp_poison(lms_lowp *w, float v);
 /* x[0..n) rounded in place to dt's values (bf16, fp16; fp32: unchanged). */
 void lms_round_to(float *x, size_t n, lms_dtype dt);

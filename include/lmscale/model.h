@@ -210,6 +210,9 @@ typedef struct {
     float *lnf, *lnf_mean, *lnf_rstd; /* (N,C), (N), (N) */
     float *logits;                    /* (N,Vp); backward overwrites them with dlogits */
     float *losses, *xent_lse;         /* (N) */
+    /* non-zero: the forward fused the loss gradient (lms_gpt_forward_train),
+     * logits already hold the dlogits for this dloss */
+    float dlogits_dloss;
 } lms_gpt_head_acts;
 
 /* what backward needs besides the saved activations (only with_backward) */
@@ -410,6 +413,13 @@ lms_status lms_gpt_block_backward(lms_gpt *m, lms_backend *be, int l, const floa
  * = their mean. Units L+1 and 0. */
 lms_status lms_gpt_head_forward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
                                 const int32_t *targets, int B, int T, float *loss);
+/* The same for a backward that follows with this dloss (0: none): where
+ * the backend has xent_fused (and not under tp), the cross-entropy also
+ * writes the dlogits over h->logits in the same pass (bit for bit what the
+ * backward's xent_bwd would write), h->dlogits_dloss = dloss, and the head
+ * backward, which must get the same dloss, skips that pass. */
+lms_status lms_gpt_head_forward_train(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
+                                      const int32_t *targets, int B, int T, float dloss, float *loss);
 /* Backward of the head from the loss: writes dx (N,C) = d(loss)/d(in),
  * loss = sum of the per-position losses times dloss; dlogits overwrite
  * h->logits; g scratch. */
@@ -427,6 +437,12 @@ lms_status lms_gpt_head_backward(lms_gpt *m, lms_backend *be, const float *in, l
  * backend lacks an op for fp32). */
 lms_status lms_gpt_forward(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const int32_t *tokens,
                            const int32_t *targets, int B, int T, float *loss);
+/* lms_gpt_forward for training: the same results, where the backward that
+ * follows (lms_gpt_backward with this dloss) finds the loss gradient over
+ * the logits already (lms_gpt_head_forward_train): one pass over the
+ * (B·T, Vp) logits less. Evaluation and generation use lms_gpt_forward. */
+lms_status lms_gpt_forward_train(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const int32_t *tokens,
+                                 const int32_t *targets, int B, int T, float dloss, float *loss);
 /* grads = 0 through the backend (no-op without a gradient buffer). */
 lms_status lms_gpt_zero_grad(lms_gpt *m, lms_backend *be);
 /* Called during backward each time a range of the flat gradient buffer is

@@ -63,7 +63,7 @@ static const char *const op_names[LMS_OP_COUNT] = {
     [LMS_OP_SCALE] = "scale",                 [LMS_OP_XENT_FWD] = "xent_fwd",
     [LMS_OP_XENT_BWD] = "xent_bwd",           [LMS_OP_SUM] = "sum",
     [LMS_OP_SUMSQ] = "sumsq",                 [LMS_OP_ADAMW] = "adamw",
-    [LMS_OP_ATTENTION_DECODE] = "attention_decode",
+    [LMS_OP_ATTENTION_DECODE] = "attention_decode", [LMS_OP_XENT_FUSED] = "xent_fused",
 };
 
 const char *lms_op_name(lms_op op) {
@@ -92,6 +92,7 @@ static const void *op_fn(const lms_backend_i *i, lms_op op) {
     case LMS_OP_SUMSQ: return (const void *)i->sumsq;
     case LMS_OP_ADAMW: return (const void *)i->adamw;
     case LMS_OP_ATTENTION_DECODE: return (const void *)i->attention_decode;
+    case LMS_OP_XENT_FUSED: return (const void *)i->xent_fused;
     case LMS_OP_COUNT: break;
     }
     return NULL;

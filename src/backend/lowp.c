@@ -108,18 +108,28 @@ static lms_status l_gelu_bwd(lms_backend *be, float *dinp, const float *inp, con
 static lms_status l_add(lms_backend *be, float *out, const float *a, const float *b, size_t n) {
     ROUNDED(be, in.i->add(&in, out, a, b, n), out, n);
 }
+/* dlogits as the wrapped op wrote them, then a test's injected overflow
+ * (LMSCALE_FAULT=inf|nan, once) and the rounding */
+static void round_dlogits(lms_lowp *w, float *dlogits, size_t n) {
+    if (w->poison != 0) {
+        dlogits[0] += w->poison;
+        w->poison = 0;
+    }
+    lms_round_to(dlogits, n, w->dt);
+}
 static lms_status l_xent_bwd(lms_backend *be, float *dlogits, const float *logits, const float *lse,
                              const int32_t *targets, float dloss, int N, int V, int Vp) {
     INNER(be);
     lms_status st = in.i->xent_bwd(&in, dlogits, logits, lse, targets, dloss, N, V, Vp);
-    if (st != LMS_OK) return st;
-    lms_lowp *w = LP(be);
-    if (w->poison != 0) { /* a test's injected overflow (LMSCALE_FAULT=inf|nan), once */
-        dlogits[0] += w->poison;
-        w->poison = 0;
-    }
-    lms_round_to(dlogits, (size_t)N * Vp, w->dt);
-    return LMS_OK;
+    if (st == LMS_OK) round_dlogits(LP(be), dlogits, (size_t)N * Vp);
+    return st;
+}
+static lms_status l_xent_fused(lms_backend *be, float *losses, float *lse, float *logits, const int32_t *targets,
+                               float dloss, int N, int V, int Vp) {
+    INNER(be);
+    lms_status st = in.i->xent_fused(&in, losses, lse, logits, targets, dloss, N, V, Vp);
+    if (st == LMS_OK) round_dlogits(LP(be), logits, (size_t)N * Vp);
+    return st;
 }
 
 lms_status lms_lowp_init(lms_lowp **out, const lms_backend *inner, lms_dtype dt, lms_backend *be) {
@@ -144,6 +154,7 @@ lms_status lms_lowp_init(lms_lowp **out, const lms_backend *inner, lms_dtype dt,
     w->table.gelu_bwd = l_gelu_bwd;
     w->table.add = l_add;
     w->table.xent_bwd = l_xent_bwd;
+    if (inner->i->xent_fused) w->table.xent_fused = l_xent_fused;
     be->i = &w->table;
     be->state = inner->state;
     *out = w;

@@ -225,6 +225,11 @@ lms_status lms_gpt_zero_grad(lms_gpt *m, lms_backend *be) {
 
 lms_status lms_gpt_forward(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const int32_t *tokens,
                            const int32_t *targets, int B, int T, float *loss) {
+    return lms_gpt_forward_train(m, be, a, tokens, targets, B, T, 0.0f, loss);
+}
+
+lms_status lms_gpt_forward_train(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const int32_t *tokens,
+                                 const int32_t *targets, int B, int T, float dloss, float *loss) {
     const lms_gpt_config *c = &m->cfg;
     LMS_ASSERT(B >= 1 && B <= a->cap_B && T >= 1 && T <= a->cap_T && T <= c->maxT && a->L == c->L);
     if (loss) *loss = 0.0f;
@@ -235,7 +240,7 @@ lms_status lms_gpt_forward(lms_gpt *m, lms_backend *be, lms_gpt_acts *a, const i
     LMS_CHECK(lms_gpt_embed_forward(m, be, tokens, B, T, 0, a->stream[0]));
     for (int l = 0; l < c->L; l++)
         LMS_CHECK(lms_gpt_block_forward(m, be, l, a->stream[l], &a->layer[l], a->stream[l + 1], B, T, NULL));
-    LMS_CHECK(lms_gpt_head_forward(m, be, a->stream[c->L], &a->head, targets, B, T, loss));
+    LMS_CHECK(lms_gpt_head_forward_train(m, be, a->stream[c->L], &a->head, targets, B, T, dloss, loss));
     a->has_loss = targets != NULL;
     return LMS_OK;
 }

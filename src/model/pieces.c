@@ -117,6 +117,17 @@ lms_status lms_gpt_block_backward(lms_gpt *m, lms_backend *be, int l, const floa
 
 lms_status lms_gpt_head_forward(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
                                 const int32_t *targets, int B, int T, float *loss) {
+    return lms_gpt_head_forward_train(m, be, in, h, targets, B, T, 0.0f, loss);
+}
+
+/* the backend has the fused cross-entropy for fp32 */
+static int has_xent_fused(const lms_backend_i *op) {
+    return op->xent_fused && (op->op_dtypes[LMS_OP_XENT_FUSED] & LMS_DTM(LMS_DT_F32));
+}
+
+lms_status lms_gpt_head_forward_train(lms_gpt *m, lms_backend *be, const float *in, lms_gpt_head_acts *h,
+                                      const int32_t *targets, int B, int T, float dloss, float *loss) {
+    h->dlogits_dloss = 0.0f;
     if (m->tp) return lms_gpt_tp_head_forward(m, be, in, h, targets, B, T, loss);
     const lms_gpt_config *c = &m->cfg;
     const lms_backend_i *op = be->i;
@@ -129,7 +140,12 @@ lms_status lms_gpt_head_forward(lms_gpt *m, lms_backend *be, const float *in, lm
     LMS_CHECK(op->matmul_fwd(be, h->logits, h->lnf, m->p.wte, NULL, N, c->C, c->Vp));
     RELEASE(0, LMS_USE_FORWARD);
     if (!targets) return LMS_OK;
-    LMS_CHECK(op->xent_fwd(be, h->losses, h->xent_lse, h->logits, targets, N, c->V, c->Vp));
+    if (dloss != 0.0f && has_xent_fused(op)) {
+        LMS_CHECK(op->xent_fused(be, h->losses, h->xent_lse, h->logits, targets, dloss, N, c->V, c->Vp));
+        h->dlogits_dloss = dloss;
+    } else {
+        LMS_CHECK(op->xent_fwd(be, h->losses, h->xent_lse, h->logits, targets, N, c->V, c->Vp));
+    }
     double sum = 0;
     LMS_CHECK(op->sum(be, h->losses, (size_t)N, &sum));
     if (loss) *loss = (float)(sum / N);
@@ -144,7 +160,13 @@ lms_status lms_gpt_head_backward(lms_gpt *m, lms_backend *be, const float *in, l
     const lms_backend_i *op = be->i;
     const int C = c->C, N = B * T;
     const size_t NC = (size_t)N * C;
-    LMS_CHECK(op->xent_bwd(be, h->logits, h->logits, h->xent_lse, targets, dloss, N, c->V, c->Vp));
+    if (h->dlogits_dloss == 0.0f)
+        LMS_CHECK(op->xent_bwd(be, h->logits, h->logits, h->xent_lse, targets, dloss, N, c->V, c->Vp));
+    else if (h->dlogits_dloss != dloss)
+        return lms_errorf(LMS_ERR_INTERNAL, "the head's forward wrote the loss gradient for dloss %g; its backward "
+                          "was called with %g (pass lms_gpt_backward the dloss of lms_gpt_forward_train)",
+                          (double)h->dlogits_dloss, (double)dloss);
+    h->dlogits_dloss = 0.0f; /* the logits hold dlogits either way now */
     LMS_CHECK(op->memset(be, g->dln, 0, NC * sizeof(float)));
     ACQUIRE(0, LMS_USE_BACKWARD);
     LMS_CHECK(op->matmul_bwd(be, g->dln, m->g.wte, NULL, h->logits, h->lnf, m->p.wte, N, C, c->Vp));

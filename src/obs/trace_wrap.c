@@ -104,6 +104,11 @@ static lms_status w_xent_bwd(lms_backend *be, float *dlogits, const float *logit
     TRACED(be, "xent_bwd", in.i->xent_bwd(&in, dlogits, logits, lse, targets, dloss, N, V, Vp),
            "\"N\": %d, \"V\": %d, \"Vp\": %d", N, V, Vp);
 }
+static lms_status w_xent_fused(lms_backend *be, float *losses, float *lse, float *logits, const int32_t *targets,
+                               float dloss, int N, int V, int Vp) {
+    TRACED(be, "xent_fused", in.i->xent_fused(&in, losses, lse, logits, targets, dloss, N, V, Vp),
+           "\"N\": %d, \"V\": %d, \"Vp\": %d", N, V, Vp);
+}
 static lms_status w_sum(lms_backend *be, const float *x, size_t n, double *out) {
     TRACED(be, "sum", in.i->sum(&in, x, n, out), "\"n\": %zu", n);
 }
@@ -129,7 +134,7 @@ lms_status lms_trace_wrap_backend(lms_backend *be, lms_trace *t) {
     if (w->table.op) w->table.op = w_##op;
     SET(encoder_fwd) SET(encoder_bwd) SET(layernorm_fwd) SET(layernorm_bwd) SET(matmul_fwd) SET(matmul_bwd)
     SET(attention_fwd) SET(attention_bwd) SET(gelu_fwd) SET(gelu_bwd) SET(add) SET(accumulate) SET(scale)
-    SET(xent_fwd) SET(xent_bwd) SET(sum) SET(sumsq) SET(adamw) SET(copy) SET(synchronize)
+    SET(xent_fwd) SET(xent_bwd) SET(xent_fused) SET(sum) SET(sumsq) SET(adamw) SET(copy) SET(synchronize)
 #undef SET
     be->i = &w->table;
     return LMS_OK;

@@ -240,15 +240,16 @@ static lms_status step_run(lms_trainer *t, const lms_loader *ld, int step, lms_s
         PH_END(LMS_PHASE_DATA);
         float micro_loss;
         double tp_s = t->tpx.comm_s; /* the tp collectives' time moves to its own phase */
+        /* before the forward: the fused cross-entropy writes the loss gradient there */
+        if (fault != 0 && k == t->accum - 1) lms_lowp_poison(t->lowp, fault);
         PH_BEGIN(LMS_PHASE_FORWARD);
-        LMS_CHECK(lms_gpt_forward(&t->m, &t->cbe, &t->acts, t->x, t->y, M, T, &micro_loss));
+        LMS_CHECK(lms_gpt_forward_train(&t->m, &t->cbe, &t->acts, t->x, t->y, M, T, dloss, &micro_loss));
         PH_END(LMS_PHASE_FORWARD);
         if (t->obs) lms_obs_phase_move(t->obs, LMS_PHASE_FORWARD, LMS_PHASE_TP_COMM, t->tpx.comm_s - tp_s);
         loss += micro_loss;
         lms_grad_ready_fn ready;
         void *ctx;
         s->i->grad_ready(s, k == t->accum - 1, &ready, &ctx);
-        if (fault != 0 && k == t->accum - 1) lms_lowp_poison(t->lowp, fault);
         tp_s = t->tpx.comm_s;
         PH_BEGIN(LMS_PHASE_BACKWARD);
         lms_status st = lms_gpt_backward(&t->m, &t->cbe, &t->acts, t->x, t->y, dloss, ready, ctx);

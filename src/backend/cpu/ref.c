@@ -249,6 +249,13 @@ static lms_status ref_xent_bwd(lms_backend *be, float *dlogits, const float *log
     return LMS_OK;
 }
 
+/* The reference's fused cross-entropy is the unfused pair, in place. */
+static lms_status ref_xent_fused(lms_backend *be, float *losses, float *lse, float *logits, const int32_t *targets,
+                                 float dloss, int N, int V, int Vp) {
+    LMS_CHECK(ref_xent_fwd(be, losses, lse, logits, targets, N, V, Vp));
+    return ref_xent_bwd(be, logits, logits, lse, targets, dloss, N, V, Vp);
+}
+
 static lms_status ref_scale(lms_backend *be, float *x, float s, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
     return LMS_OK;
@@ -317,7 +324,7 @@ lms_status lms_ref_attention_decode(lms_backend *be, float *out, const float *qv
 const lms_backend_i lms_backend_ref_i = {
     .name = "ref",
     LMS_HOST_DEVICE_FNS,
-    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
+    .op_dtypes = {F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32, F32},
     .encoder_fwd = ref_encoder_fwd,
     .encoder_bwd = ref_encoder_bwd,
     .layernorm_fwd = ref_layernorm_fwd,
@@ -333,6 +340,7 @@ const lms_backend_i lms_backend_ref_i = {
     .scale = ref_scale,
     .xent_fwd = ref_xent_fwd,
     .xent_bwd = ref_xent_bwd,
+    .xent_fused = ref_xent_fused,
     .sum = ref_sum,
     .sumsq = ref_sumsq,
     .adamw = ref_adamw,

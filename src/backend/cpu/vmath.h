@@ -35,6 +35,32 @@ static inline float lms_vexpf(float x) {
     return p * scale;
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define LMS_HAVE_VEXPF8 1
+/* lms_vexpf on 8 lanes: the operations GCC's vectorisation of it performs
+ * (with its FMA contractions), so every lane has lms_vexpf's bits -- for
+ * every one of the 2^32 inputs, NaN included (checked once exhaustively;
+ * tests/test_ops.c checks a spread of them). NaN in gives NaN out without
+ * the clamp of n: p is NaN whatever the scale. */
+static inline __m256 lms_vexpf8(__m256 x) {
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x); /* x < -87 ? -87 : x (NaN stays) */
+    x = _mm256_min_ps(_mm256_set1_ps(88.0f), x);
+    __m256 n = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(12582912.0f));
+    n = _mm256_sub_ps(n, _mm256_set1_ps(12582912.0f));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#endif
+
 /* tanh(x) = 1 - 2/(exp(2x)+1); exact limits at large |x| */
 static inline float lms_vtanhf(float x) {
     float e = lms_vexpf(2.0f * x);
