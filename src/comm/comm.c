@@ -67,7 +67,6 @@ void lms_comm_free(lms_comm *c) {
     if (c) c->i->free(c);
 }
 
-
 /* Room in /dev/shm (where Open MPI and MPICH put shared windows' backing
  * files) for `bytes` more, with 64 MiB to spare. */
 static int shm_room(uint64_t bytes) {

@@ -14,11 +14,12 @@
  * ranks' gradients as soon as every rank has reported the chunk final. Even
  * on one node, MPI moves every byte through its own buffers (copy in, sum,
  * copy out) where this reads each rank's gradients once and writes the sum
- * once. Ranks order their work through two counters each, in the first
+ * once. Ranks order their work through three counters each, in the first
  * cache lines of their gradient block:
  *   progress = seq·(n+1) + (n − ready_lo), monotone across steps: rank r has
  *              reported [lo, n) of step seq once progress ≥ seq·(n+1) + n − lo
- *   done     = seq once the rank has summed all its chunks of step seq.
+ *   done     = seq once the rank has summed all its chunks of step seq
+ *   updated  = seq once its AdamW of step seq is done (lms_dp_sync_step).
  * A rank returns from finish when every rank's done is seq, so the sums are
  * whole, and no rank reads a rank's gradients after that: the next step may
  * zero them. No rank can write the sums of step seq+1 before every rank has
@@ -53,14 +54,14 @@ struct lms_dp_shm {
     float *params, *m, *v; /* n each, after the sums */
     double *chunk_ss;    /* each chunk's sum of squares of the sums (after the moments) */
     double *sub_ss;      /* this rank's scratch: a chunk's DP_SUB pieces' */
-    size_t *lo, *hi;     /* this rank's chunks */
+    size_t *lo, *hi;     /* this rank's chunks, ascending (its k-th is chunk rank + k·p) */
     int nown;
     int adopted;         /* the model and the optimizer use params, m, v */
     int p, rank;
     float **peer;        /* peer[q]: rank q's gradients */
     dp_counters **ctr;   /* ctr[q]: rank q's counters */
     uint64_t seq;        /* this step's number, from 1 */
-    long next;           /* this rank's next chunk to sum (descending), < 0: none left */
+    int next;            /* this rank's next chunk to sum (an index into lo/hi, descending), < 0: none left */
 };
 
 static size_t nchunks(const lms_dp_sync *s) { return (s->n + s->bucket_floats - 1) / s->bucket_floats; }
@@ -230,23 +231,17 @@ static void backoff(unsigned k) {
     }
 }
 
-static void chunk_range(const lms_dp_sync *s, long k, size_t *lo, size_t *hi) {
-    *lo = (size_t)k * s->bucket_floats;
-    *hi = *lo + s->bucket_floats < s->n ? *lo + s->bucket_floats : s->n;
-}
-
 /* Sums this rank's chunks that every rank has reported, from the top;
  * wait: also those not reported yet, waiting for them. */
 static void sum_reported(lms_dp_sync *s, int wait) {
     lms_dp_shm *h = s->shm;
-    for (; h->next >= 0; h->next -= h->p) {
-        size_t lo, hi;
-        chunk_range(s, h->next, &lo, &hi);
+    for (; h->next >= 0; h->next--) {
+        const size_t lo = h->lo[h->next], hi = h->hi[h->next];
         for (unsigned k = 0; !all_reported(s, lo); k++) {
             if (!wait) return;
             backoff(k);
         }
-        sum_chunk(s, h->next, lo, hi);
+        sum_chunk(s, h->rank + (long)h->next * h->p, lo, hi);
         if (!wait) s->buckets_before_finish++;
     }
 }
@@ -270,8 +265,7 @@ void lms_dp_sync_begin(lms_dp_sync *s) {
     lms_dp_shm *h = s->shm;
     if (!h) return;
     h->seq++;
-    long top = (long)nchunks(s) - 1;
-    h->next = top < h->rank ? -1 : h->rank + (top - h->rank) / h->p * h->p;
+    h->next = h->nown - 1; /* from the top: backward reports high offsets first */
     publish(s);
 }
 
